@@ -1,0 +1,19 @@
+"""mlipviz: find out where and why universal machine-learning interatomic potentials fail.
+
+Layers, one way: ``frames``/``io`` (structures) -> ``models`` (uMLIPs) -> ``analysis``
+(errors, softening, rare events) -> widgets.
+"""
+
+from . import errors
+from .analysis.compare import Comparison, RareEvents, compare, load_comparison
+from .frames import Frames
+from .io import read
+from .models import available_models, load_model
+from .models.base import Model, Prediction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Comparison", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
+    "errors", "load_comparison", "load_model", "read",
+]

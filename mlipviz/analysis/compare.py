@@ -1,0 +1,350 @@
+"""Compare models against a reference: per-atom and per-frame errors, softening, rare events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, MissingLabelsError
+from ..frames import Frames
+from ..io import read
+from ..models.base import Prediction
+from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, softening_fit
+
+EV_A3_TO_GPA = 160.21766208
+FORMAT_VERSION = 1
+
+
+def compare(models, frames, reference=None, batch_size: int | None = None, progress: bool = True,
+            device: str = "auto", checkpoint_dir: str | Path | None = None,
+            angle_min_force: float = ANGLE_MIN_FORCE) -> "Comparison":
+    """Evaluate one or more models and a reference on the same frames.
+
+    ``models``: a `Model`, a registry name, a weights path, an ASE calculator, or a list
+    of those. ``frames``: anything `mlipviz.read` accepts. ``reference``: None for the
+    labels in the frames, or a model/calculator (any ``models`` entry) to evaluate on
+    the same frames. ``checkpoint_dir`` keeps each model's finished batches on disk so an
+    interrupted comparison resumes.
+    """
+    from ..models import load_model
+
+    frames = frames if isinstance(frames, Frames) else read(frames)
+    specs = models if isinstance(models, (list, tuple)) else [models]
+    loaded = [load_model(spec, device=device) for spec in specs]
+
+    def checkpoint(name):
+        if checkpoint_dir is None:
+            return None
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        return Path(checkpoint_dir) / f"{name.replace('/', '_')}.h5"
+
+    if reference is None:
+        ref = reference_from_labels(frames)
+    else:
+        ref_model = load_model(reference, device=device)
+        ref = ref_model.predict(frames, batch_size=batch_size, progress=progress,
+                                checkpoint=checkpoint("reference-" + ref_model.name))
+    predictions = {}
+    for model in loaded:
+        name = _unique(model.name, predictions)
+        predictions[name] = model.predict(frames, batch_size=batch_size, progress=progress,
+                                          checkpoint=checkpoint(name))
+    return Comparison(frames, predictions, ref, angle_min_force=angle_min_force)
+
+
+def reference_from_labels(frames: Frames) -> Prediction:
+    """The frames' own labels as the reference; forces are required."""
+    if not frames.has_labels["forces"]:
+        raise MissingLabelsError(
+            "the frames carry no reference forces; pass reference= a calculator or model, "
+            "or read a file with DFT labels", source=frames.source)
+    missing = np.flatnonzero([np.isnan(frames.forces[frames.atoms_of(i)]).any() for i in range(len(frames))])
+    if len(missing):
+        raise MissingLabelsError(
+            f"{len(missing)} frame(s) lack reference forces (first: {missing[:5].tolist()}); "
+            "select the labelled frames or pass reference=", source=frames.source, frame=int(missing[0]))
+    return Prediction.from_frames(frames)
+
+
+def _unique(name: str, taken) -> str:
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate, k = f"{name}-{k}", k + 1
+    return candidate
+
+
+@dataclass
+class RareEvents:
+    """Rare-event analysis (Liu, He & Mo 2023).
+
+    ``summary``: one row per model and group ("rare-event" / "other") with error
+    statistics and the fractions of atoms above the thresholds. ``per_atom``: the
+    per-atom errors with a boolean ``rare_event`` column, for distributions.
+    ``selected``: the per-atom mask of rare-event atoms (frames layout).
+    """
+
+    summary: pd.DataFrame
+    per_atom: pd.DataFrame
+    selected: np.ndarray
+
+
+class Comparison:
+    """Predictions of one or more models and a reference on the same `Frames`.
+
+    Units: eV, eV/Å, degrees; energy errors per atom; stress errors in GPa.
+    """
+
+    def __init__(self, frames: Frames, predictions: dict[str, Prediction], reference: Prediction,
+                 angle_min_force: float = ANGLE_MIN_FORCE):
+        for name, pred in {**predictions, "reference": reference}.items():
+            if not np.array_equal(pred.n_atoms, frames.n_atoms):
+                raise InputError(f"prediction '{name}' does not match the frames' atom counts")
+        self.frames = frames
+        self.predictions = dict(predictions)
+        self.reference = reference
+        self.angle_min_force = angle_min_force
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.predictions)
+
+    def __repr__(self) -> str:
+        return (f"Comparison({', '.join(self.models)} vs {self.reference.model}; "
+                f"{len(self.frames)} frames, {self.frames.total_atoms} atoms)")
+
+    # -- tables ---------------------------------------------------------------
+    @cached_property
+    def per_atom(self) -> pd.DataFrame:
+        """One row per model, frame and atom: forces, |dF|, magnitude and angle errors."""
+        from ase.data import chemical_symbols
+
+        f = self.frames
+        base = {"frame": f.frame_index, "atom": f.atom_index,
+                "element": pd.Categorical(np.asarray(chemical_symbols)[f.numbers])}
+        ref = self.reference.forces
+        tables = []
+        for name, pred in self.predictions.items():
+            cols = {"model": name, **base}
+            for k, axis in enumerate("xyz"):
+                cols[f"f{axis}_pred"] = pred.forces[:, k]
+            for k, axis in enumerate("xyz"):
+                cols[f"f{axis}_ref"] = ref[:, k]
+            cols.update(force_errors(pred.forces, ref, self.angle_min_force))
+            if pred.energies is not None:
+                cols["site_energy_pred"] = pred.energies
+            tables.append(pd.DataFrame(cols))
+        table = pd.concat(tables, ignore_index=True)
+        table["model"] = pd.Categorical(table["model"], categories=self.models)
+        return table
+
+    @cached_property
+    def per_frame(self) -> pd.DataFrame:
+        """One row per model and frame: energies, energy error per atom, force MAE/RMSE."""
+        f, ref = self.frames, self.reference
+        frame_of_atom = f.frame_index
+        rows = []
+        for name, pred in self.predictions.items():
+            diff = pred.forces - ref.forces
+            abs_sum = np.bincount(frame_of_atom, np.abs(diff).sum(axis=1), minlength=len(f))
+            sq_sum = np.bincount(frame_of_atom, (diff ** 2).sum(axis=1), minlength=len(f))
+            max_err = np.zeros(len(f))
+            np.maximum.at(max_err, frame_of_atom, np.linalg.norm(diff, axis=1))
+            table = pd.DataFrame({
+                "model": name, "frame": np.arange(len(f)), "n_atoms": f.n_atoms,
+                "energy_pred": pred.energy, "energy_ref": ref.energy if ref.energy is not None else np.nan,
+                "force_mae": abs_sum / (3 * f.n_atoms), "force_rmse": np.sqrt(sq_sum / (3 * f.n_atoms)),
+                "force_error_max": max_err,
+            })
+            table["energy_error_per_atom"] = (table["energy_pred"] - table["energy_ref"]) / f.n_atoms
+            if pred.stress is not None and ref.stress is not None:
+                table["stress_mae_GPa"] = np.abs(pred.stress - ref.stress).mean(axis=(1, 2)) * EV_A3_TO_GPA
+            rows.append(table)
+        table = pd.concat(rows, ignore_index=True)
+        table["model"] = pd.Categorical(table["model"], categories=self.models)
+        return table
+
+    def summary(self) -> pd.DataFrame:
+        """MAE/RMSE per model: energy per atom (eV/atom), force components (eV/Å), stress (GPa)."""
+        ref = self.reference
+        e_ref_pa = (ref.energy / self.frames.n_atoms) if ref.energy is not None else None
+        rows = {}
+        for name, pred in self.predictions.items():
+            row = {"n_frames": len(self.frames), "n_atoms": self.frames.total_atoms}
+            if e_ref_pa is not None:
+                err = pred.energy / self.frames.n_atoms - e_ref_pa
+                row["energy_mae_eV_atom"] = np.nanmean(np.abs(err))
+                row["energy_rmse_eV_atom"] = np.sqrt(np.nanmean(err ** 2))
+            dF = (pred.forces - ref.forces).ravel()
+            row["force_mae_eV_A"] = np.nanmean(np.abs(dF))
+            row["force_rmse_eV_A"] = np.sqrt(np.nanmean(dF ** 2))
+            if pred.stress is not None and ref.stress is not None and np.isfinite(ref.stress).any():
+                dS = (pred.stress - ref.stress).ravel() * EV_A3_TO_GPA
+                row["stress_mae_GPa"] = np.nanmean(np.abs(dS))
+                row["stress_rmse_GPa"] = np.sqrt(np.nanmean(dS ** 2))
+            rows[name] = row
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+    # -- softening --------------------------------------------------------------
+    def softening(self, by: str | None = None) -> pd.DataFrame:
+        """Softening scale per model (Deng et al. 2025), optionally per group of frames.
+
+        Columns: ``slope`` (fit through the origin), ``slope_with_intercept``,
+        ``intercept``, ``r2``, ``mae``, ``cmae``, ``correction`` (c = 1/slope),
+        ``n_components``. ``by``: None (all frames pooled), ``"frame"``, or a key of the
+        frames' ``info`` (e.g. a material id); then one row per model and group.
+        """
+        groups = self._frame_groups(by)
+        frame_of_atom = self.frames.frame_index
+        rows = []
+        for name, pred in self.predictions.items():
+            for group, frame_ids in groups.items():
+                mask = np.isin(frame_of_atom, frame_ids)
+                rows.append({"model": name, **({by: group} if by else {}),
+                             **softening_fit(pred.forces[mask], self.reference.forces[mask])})
+        return pd.DataFrame(rows).set_index(["model", by] if by else "model")
+
+    def _frame_groups(self, by: str | None) -> dict:
+        n = len(self.frames)
+        if by is None:
+            return {"all": np.arange(n)}
+        if by == "frame":
+            return {i: np.array([i]) for i in range(n)}
+        missing = [i for i, d in enumerate(self.frames.info) if by not in d]
+        if missing:
+            raise InputError(f"info key '{by}' is missing in {len(missing)} frame(s)",
+                             source=self.frames.source, frame=missing[0])
+        keys = [_hashable(d[by]) for d in self.frames.info]
+        groups: dict = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        return {k: np.array(v) for k, v in groups.items()}
+
+    # -- rare events ------------------------------------------------------------
+    def rare_events(self, atoms=None, threshold: float = 1.0, force_threshold: float = 0.5,
+                    angle_thresholds=(15.0, 30.0)) -> RareEvents:
+        """Errors on rare-event atoms versus all others (Liu, He & Mo 2023).
+
+        ``atoms`` selects the rare-event atoms: a boolean per-atom mask (frames layout),
+        atom indices (within each frame, the same in every frame), the name of a
+        per-atom array or of a frames ``info`` key holding indices; by default, atoms
+        displaced more than ``threshold`` Å from their position in the first frame
+        (minimum image). The summary reports the fraction of atoms with |dF| >
+        ``force_threshold`` eV/Å and with angle errors above ``angle_thresholds`` degrees.
+        """
+        selected = self._select_atoms(atoms, threshold)
+        table = self.per_atom.copy()
+        table["rare_event"] = np.tile(selected, len(self.predictions))
+        stats = []
+        for (name, is_rare), part in table.groupby(["model", "rare_event"], observed=True, sort=False):
+            row = {"model": name, "group": "rare-event" if is_rare else "other", "n_atoms": len(part)}
+            for col in ("force_error", "magnitude_error", "angle_error"):
+                row[f"{col}_mean"] = part[col].mean()
+                row[f"{col}_max"] = part[col].abs().max() if col == "magnitude_error" else part[col].max()
+            row["magnitude_error_std"] = part["magnitude_error"].std()
+            row[f"frac_force_error_gt_{force_threshold:g}"] = (part["force_error"] > force_threshold).mean()
+            row[f"frac_abs_magnitude_error_gt_{force_threshold:g}"] = (
+                part["magnitude_error"].abs() > force_threshold).mean()
+            for deg in angle_thresholds:
+                angle = part["angle_error"].dropna()
+                row[f"frac_angle_gt_{deg:g}"] = (angle > deg).mean() if len(angle) else np.nan
+            stats.append(row)
+        summary = pd.DataFrame(stats).set_index(["model", "group"]).sort_index()
+        return RareEvents(summary=summary, per_atom=table, selected=selected)
+
+    def _select_atoms(self, atoms, threshold: float) -> np.ndarray:
+        f = self.frames
+        if atoms is None:
+            if len(set(f.n_atoms.tolist())) != 1 or not np.all(f.numbers.reshape(len(f), -1) == f.numbers[:f.n_atoms[0]]):
+                raise InputError("default rare-event selection needs the same atoms in every frame; "
+                                 "pass atoms=", source=f.source)
+            n = int(f.n_atoms[0])
+            pos = f.positions.reshape(len(f), n, 3)
+            disp = np.stack([np.linalg.norm(minimum_image_displacement(pos[i], pos[0], f.cells[i], f.pbc[i]),
+                                            axis=1) for i in range(len(f))])
+            return (disp > threshold).ravel()
+        if isinstance(atoms, str):
+            if atoms in f.arrays:
+                return np.asarray(f.arrays[atoms]).astype(bool).reshape(-1)
+            if all(atoms in d for d in f.info):
+                mask = np.zeros(f.total_atoms, dtype=bool)
+                for i, d in enumerate(f.info):
+                    idx = np.atleast_1d(np.asarray(d[atoms], dtype=np.int64))
+                    self._check_indices(idx, i)
+                    mask[f.offsets[i] + idx] = True
+                return mask
+            raise InputError(f"'{atoms}' is neither a per-atom array nor an info key of every frame",
+                             source=f.source)
+        atoms = np.asarray(atoms)
+        if atoms.dtype == bool:
+            if atoms.shape != (f.total_atoms,):
+                raise InputError(f"atom mask has shape {atoms.shape}, expected ({f.total_atoms},)",
+                                 source=f.source)
+            return atoms
+        idx = np.atleast_1d(atoms).astype(np.int64)
+        mask = np.zeros(f.total_atoms, dtype=bool)
+        for i in range(len(f)):
+            self._check_indices(idx, i)
+            mask[f.offsets[i] + idx] = True
+        return mask
+
+    def _check_indices(self, idx: np.ndarray, frame: int):
+        n = int(self.frames.n_atoms[frame])
+        bad = idx[(idx < 0) | (idx >= n)]
+        if len(bad):
+            raise InputError(f"atom index {int(bad[0])} out of range for {n} atoms",
+                             source=self.frames.source, frame=frame)
+
+    # -- storage ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write frames, predictions and reference to one HDF5 file (no pickle)."""
+        import h5py
+
+        from .. import __version__
+
+        path = Path(path)
+        with h5py.File(path, "w") as h5:
+            h5.attrs["format"] = "mlipviz-comparison"
+            h5.attrs["format_version"] = FORMAT_VERSION
+            h5.attrs["mlipviz_version"] = __version__
+            h5.attrs["angle_min_force"] = self.angle_min_force
+            h5.attrs["models"] = json.dumps(self.models)
+            self.frames.to_hdf5(h5.create_group("frames"))
+            self.reference.to_hdf5(h5.create_group("reference"))
+            group = h5.create_group("predictions")
+            for k, (name, pred) in enumerate(self.predictions.items()):
+                pred.to_hdf5(group.create_group(str(k)))
+        return path
+
+
+def load_comparison(path: str | Path) -> Comparison:
+    """Read a `Comparison` written by `Comparison.save`."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", source=path)
+    try:
+        with h5py.File(path, "r") as h5:
+            if h5.attrs.get("format") != "mlipviz-comparison":
+                raise InputError("not an mlipviz comparison file", source=path)
+            names = json.loads(h5.attrs["models"])
+            predictions = {name: Prediction.from_hdf5(h5["predictions"][str(k)])
+                           for k, name in enumerate(names)}
+            return Comparison(Frames.from_hdf5(h5["frames"]), predictions,
+                              Prediction.from_hdf5(h5["reference"]),
+                              angle_min_force=float(h5.attrs["angle_min_force"]))
+    except OSError as exc:
+        raise InputError(f"cannot open as HDF5: {exc}", source=path) from exc
+
+
+def _hashable(value):
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, list):
+        return tuple(value)
+    return value

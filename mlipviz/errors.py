@@ -1,0 +1,66 @@
+"""Exceptions raised by mlipviz.
+
+Every error names what is wrong and where: the file, the frame and the atom
+whenever those are known, so that a user can find the bad input at once.
+"""
+
+from __future__ import annotations
+
+
+class MlipvizError(Exception):
+    """Base class of all mlipviz errors."""
+
+
+def _where(source=None, frame=None, atom=None) -> str:
+    parts = []
+    if source is not None:
+        parts.append(f"file {source!s}")
+    if frame is not None:
+        parts.append(f"frame {frame}")
+    if atom is not None:
+        parts.append(f"atom {atom}")
+    return ", ".join(parts)
+
+
+class InputError(MlipvizError, ValueError):
+    """Bad input data; ``source``, ``frame`` and ``atom`` locate it."""
+
+    def __init__(self, problem: str, source=None, frame=None, atom=None):
+        self.problem = problem
+        self.source = source
+        self.frame = frame
+        self.atom = atom
+        where = _where(source, frame, atom)
+        super().__init__(f"{problem} ({where})" if where else problem)
+
+
+class ReadError(InputError):
+    """A file or object could not be read as structures."""
+
+
+class EmptyInputError(InputError):
+    """The source holds no structures, or a structure holds no atoms."""
+
+
+class InvalidStructureError(InputError):
+    """Non-finite coordinates or cells, or atoms on top of each other."""
+
+
+class LabelShapeError(InputError):
+    """A reference label's shape does not match its frame."""
+
+
+class MissingLabelsError(InputError):
+    """Reference labels were asked for but the frames do not carry them."""
+
+
+class UnsupportedElementError(InputError):
+    """A structure contains an element the model was not trained on."""
+
+
+class ModelNotAvailableError(MlipvizError, RuntimeError):
+    """A model cannot be loaded here: missing package, weights or network."""
+
+
+class CheckpointMismatchError(MlipvizError, RuntimeError):
+    """A checkpoint file belongs to other frames or another model."""

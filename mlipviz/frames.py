@@ -1,0 +1,333 @@
+"""`Frames`: many structures stored as compact arrays.
+
+All atoms of all frames are concatenated: ``positions`` is ``(n_atoms_total, 3)``
+and frame ``i`` owns rows ``offsets[i]:offsets[i+1]``, so frames may differ in
+size. Reference labels ride along in the same layout.
+
+Units follow ASE: Å, eV, eV/Å, and stress as a full 3x3 tensor in eV/Å³ with
+ASE's sign convention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import InvalidStructureError, LabelShapeError
+
+#: atoms closer than this (Å) are reported as overlapping by `Frames.validate`.
+DEFAULT_MIN_DISTANCE = 0.25
+
+LABELS = ("energy", "forces", "stress", "energies")
+
+
+@dataclass
+class Frames:
+    """Structures and their reference labels as concatenated arrays.
+
+    Labels are optional; a missing value within a present label is NaN.
+    ``arrays`` holds extra per-atom arrays (e.g. a mask of migrating atoms).
+    """
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    n_atoms: np.ndarray
+    cells: np.ndarray
+    pbc: np.ndarray
+    info: list[dict] = field(default_factory=list)
+    energy: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    energies: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str | None = None
+
+    def __post_init__(self):
+        self.positions = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
+        self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
+        self.n_atoms = np.asarray(self.n_atoms, dtype=np.int64).reshape(-1)
+        n = len(self.n_atoms)
+        self.cells = np.asarray(self.cells, dtype=np.float64).reshape(n, 3, 3)
+        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(n, 3)
+        if not self.info:
+            self.info = [{} for _ in range(n)]
+        self.offsets = np.concatenate([[0], np.cumsum(self.n_atoms)]).astype(np.int64)
+        self._check_shapes()
+
+    # -- shape checks -------------------------------------------------------
+    def _check_shapes(self):
+        n, total = len(self.n_atoms), int(self.offsets[-1])
+        if len(self.positions) != total or len(self.numbers) != total:
+            raise LabelShapeError(
+                f"{len(self.positions)} positions and {len(self.numbers)} atomic numbers "
+                f"for {total} atoms", source=self.source)
+        if len(self.info) != n:
+            raise LabelShapeError(f"{len(self.info)} info dicts for {n} frames", source=self.source)
+        expected = {"energy": (n,), "forces": (total, 3), "stress": (n, 3, 3), "energies": (total,)}
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            if name == "stress" and value.shape == (n, 6):
+                value = voigt_to_full(value)
+            if value.shape != shape:
+                raise LabelShapeError(f"label '{name}' has shape {value.shape}, expected {shape}",
+                                      source=self.source)
+            setattr(self, name, value)
+        for name, value in list(self.arrays.items()):
+            value = np.asarray(value)
+            if len(value) != total:
+                raise LabelShapeError(
+                    f"per-atom array '{name}' has {len(value)} rows for {total} atoms",
+                    source=self.source)
+            self.arrays[name] = value
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_atoms(cls, atoms_list, source=None) -> "Frames":
+        """Build from ASE ``Atoms``, taking labels from each one's calculator results."""
+        from .io import frames_from_atoms
+
+        return frames_from_atoms(list(atoms_list), source=source)
+
+    @classmethod
+    def concatenate(cls, parts: list["Frames"]) -> "Frames":
+        """Join several `Frames` into one; labels missing in a part become NaN."""
+        parts = list(parts)
+        if len(parts) == 1:
+            return parts[0]
+        kw = {
+            "positions": np.concatenate([p.positions for p in parts]),
+            "numbers": np.concatenate([p.numbers for p in parts]),
+            "n_atoms": np.concatenate([p.n_atoms for p in parts]),
+            "cells": np.concatenate([p.cells for p in parts]),
+            "pbc": np.concatenate([p.pbc for p in parts]),
+            "info": [d for p in parts for d in p.info],
+        }
+        shapes = {"energy": (), "forces": (3,), "stress": (3, 3), "energies": ()}
+        for name, tail in shapes.items():
+            if any(getattr(p, name) is not None for p in parts):
+                kw[name] = np.concatenate([
+                    getattr(p, name) if getattr(p, name) is not None
+                    else np.full(((len(p) if name in ("energy", "stress") else p.total_atoms),) + tail, np.nan)
+                    for p in parts])
+        common = set.intersection(*(set(p.arrays) for p in parts))
+        kw["arrays"] = {k: np.concatenate([p.arrays[k] for p in parts]) for k in common}
+        sources = {p.source for p in parts}
+        kw["source"] = sources.pop() if len(sources) == 1 else None
+        return cls(**kw)
+
+    # -- access -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.n_atoms)
+
+    @property
+    def total_atoms(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        """Frame number of every atom, shape ``(n_atoms_total,)``."""
+        return np.repeat(np.arange(len(self)), self.n_atoms)
+
+    @property
+    def atom_index(self) -> np.ndarray:
+        """Index of every atom within its own frame."""
+        return np.arange(self.total_atoms) - np.repeat(self.offsets[:-1], self.n_atoms)
+
+    @property
+    def has_labels(self) -> dict[str, bool]:
+        """Which reference labels are present (and not all NaN)."""
+        return {k: getattr(self, k) is not None and not np.all(np.isnan(getattr(self, k)))
+                for k in LABELS}
+
+    def atoms_of(self, i: int) -> slice:
+        """Rows of frame ``i`` in the per-atom arrays."""
+        i = self._check_index(i)
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def _check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} out of range for {n} frames")
+        return i % n
+
+    def __getitem__(self, index) -> "Frames":
+        """Frames at an int, slice, index array or boolean mask (always a `Frames`)."""
+        if isinstance(index, (int, np.integer)):
+            index = [self._check_index(int(index))]
+        idx = np.arange(len(self))[index]
+        idx = np.atleast_1d(idx)
+        rows = (np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx])
+                if len(idx) else np.zeros(0, dtype=np.int64))
+        kw = {
+            "positions": self.positions[rows], "numbers": self.numbers[rows],
+            "n_atoms": self.n_atoms[idx], "cells": self.cells[idx], "pbc": self.pbc[idx],
+            "info": [dict(self.info[i]) for i in idx],
+            "arrays": {k: v[rows] for k, v in self.arrays.items()},
+            "source": self.source,
+        }
+        for name in LABELS:
+            value = getattr(self, name)
+            if value is not None:
+                kw[name] = value[idx] if name in ("energy", "stress") else value[rows]
+        if len(idx) == 0:
+            kw["info"] = []
+        return Frames(**kw)
+
+    def __iter__(self) -> Iterator:
+        for i in range(len(self)):
+            yield self.to_atoms(i)
+
+    def to_atoms(self, i: int):
+        """Frame ``i`` as ASE ``Atoms``; labels as a `SinglePointCalculator`."""
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        i = self._check_index(i)
+        rows = self.atoms_of(i)
+        atoms = Atoms(numbers=self.numbers[rows], positions=self.positions[rows],
+                      cell=self.cells[i], pbc=self.pbc[i], info=dict(self.info[i]))
+        for name, value in self.arrays.items():
+            atoms.new_array(name, np.array(value[rows]))
+        results = {}
+        for name in LABELS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = value[i] if name in ("energy", "stress") else value[rows]
+            if np.all(np.isfinite(value)):
+                results[name] = float(value) if name == "energy" else np.array(value)
+        if "stress" in results:
+            results["stress"] = full_to_voigt(results["stress"])
+        if results:
+            atoms.calc = SinglePointCalculator(atoms, **results)
+        return atoms
+
+    def write(self, path, **kwargs) -> None:
+        """Write all frames: ``.h5``/``.hdf5`` in mlipviz's own format, else via ``ase.io.write``."""
+        path = Path(path)
+        if path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "w") as h5:
+                self.to_hdf5(h5.create_group("frames"))
+            return
+        from ase.io import write
+
+        write(str(path), list(self), **kwargs)
+
+    # -- validation ---------------------------------------------------------
+    def validate(self, min_distance: float = DEFAULT_MIN_DISTANCE) -> "Frames":
+        """Raise `InvalidStructureError` on non-finite data or atoms closer than ``min_distance`` Å."""
+        bad = ~np.isfinite(self.positions).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            frame = int(self.frame_index[row])
+            raise InvalidStructureError(
+                f"non-finite coordinates {self.positions[row].tolist()}",
+                source=self.source, frame=frame, atom=int(row - self.offsets[frame]))
+        bad_cells = ~np.isfinite(self.cells).all(axis=(1, 2))
+        if bad_cells.any():
+            raise InvalidStructureError("non-finite cell", source=self.source,
+                                        frame=int(np.flatnonzero(bad_cells)[0]))
+        for i in np.flatnonzero(self.pbc.any(axis=1)):
+            volume = abs(np.linalg.det(self.cells[i][self.pbc[i]][:, self.pbc[i]])) if self.pbc[i].all() \
+                else np.linalg.norm(self.cells[i][self.pbc[i]], axis=1).prod()
+            if not volume > 1e-6:
+                raise InvalidStructureError("periodic frame with a degenerate (zero-volume) cell",
+                                            source=self.source, frame=int(i))
+        if min_distance > 0:
+            self._check_overlaps(min_distance)
+        return self
+
+    def _check_overlaps(self, min_distance: float):
+        from ase.neighborlist import primitive_neighbor_list
+
+        for i in range(len(self)):
+            rows = self.atoms_of(i)
+            if rows.stop - rows.start < 2:
+                continue
+            first, second, dist = primitive_neighbor_list(
+                "ijd", self.pbc[i], self.cells[i], self.positions[rows], min_distance,
+                self_interaction=False)
+            if len(first):
+                k = int(np.argmin(dist))
+                raise InvalidStructureError(
+                    f"atoms {first[k]} and {second[k]} overlap: {dist[k]:.3f} Å apart, "
+                    f"below {min_distance} Å", source=self.source, frame=i, atom=int(first[k]))
+
+    def fingerprint(self) -> str:
+        """Hash of the geometry (numbers, positions, cells, pbc) to match checkpoints."""
+        digest = hashlib.sha1()
+        for array in (self.n_atoms, self.numbers, self.positions, self.cells, self.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    # -- HDF5 ---------------------------------------------------------------
+    def to_hdf5(self, group) -> None:
+        """Store into an open ``h5py`` group."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("info", "arrays", "source") or value is None:
+                continue
+            group.create_dataset(f.name, data=value, compression="gzip" if value.size > 4096 else None)
+        group.attrs["info"] = json.dumps(self.info, default=_json_default)
+        group.attrs["source"] = "" if self.source is None else str(self.source)
+        arrays = group.create_group("arrays")
+        for name, value in self.arrays.items():
+            arrays.create_dataset(name, data=value)
+
+    @classmethod
+    def from_hdf5(cls, group) -> "Frames":
+        """Read what `to_hdf5` stored."""
+        kw: dict[str, Any] = {k: group[k][()] for k in group if k != "arrays"}
+        kw["info"] = json.loads(group.attrs["info"], object_hook=_json_hook)
+        kw["arrays"] = {k: v[()] for k, v in group["arrays"].items()} if "arrays" in group else {}
+        kw["source"] = group.attrs.get("source") or None
+        return cls(**kw)
+
+    def with_labels(self, **labels) -> "Frames":
+        """A copy with labels (``energy``, ``forces``, ``stress``, ``energies``) replaced."""
+        return replace(self, info=[dict(d) for d in self.info], arrays=dict(self.arrays), **labels)
+
+    def __repr__(self) -> str:
+        labels = [k for k, v in self.has_labels.items() if v]
+        return (f"Frames({len(self)} frames, {self.total_atoms} atoms, "
+                f"labels={labels or 'none'}" + (f", source={self.source!r})" if self.source else ")"))
+
+
+def voigt_to_full(stress) -> np.ndarray:
+    """(..., 6) Voigt (xx, yy, zz, yz, xz, xy) to (..., 3, 3)."""
+    s = np.asarray(stress, dtype=np.float64)
+    xx, yy, zz, yz, xz, xy = np.moveaxis(s, -1, 0)
+    return np.stack([np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1),
+                     np.stack([xz, yz, zz], -1)], -2)
+
+
+def full_to_voigt(stress) -> np.ndarray:
+    """(..., 3, 3) to (..., 6) Voigt in ASE order."""
+    s = np.asarray(stress, dtype=np.float64)
+    return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], -1)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"info value of type {type(obj).__name__} cannot be stored")
+
+
+def _json_hook(obj):
+    if "__ndarray__" in obj:
+        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+    return obj

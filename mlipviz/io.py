@@ -1,0 +1,152 @@
+"""Reading structures from files and Python objects into `Frames`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EmptyInputError, LabelShapeError, ReadError
+from .frames import DEFAULT_MIN_DISTANCE, Frames, voigt_to_full
+
+_H5_SUFFIXES = (".h5", ".hdf5")
+
+
+def read(source, index=":", format: str | None = None,
+         min_distance: float = DEFAULT_MIN_DISTANCE) -> Frames:
+    """Read structures into `Frames`.
+
+    ``source`` is a path to anything ``ase.io.read`` reads (extxyz, traj, POSCAR/CONTCAR,
+    CIF, vasprun.xml, OUTCAR, ...) or an mlipviz ``.h5`` file; a pymatgen ``Structure`` /
+    ``Molecule``; an ASE ``Atoms``; a list of either; or a `Frames`. Reference labels
+    (energy, forces, stress, per-atom energies) come from the file or the objects'
+    calculators. ``index`` selects frames as in ASE (``":"``, ``-1``, ``"2:10:2"``).
+
+    The result is validated: non-finite coordinates and atoms closer than
+    ``min_distance`` Å raise `mlipviz.errors.InvalidStructureError` naming the frame and atom
+    (``min_distance=0`` skips the overlap check).
+    """
+    if isinstance(source, Frames):
+        frames = source[_as_slice(index)]
+    elif isinstance(source, (str, Path)):
+        frames = _read_file(Path(source), index, format)
+    else:
+        objects = source if isinstance(source, (list, tuple)) else [source]
+        if not objects:
+            raise EmptyInputError("no structures given")
+        frames = frames_from_atoms([_to_atoms(obj, i) for i, obj in enumerate(objects)])
+        frames = frames[_as_slice(index)]
+    if len(frames) == 0:
+        raise EmptyInputError(f"no frames selected by index {index!r}", source=frames.source)
+    return frames.validate(min_distance)
+
+
+def _as_slice(index):
+    if isinstance(index, str):
+        if index == ":":
+            return slice(None)
+        parts = [int(p) if p else None for p in index.split(":")]
+        return slice(*parts) if len(parts) > 1 else parts[0]
+    return index
+
+
+def _read_file(path: Path, index, format) -> Frames:
+    if not path.exists():
+        raise ReadError("no such file", source=path)
+    if path.is_dir():
+        raise ReadError("is a directory, not a structure file", source=path)
+    if path.stat().st_size == 0:
+        raise EmptyInputError("file is empty", source=path)
+    if path.suffix in _H5_SUFFIXES and format is None:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                frames = Frames.from_hdf5(h5["frames"])
+        except (OSError, KeyError) as exc:
+            raise ReadError(f"not an mlipviz HDF5 file: {exc}", source=path) from exc
+        frames.source = str(path)
+        return frames[_as_slice(index)]
+
+    from ase.io import read as ase_read
+
+    try:
+        images = ase_read(str(path), index=index, format=format)
+    except StopIteration as exc:
+        raise EmptyInputError("file holds no structures", source=path) from exc
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise ReadError(f"ASE could not read it: {type(exc).__name__}: {exc}", source=path) from exc
+    images = images if isinstance(images, list) else [images]
+    if not images:
+        raise EmptyInputError(f"no frames selected by index {index!r}", source=path)
+    return frames_from_atoms(images, source=str(path))
+
+
+def _to_atoms(obj, position: int):
+    from ase import Atoms
+
+    if isinstance(obj, Atoms):
+        return obj
+    try:
+        from pymatgen.core import Molecule, Structure
+    except ImportError:  # pragma: no cover - pymatgen is a dependency
+        Molecule = Structure = ()
+    if isinstance(obj, (Structure, Molecule)):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = AseAtomsAdaptor.get_atoms(obj)
+        atoms.calc = None  # the adaptor may attach an empty calculator
+        return atoms
+    raise ReadError(f"cannot read object {position} of type {type(obj).__name__}; expected a path, "
+                    "ASE Atoms, pymatgen Structure/Molecule or Frames")
+
+
+def frames_from_atoms(images, source=None) -> Frames:
+    """Pack ASE ``Atoms`` into `Frames`, with labels from their calculators' results."""
+    if not images:
+        raise EmptyInputError("no structures given", source=source)
+    n_atoms = np.array([len(a) for a in images])
+    empty = np.flatnonzero(n_atoms == 0)
+    if len(empty):
+        raise EmptyInputError("structure has no atoms", source=source, frame=int(empty[0]))
+    total = int(n_atoms.sum())
+    labels = {"energy": np.full(len(images), np.nan), "forces": np.full((total, 3), np.nan),
+              "stress": np.full((len(images), 3, 3), np.nan), "energies": np.full(total, np.nan)}
+    present = set()
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    array_names = set.intersection(*(set(a.arrays) for a in images)) - {"numbers", "positions"}
+    for i, atoms in enumerate(images):
+        results = getattr(atoms.calc, "results", None) or {}
+        rows = slice(offsets[i], offsets[i + 1])
+        for name, value in results.items():
+            if name == "free_energy" and "energy" in results:
+                continue
+            key = "energy" if name == "free_energy" else name
+            if key not in labels or value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            expected = {"energy": (), "forces": (len(atoms), 3), "energies": (len(atoms),)}.get(key)
+            if key == "stress":
+                value = voigt_to_full(value) if value.shape == (6,) else value
+                expected = (3, 3)
+            if value.shape != expected:
+                raise LabelShapeError(
+                    f"label '{key}' has shape {value.shape}, expected {expected} for {len(atoms)} atoms",
+                    source=source, frame=i)
+            target = labels[key]
+            if key in ("energy", "stress"):
+                target[i] = value
+            else:
+                target[rows] = value
+            present.add(key)
+    return Frames(
+        positions=np.concatenate([a.positions for a in images]),
+        numbers=np.concatenate([a.numbers for a in images]),
+        n_atoms=n_atoms,
+        cells=np.stack([a.cell.array for a in images]),
+        pbc=np.stack([a.pbc for a in images]),
+        info=[dict(a.info) for a in images],
+        arrays={k: np.concatenate([a.arrays[k] for a in images]) for k in array_names},
+        source=source,
+        **{k: labels[k] for k in present},
+    )

@@ -1,0 +1,123 @@
+"""Load uMLIPs by name, weights path or ASE calculator; list what can load here.
+
+Each backend lives in ``<backend>_adapter.py`` and provides:
+
+- ``package_weights(card) -> list[Path]``: weights shipped with or cached by its package;
+- ``download_source(card) -> str``: where its package downloads the weights from;
+- ``load(card, weights, device, dtype) -> Model``: ``card`` is None for a bare weights
+  path; ``weights`` is None when the package should download (only called once the
+  source is known to be reachable).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ModelNotAvailableError
+from .base import Model, Prediction
+from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
+
+__all__ = ["Model", "Prediction", "load_model", "available_models", "resolve_device", "CARDS"]
+
+_PIP_NAMES = {"chgnet": "chgnet", "mace": "mace-torch", "matgl": "matgl", "sevenn": "sevenn"}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` picks ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ModelNotAvailableError(f"device '{device}' asked for, but torch sees no CUDA GPU")
+    return str(device)
+
+
+def _adapter(backend: str, what: str):
+    if not package_installed(backend):
+        raise ModelNotAvailableError(
+            f"{what} needs the Python package '{_PIP_NAMES[backend]}', which is not installed; "
+            f"install it with: pip install 'mlipviz[{backend}]'")
+    return importlib.import_module(f"{__name__}.{backend}_adapter")
+
+
+def _detect_backend(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir() and (path / "model.json").exists():
+        return "matgl"
+    if name.endswith(".model"):
+        return "mace"
+    if name.endswith(".pth.tar") or "chgnet" in name:
+        return "chgnet"
+    if name.endswith(".pth") or "sevenn" in name:
+        return "sevenn"
+    raise ModelNotAvailableError(
+        f"cannot tell which package reads weights {path}; pass backend= one of "
+        f"{sorted(_PIP_NAMES)}")
+
+
+def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None) -> Model:
+    """A `Model` from a registry name, a weights path, an ASE ``Calculator`` or a `Model`.
+
+    Names: see `available_models`. ``device="auto"`` uses CUDA when present;
+    ``model.device`` tells. ``dtype`` is ``"float32"`` or ``"float64"`` where the
+    backend supports it. ``backend`` forces the package that reads a weights path.
+    """
+    if isinstance(spec, Model):
+        return spec
+    from ase.calculators.calculator import BaseCalculator
+
+    if isinstance(spec, BaseCalculator):
+        from .ase_adapter import CalculatorModel
+
+        return CalculatorModel(spec)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if not isinstance(spec, (str, Path)):
+        raise TypeError(f"cannot make a model from {type(spec).__name__}; pass a name, a weights "
+                        "path, an ASE calculator or a mlipviz Model")
+    card = get_card(str(spec)) if isinstance(spec, str) and backend is None else None
+    if card is not None:
+        adapter = _adapter(card.backend, f"model '{card.name}'")
+        weights, looked = find_local_weights(card, adapter.package_weights(card))
+        if weights is None:
+            source = adapter.download_source(card)
+            if not reachable(source):
+                raise offline_error(card, looked, source)
+        return adapter.load(card, weights, resolve_device(device), dtype)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        names = ", ".join(c.name for c in CARDS)
+        raise ModelNotAvailableError(f"'{spec}' is neither a known model name ({names}) nor an "
+                                     "existing weights path")
+    backend = backend or _detect_backend(path)
+    if backend not in _PIP_NAMES:
+        raise ModelNotAvailableError(f"unknown backend '{backend}'; use one of {sorted(_PIP_NAMES)}")
+    return _adapter(backend, f"weights {path}").load(None, path, resolve_device(device), dtype)
+
+
+def _availability(card: ModelCard) -> tuple[bool, str]:
+    if not package_installed(card.package):
+        return False, f"package '{_PIP_NAMES[card.backend]}' not installed: pip install 'mlipviz[{card.extra}]'"
+    adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
+    weights, looked = find_local_weights(card, adapter.package_weights(card))
+    if weights is not None:
+        return True, f"weights at {weights}"
+    source = adapter.download_source(card)
+    if reachable(source):
+        return True, f"weights will be downloaded from {source}"
+    return False, f"offline and no local weights (looked in {'; '.join(looked)})"
+
+
+def available_models() -> pd.DataFrame:
+    """Every registered model, whether it can load on this machine, and why (not)."""
+    rows = []
+    for card in CARDS:
+        ok, why = _availability(card)
+        rows.append({"name": card.name, "available": ok, "reason": why,
+                     "description": card.description, "training_data": card.training_data,
+                     "package": _PIP_NAMES[card.backend], "citation": card.citation})
+    return pd.DataFrame(rows).set_index("name")

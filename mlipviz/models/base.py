@@ -1,0 +1,252 @@
+"""The one interface every model backend implements, and what it returns.
+
+A backend subclasses `Model` and implements `_evaluate` (one batch of frames in,
+arrays out) and `calculator` (the model's own ASE calculator). `Model.predict`
+does the rest for every backend: input checks, batching, progress, checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointMismatchError, MlipvizError, UnsupportedElementError
+from ..frames import Frames
+
+PER_FRAME = ("energy", "stress")
+PER_ATOM = ("forces", "energies", "embeddings")
+
+
+@dataclass
+class Prediction:
+    """A model's outputs on `Frames`, in the same concatenated layout.
+
+    ``energy`` (n_frames,) eV; ``forces`` (n_atoms_total, 3) eV/Å; ``stress``
+    (n_frames, 3, 3) eV/Å³ (ASE sign convention) or None; ``energies`` per-atom
+    energies (a fitting construct of the model, not an observable) or None;
+    ``embeddings`` (n_atoms_total, width) or None.
+    """
+
+    model: str
+    n_atoms: np.ndarray
+    energy: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    energies: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.n_atoms)])
+
+    @classmethod
+    def from_frames(cls, frames: Frames, name: str = "reference") -> "Prediction":
+        """The reference labels that ``frames`` carry, as a `Prediction`."""
+        return cls(model=name, n_atoms=frames.n_atoms, energy=frames.energy, forces=frames.forces,
+                   stress=frames.stress, energies=frames.energies,
+                   meta={"source": frames.source or "frames labels"})
+
+    @classmethod
+    def concatenate(cls, parts: list["Prediction"]) -> "Prediction":
+        first = parts[0]
+        kw = {"model": first.model, "meta": first.meta,
+              "n_atoms": np.concatenate([p.n_atoms for p in parts])}
+        for name in PER_FRAME + PER_ATOM:
+            values = [getattr(p, name) for p in parts]
+            kw[name] = None if any(v is None for v in values) else np.concatenate(values)
+        return cls(**kw)
+
+    def to_hdf5(self, group) -> None:
+        group.attrs["model"] = self.model
+        group.attrs["meta"] = json.dumps(self.meta, default=str)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                group.create_dataset(f.name, data=value,
+                                     compression="gzip" if value.size > 4096 else None)
+
+    @classmethod
+    def from_hdf5(cls, group) -> "Prediction":
+        return cls(model=group.attrs["model"], meta=json.loads(group.attrs["meta"]),
+                   **{k: group[k][()] for k in group})
+
+
+class Model:
+    """A machine-learning interatomic potential behind one small interface.
+
+    Attributes: ``name``, ``device`` ("cpu"/"cuda"), ``dtype`` ("float32"/"float64"),
+    ``cutoff`` (Å), ``elements`` (atomic numbers it covers, or None for any),
+    ``embedding_layer`` (what `predict(return_embeddings=True)` returns), ``meta``
+    (version, weights path, training data).
+    """
+
+    name: str = "model"
+    device: str = "cpu"
+    dtype: str = "float32"
+    cutoff: float | None = None
+    elements: frozenset[int] | None = None
+    embedding_layer: str | None = None
+    has_stress: bool = True
+    has_energies: bool = False
+    #: atoms per forward pass when ``batch_size`` is not given.
+    atoms_per_batch: int = 2048
+
+    def __init__(self):
+        self.meta: dict = {}
+
+    # -- for backends -------------------------------------------------------
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray]:
+        """One forward pass over ``frames``: energy, forces, [stress, energies, embeddings]."""
+        raise NotImplementedError
+
+    def calculator(self):
+        """The model's own ASE calculator, using the same weights."""
+        raise NotImplementedError
+
+    # -- public ---------------------------------------------------------------
+    def predict(self, frames, batch_size: int | None = None, return_embeddings: bool = False,
+                progress: bool = True, checkpoint: str | Path | None = None) -> Prediction:
+        """Evaluate the model on all frames, many structures per forward pass.
+
+        ``batch_size`` is structures per pass (default: as many as fit in
+        ``atoms_per_batch`` atoms). ``checkpoint`` is an HDF5 path: each finished
+        batch is written there, and a rerun with the same path skips finished frames.
+        """
+        from ..io import read
+
+        frames = frames if isinstance(frames, Frames) else read(frames)
+        self.check_elements(frames)
+        if return_embeddings and self.embedding_layer is None:
+            raise MlipvizError(f"model {self.name} does not provide per-atom embeddings")
+        store = _Checkpoint(checkpoint, frames, self, return_embeddings) if checkpoint else None
+        done = store.load() if store else {}
+        todo = np.array([i for i in range(len(frames)) if i not in done], dtype=np.int64)
+        batches = self._batches(frames.n_atoms[todo], batch_size)
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(frames), initial=len(frames) - len(todo), unit="frame",
+                   desc=f"{self.name} ({self.device})", disable=not progress)
+        try:
+            for start, stop in batches:
+                ids = todo[start:stop]
+                try:
+                    out = self._evaluate(frames[ids], return_embeddings)
+                except MlipvizError:
+                    raise
+                except Exception as exc:
+                    raise MlipvizError(
+                        f"model {self.name} failed on frames {ids[0]}..{ids[-1]}"
+                        f"{' of ' + str(frames.source) if frames.source else ''}: "
+                        f"{type(exc).__name__}: {exc}"
+                        + (f"; finished batches are kept in {checkpoint}" if store else "")) from exc
+                part = self._to_prediction(frames.n_atoms[ids], out)
+                for k, i in enumerate(ids):
+                    done[int(i)] = part_slice(part, k)
+                if store:
+                    store.write(ids, part)
+                bar.update(len(ids))
+        finally:
+            bar.close()
+        result = Prediction.concatenate([done[i] for i in range(len(frames))])
+        result.meta = dict(self.meta, model=self.name, device=self.device, dtype=self.dtype,
+                           embedding_layer=self.embedding_layer if return_embeddings else None)
+        return result
+
+    def check_elements(self, frames: Frames) -> None:
+        """Raise `UnsupportedElementError` at the first atom the model does not cover."""
+        if self.elements is None:
+            return
+        bad = ~np.isin(frames.numbers, list(self.elements))
+        if bad.any():
+            from ase.data import chemical_symbols
+
+            row = int(np.flatnonzero(bad)[0])
+            frame = int(frames.frame_index[row])
+            missing = sorted({chemical_symbols[z] for z in np.unique(frames.numbers[bad])})
+            raise UnsupportedElementError(
+                f"model {self.name} does not cover element(s) {', '.join(missing)} "
+                f"(first: {chemical_symbols[frames.numbers[row]]})",
+                source=frames.source, frame=frame, atom=row - int(frames.offsets[frame]))
+
+    def _batches(self, n_atoms: np.ndarray, batch_size: int | None) -> list[tuple[int, int]]:
+        if batch_size is not None:
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            return [(s, min(s + batch_size, len(n_atoms))) for s in range(0, len(n_atoms), batch_size)]
+        batches, start, atoms = [], 0, 0
+        for i, n in enumerate(n_atoms):
+            if i > start and atoms + n > self.atoms_per_batch:
+                batches.append((start, i))
+                start, atoms = i, 0
+            atoms += int(n)
+        if start < len(n_atoms):
+            batches.append((start, len(n_atoms)))
+        return batches
+
+    def _to_prediction(self, n_atoms, out: dict) -> Prediction:
+        n, total = len(n_atoms), int(np.sum(n_atoms))
+        arrays = {k: (None if out.get(k) is None else np.asarray(out[k], dtype=np.float64))
+                  for k in PER_FRAME + PER_ATOM}
+        expected = {"energy": (n,), "forces": (total, 3), "stress": (n, 3, 3), "energies": (total,)}
+        for k, shape in expected.items():
+            if arrays[k] is not None and arrays[k].shape != shape:
+                raise MlipvizError(f"backend of {self.name} returned {k} of shape "
+                                   f"{arrays[k].shape}, expected {shape}")
+        return Prediction(model=self.name, n_atoms=np.asarray(n_atoms), **arrays)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} on {self.device} ({self.dtype})>"
+
+
+def part_slice(pred: Prediction, k: int) -> Prediction:
+    """Frame ``k`` of a `Prediction` as a one-frame `Prediction`."""
+    lo, hi = int(pred.offsets[k]), int(pred.offsets[k + 1])
+    kw = {name: None if getattr(pred, name) is None else getattr(pred, name)[k:k + 1]
+          for name in PER_FRAME}
+    kw.update({name: None if getattr(pred, name) is None else getattr(pred, name)[lo:hi]
+               for name in PER_ATOM})
+    return Prediction(model=pred.model, n_atoms=pred.n_atoms[k:k + 1], meta=pred.meta, **kw)
+
+
+class _Checkpoint:
+    """Finished batches of one `predict` call in an HDF5 file."""
+
+    def __init__(self, path, frames: Frames, model: Model, embeddings: bool):
+        self.path = Path(path)
+        self.key = {"frames": frames.fingerprint(), "model": model.name,
+                    "weights": str(model.meta.get("weights", "")), "embeddings": bool(embeddings)}
+
+    def load(self) -> dict[int, Prediction]:
+        import h5py
+
+        if not self.path.exists():
+            with h5py.File(self.path, "w") as h5:
+                h5.attrs["key"] = json.dumps(self.key)
+            return {}
+        with h5py.File(self.path, "r") as h5:
+            key = json.loads(h5.attrs.get("key", "{}"))
+            if key != self.key:
+                diff = sorted(k for k in self.key if key.get(k) != self.key[k])
+                raise CheckpointMismatchError(
+                    f"checkpoint {self.path} was written for other {', '.join(diff)}; "
+                    "use a new checkpoint path or delete this file")
+            done = {}
+            for name in h5:
+                group = h5[name]
+                part = Prediction.from_hdf5(group)
+                for k, i in enumerate(group.attrs["frames"]):
+                    done[int(i)] = part_slice(part, k)
+        return done
+
+    def write(self, ids: np.ndarray, part: Prediction) -> None:
+        import h5py
+
+        with h5py.File(self.path, "a") as h5:
+            group = h5.create_group(f"batch_{int(ids[0]):09d}_{len(h5):06d}")
+            part.to_hdf5(group)
+            group.attrs["frames"] = ids
