@@ -295,7 +295,7 @@ class Frames:
 
     def with_labels(self, **labels) -> "Frames":
         """A copy with labels (``energy``, ``forces``, ``stress``, ``energies``) replaced."""
-        return replace(self, info=[dict(d) for d in self.info], arrays=dict(self.arrays), **labels)
+        return replace(self[:], **labels)
 
     def __repr__(self) -> str:
         labels = [k for k, v in self.has_labels.items() if v]

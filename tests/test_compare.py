@@ -1,0 +1,263 @@
+"""compare(): per-atom/per-frame errors, summary, softening, rare events, save/load, checkpoints.
+
+The model side uses real ASE calculators (Morse and EMT); softening and rare-event maths
+are also checked on synthetic forces with known answers, as the issue asks.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.morse import MorsePotential
+from conftest import rattled
+from test_frames import labelled
+
+import mlipviz
+from mlipviz.analysis.compare import Comparison
+from mlipviz.errors import CheckpointMismatchError, InputError, MissingLabelsError, MlipvizError
+from mlipviz.models.ase_adapter import CalculatorModel
+from mlipviz.models.base import Prediction
+
+
+def cu_morse():
+    """Morse potential roughly fitted to Cu (Girifalco & Weizer 1959)."""
+    return MorsePotential(epsilon=0.3429, r0=2.866, rho0=1.3588 * 2.866, rcut1=4.5, rcut2=5.5)
+
+
+@pytest.fixture(scope="module")
+def cu_frames():
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+    return mlipviz.Frames.from_atoms(labelled(rattled(cu, 4, 0.08, seed=3)))
+
+
+@pytest.fixture(scope="module")
+def cmp(cu_frames):
+    return mlipviz.compare(CalculatorModel(cu_morse(), name="morse"), cu_frames, progress=False)
+
+
+def test_per_atom_matches_direct_computation(cmp, cu_frames):
+    table = cmp.per_atom
+    assert len(table) == cu_frames.total_atoms
+    assert list(table["element"].unique()) == ["Cu"]
+    morse = cu_morse()
+    k = 2
+    atoms = cu_frames.to_atoms(k)
+    ref = atoms.get_forces()
+    atoms.calc = morse
+    pred = atoms.get_forces()
+    rows = table[table["frame"] == k]
+    np.testing.assert_allclose(rows[["fx_pred", "fy_pred", "fz_pred"]], pred, atol=1e-12)
+    np.testing.assert_allclose(rows["force_error"], np.linalg.norm(pred - ref, axis=1), atol=1e-12)
+    np.testing.assert_allclose(rows["magnitude_error"],
+                               np.linalg.norm(pred, axis=1) - np.linalg.norm(ref, axis=1), atol=1e-12)
+    cos = (pred * ref).sum(1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(ref, axis=1)
+    np.testing.assert_allclose(rows["angle_error"], np.degrees(np.arccos(cos)), atol=1e-8)
+
+
+def test_angle_is_nan_below_threshold():
+    from mlipviz.analysis.metrics import force_errors
+
+    out = force_errors(np.array([[1.0, 0, 0], [0.01, 0, 0]]), np.array([[0, 1.0, 0], [0, 1.0, 0]]),
+                       min_force=0.05)
+    assert out["angle_error"][0] == pytest.approx(90.0) and np.isnan(out["angle_error"][1])
+
+
+def test_per_frame_and_summary(cmp, cu_frames):
+    frame = cmp.per_frame.set_index("frame")
+    k = 1
+    atoms = cu_frames.to_atoms(k)
+    e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = cu_morse()
+    e_pred, f_pred = atoms.get_potential_energy(), atoms.get_forces()
+    assert frame.loc[k, "energy_error_per_atom"] == pytest.approx((e_pred - e_ref) / len(atoms))
+    assert frame.loc[k, "force_mae"] == pytest.approx(np.abs(f_pred - f_ref).mean())
+    assert frame.loc[k, "force_rmse"] == pytest.approx(np.sqrt(((f_pred - f_ref) ** 2).mean()))
+    summary = cmp.summary()
+    assert summary.loc["morse", "force_mae_eV_A"] == pytest.approx(
+        np.abs(cmp.predictions["morse"].forces - cu_frames.forces).mean())
+    assert summary.loc["morse", "energy_mae_eV_atom"] == pytest.approx(
+        frame["energy_error_per_atom"].abs().mean())
+    assert summary.loc["morse", "stress_mae_GPa"] > 0
+
+
+def test_reference_calculator_equals_file_labels(cu_frames, cmp):
+    bare = cu_frames.with_labels(energy=None, forces=None, stress=None)
+    live = mlipviz.compare(CalculatorModel(cu_morse(), name="morse"), bare, reference=EMT(),
+                           progress=False)
+    pd.testing.assert_frame_equal(live.summary(), cmp.summary(), rtol=1e-10)
+
+
+def test_two_models_in_one_comparison(cu_frames):
+    both = mlipviz.compare([CalculatorModel(cu_morse(), name="morse"), EMT()], cu_frames, progress=False)
+    assert both.models == ["morse", "emt"]
+    assert both.summary().loc["emt", "force_mae_eV_A"] < 1e-6  # EMT against its own labels
+    assert set(both.per_atom["model"]) == {"morse", "emt"}
+
+
+def test_missing_labels_are_named(cu_frames):
+    bare = cu_frames.with_labels(forces=None)
+    with pytest.raises(MissingLabelsError, match="reference forces"):
+        mlipviz.compare(EMT(), bare, progress=False)
+
+
+# -- softening -------------------------------------------------------------------
+
+def synthetic(k_by_group: dict, n_frames=6, n_atoms=10, noise=0.02, seed=0):
+    """Frames with reference forces F_ref and predictions k*F_ref + noise, grouped by material."""
+    rng = np.random.default_rng(seed)
+    groups = list(k_by_group)
+    info = [{"material_id": groups[i % len(groups)]} for i in range(n_frames)]
+    total = n_frames * n_atoms
+    f_ref = rng.normal(0, 1.0, (total, 3))
+    k_atom = np.repeat([k_by_group[d["material_id"]] for d in info], n_atoms)[:, None]
+    f_pred = k_atom * f_ref + rng.normal(0, noise, (total, 3))
+    positions = rng.uniform(0, 20, (total, 3))
+    frames = mlipviz.Frames(positions=positions, numbers=np.full(total, 14), n_atoms=[n_atoms] * n_frames,
+                            cells=np.tile(np.eye(3) * 20, (n_frames, 1, 1)), pbc=np.ones((n_frames, 3)),
+                            info=info, forces=f_ref, energy=np.zeros(n_frames))
+    ref = Prediction.from_frames(frames)
+    pred = Prediction(model="synthetic", n_atoms=frames.n_atoms, energy=np.zeros(n_frames), forces=f_pred)
+    return Comparison(frames, {"synthetic": pred}, ref)
+
+
+def test_softening_recovers_scale():
+    cmp = synthetic({"a": 0.8}, n_frames=20)
+    row = cmp.softening().loc["synthetic"]
+    assert row["slope"] == pytest.approx(0.8, abs=0.005)
+    assert row["slope_with_intercept"] == pytest.approx(0.8, abs=0.005)
+    assert abs(row["intercept"]) < 0.005
+    assert row["correction"] == pytest.approx(1 / row["slope"])
+    # cMAE removes the systematic scale, so it is far below the MAE
+    assert row["cmae"] < 0.3 * row["mae"]
+    f_pred, f_ref = cmp.predictions["synthetic"].forces, cmp.reference.forces
+    assert row["cmae"] == pytest.approx(np.abs(f_ref - f_pred / row["slope"]).mean())
+
+
+def test_softening_by_group_and_frame():
+    cmp = synthetic({"mp-1": 0.7, "mp-2": 0.95, "mp-3": 1.1}, n_frames=9)
+    table = cmp.softening(by="material_id")
+    slopes = table["slope"].xs("synthetic")
+    assert slopes["mp-1"] == pytest.approx(0.7, abs=0.01)
+    assert slopes["mp-2"] == pytest.approx(0.95, abs=0.01)
+    assert slopes["mp-3"] == pytest.approx(1.1, abs=0.01)
+    per_frame = cmp.softening(by="frame")
+    assert len(per_frame) == 9 and per_frame["n_components"].eq(30).all()
+    with pytest.raises(InputError, match="info key 'temperature'"):
+        cmp.softening(by="temperature")
+
+
+# -- rare events -------------------------------------------------------------------
+
+def hopping_trajectory():
+    """An 8-atom Cu cell where atom 5 moves 1.8 Å over the frames, the rest vibrate."""
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+    frames = rattled(cu, 6, 0.05, seed=4)
+    for k, atoms in enumerate(frames):
+        atoms.positions[5] += [0.36 * k, 0, 0]
+    return labelled(frames)
+
+
+def test_rare_events_default_selection_and_fractions():
+    frames = mlipviz.read(hopping_trajectory(), min_distance=0.0)
+    cmp = mlipviz.compare(CalculatorModel(cu_morse(), name="morse"), frames, progress=False)
+    result = cmp.rare_events(threshold=1.0)
+    # atom 5 is displaced by 0.36*k Å: beyond 1 Å from frame 3 on
+    expected = np.zeros((6, 8), dtype=bool)
+    expected[3:, 5] = True
+    np.testing.assert_array_equal(result.selected, expected.ravel())
+    rare = cmp.per_atom[result.selected]
+    summary = result.summary.loc[("morse", "rare-event")]
+    assert summary["n_atoms"] == 3
+    assert summary["force_error_mean"] == pytest.approx(rare["force_error"].mean())
+    assert summary["frac_force_error_gt_0.5"] == pytest.approx((rare["force_error"] > 0.5).mean())
+    angle = rare["angle_error"].dropna()
+    assert summary["frac_angle_gt_15"] == pytest.approx((angle > 15).mean())
+    assert result.summary.loc[("morse", "other"), "n_atoms"] == 45
+
+
+def test_rare_event_selectors_agree():
+    images = hopping_trajectory()
+    for atoms in images:
+        atoms.info["migrating"] = [5]
+        atoms.new_array("is_migrating", np.arange(len(atoms)) == 5)
+    frames = mlipviz.read(images, min_distance=0.0)
+    cmp = mlipviz.compare(CalculatorModel(cu_morse(), name="morse"), frames, progress=False)
+    by_index = cmp.rare_events(atoms=[5]).selected
+    np.testing.assert_array_equal(by_index, cmp.rare_events(atoms="migrating").selected)
+    np.testing.assert_array_equal(by_index, cmp.rare_events(atoms="is_migrating").selected)
+    np.testing.assert_array_equal(by_index, cmp.rare_events(atoms=by_index).selected)
+    assert by_index.sum() == len(frames)
+    with pytest.raises(InputError, match="atom index 9 out of range"):
+        cmp.rare_events(atoms=[9])
+    with pytest.raises(InputError, match="neither"):
+        cmp.rare_events(atoms="nothing")
+
+
+# -- nothing lost ----------------------------------------------------------------
+
+def test_save_load_round_trip(tmp_path, cu_frames):
+    cu_frames = cu_frames[:]
+    cu_frames.info[0]["material_id"] = "mp-30"
+    both = mlipviz.compare([CalculatorModel(cu_morse(), name="morse"), EMT()], cu_frames, progress=False)
+    both.save(tmp_path / "c.h5")
+    back = mlipviz.load_comparison(tmp_path / "c.h5")
+    assert back.models == both.models
+    pd.testing.assert_frame_equal(back.per_atom, both.per_atom)
+    pd.testing.assert_frame_equal(back.per_frame, both.per_frame)
+    pd.testing.assert_frame_equal(back.summary(), both.summary())
+    pd.testing.assert_frame_equal(back.softening(), both.softening())
+    assert back.frames.info[0]["material_id"] == "mp-30"
+    np.testing.assert_array_equal(back.frames.positions, both.frames.positions)
+    with pytest.raises(InputError, match="not an mlipviz comparison"):
+        cu_frames.write(tmp_path / "frames.h5")
+        mlipviz.load_comparison(tmp_path / "frames.h5")
+
+
+class Interrupting(EMT):
+    """EMT that raises KeyboardInterrupt after a given number of calculations."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.calls, self.stop_after = 0, stop_after
+
+    def calculate(self, *args, **kwargs):
+        self.calls += 1
+        if self.stop_after is not None and self.calls > self.stop_after:
+            raise KeyboardInterrupt
+        super().calculate(*args, **kwargs)
+
+
+def test_checkpoint_resumes_where_it_stopped(tmp_path, cu_frames):
+    path = tmp_path / "ckpt.h5"
+    with pytest.raises(KeyboardInterrupt):
+        CalculatorModel(Interrupting(stop_after=2), name="emt").predict(cu_frames, checkpoint=path,
+                                                                         progress=False)
+    resumed_calc = Interrupting()
+    resumed = CalculatorModel(resumed_calc, name="emt").predict(cu_frames, checkpoint=path, progress=False)
+    assert resumed_calc.calls == len(cu_frames) - 2
+    fresh = CalculatorModel(EMT(), name="emt").predict(cu_frames, progress=False)
+    np.testing.assert_array_equal(resumed.forces, fresh.forces)
+    np.testing.assert_array_equal(resumed.energy, fresh.energy)
+    np.testing.assert_array_equal(resumed.stress, fresh.stress)
+    with pytest.raises(CheckpointMismatchError, match="frames"):
+        CalculatorModel(EMT(), name="emt").predict(cu_frames[:2], checkpoint=path, progress=False)
+
+
+def test_failure_names_frames(cu_frames):
+    bad = cu_frames.with_labels()
+    bad.numbers[bad.atoms_of(2)] = 14  # EMT has no Si parameters
+    with pytest.raises(MlipvizError, match="frames 2..2"):
+        CalculatorModel(EMT(), name="emt").predict(bad, progress=False)
+
+
+def test_offline_name_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLIPVIZ_MODELS", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(MlipvizError, match="nonexistent-model"):
+        mlipviz.load_model("nonexistent-model")
+    assert time.perf_counter() - start < 5
