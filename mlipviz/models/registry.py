@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -100,11 +101,20 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
     """Whether the host of ``url`` accepts a TCP connection within ``timeout`` s (cached)."""
     host = urlparse(url).hostname or url
     if host not in _ONLINE:
-        try:
-            with socket.create_connection((host, 443), timeout=timeout):
-                _ONLINE[host] = True
-        except OSError:
-            _ONLINE[host] = False
+        # a thread bounds the DNS lookup too, which ignores socket timeouts
+        answer: list[bool] = []
+
+        def probe():
+            try:
+                with socket.create_connection((host, 443), timeout=timeout):
+                    answer.append(True)
+            except OSError:
+                answer.append(False)
+
+        thread = threading.Thread(target=probe, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        _ONLINE[host] = bool(answer and answer[0])
     return _ONLINE[host]
 
 

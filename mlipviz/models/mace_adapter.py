@@ -1,0 +1,212 @@
+"""MACE backend (package ``mace-torch``): MACE-MP-0, MACE-MPA-0, or any MACE ``.model`` file.
+
+Evaluation batches for real: every frame of a batch becomes a ``mace.data.AtomicData``
+graph, the graphs are joined into one ``mace.tools.torch_geometric.Batch``, and the
+model runs once on it (``compute_stress=True``), exactly as ``MACECalculator`` does for
+a single structure. Embeddings are the invariant node descriptors that
+``MACECalculator.get_descriptors(atoms, invariants_only=True)`` returns (scalar
+channels of every interaction layer, concatenated), taken from the same forward pass.
+
+``mace`` is imported lazily: importing it sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
+for the whole process, and ``e3nn`` 0.4.4 needs ``mace`` imported first under torch
+>= 2.6 (see /work/shared/PITFALLS.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelNotAvailableError
+from ..frames import Frames
+from .base import Model
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _cache_dir() -> Path:
+    """``mace.tools.utils.get_cache_dir()``, without importing mace (checked in the tests)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mace"
+
+
+def _package_dir() -> Path | None:
+    spec = importlib.util.find_spec("mace")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_weights(card) -> list[Path]:
+    """Where ``mace`` keeps this card's weights: its download cache, and files in its wheel.
+
+    ``download_mace_mp_checkpoint`` caches a URL under its basename with every character
+    but ``[A-Za-z0-9_]`` removed; the plain basename is listed too (a file put there by hand).
+    """
+    if card is None or not card.url:
+        return []
+    base = os.path.basename(card.url)
+    stripped = "".join(c for c in base if c.isalnum() or c == "_")
+    out = [_cache_dir() / stripped]
+    if base != stripped:
+        out.append(_cache_dir() / base)
+    pkg = _package_dir()
+    if pkg is not None:
+        shipped = pkg / "calculators" / "foundations_models" / base
+        out.append(shipped)
+    return out
+
+
+def download_source(card) -> str:
+    return card.url
+
+
+def _download(card) -> Path:
+    """Download ``card.url`` through mace's own code into its cache; returns the file."""
+    if card is None or not card.url:
+        raise ModelNotAvailableError("a MACE model without weights path or download URL")
+    from mace.calculators.foundations_models import download_mace_mp_checkpoint
+
+    return Path(download_mace_mp_checkpoint(card.url))
+
+
+def load(card, weights, device: str, dtype: str) -> "MACEModel":
+    """A `MACEModel` from a ``.model`` file (``weights``), downloading first if it is None."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
+
+    weights = Path(weights) if weights is not None else _download(card)
+    try:
+        net = torch.load(str(weights), map_location=device, weights_only=False)
+    except Exception as exc:
+        raise ModelNotAvailableError(
+            f"cannot read MACE model file {weights}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(net, torch.nn.Module) or not hasattr(net, "atomic_numbers") \
+            or not hasattr(net, "r_max"):
+        raise ModelNotAvailableError(
+            f"{weights} does not hold a MACE model (got {type(net).__name__}); "
+            "pass a file written by torch.save(model) as mace's training does")
+    return MACEModel(net, weights=weights, card=card, device=device, dtype=dtype)
+
+
+class MACEModel(Model):
+    """A MACE energy model (``MACE`` / ``ScaleShiftMACE``) evaluated on batched graphs."""
+
+    has_stress = True
+    has_energies = True
+
+    def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float64"):
+        super().__init__()
+        import mace
+        from e3nn import o3
+        from mace import data as mace_data
+        from mace.tools import utils as mace_utils
+
+        net = net.to(device)
+        net = net.double() if dtype == "float64" else net.float()
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.net = net
+        self.weights = Path(weights)
+        self.card = card
+        self.name = card.name if card is not None else self.weights.stem
+        self.device = str(device)
+        self.dtype = dtype
+        self.cutoff = float(net.r_max)
+        self._z_table = mace_utils.AtomicNumberTable([int(z) for z in net.atomic_numbers])
+        self.elements = frozenset(int(z) for z in net.atomic_numbers)
+
+        heads = list(getattr(net, "heads", None) or ["Default"])
+        if len(heads) == 1:
+            head = heads[0]
+        else:
+            named = [h for h in heads if h.lower() == "default"]
+            if not named:
+                raise ModelNotAvailableError(
+                    f"MACE model {weights} has heads {heads} and none is 'default'; "
+                    "mlipviz does not choose a head for you")
+            head = named[0]
+        self._heads, self._head = heads, head
+        # the same key specification as MACECalculator (charges, spin, field from atoms.info)
+        self._keyspec = mace_data.KeySpecification(
+            info_keys={"total_spin": "spin", "total_charge": "charge",
+                       "external_field": "external_field"},
+            arrays_keys={"Qs": "charges"})
+
+        # invariant descriptors, as MACECalculator.get_descriptors(invariants_only=True)
+        self._num_layers = int(net.num_interactions)
+        irreps_out = o3.Irreps(str(net.products[0].linear.irreps_out))
+        self._l_max = irreps_out.lmax
+        self._num_inv = irreps_out.dim // (self._l_max + 1) ** 2
+        per_layer = [irreps_out.dim] * self._num_layers
+        per_layer[-1] = self._num_inv
+        self._to_keep = int(np.sum(per_layer))
+        width = self._num_inv * self._num_layers
+        self.embedding_layer = (
+            f"MACE invariant node descriptors (get_descriptors, invariants_only=True): scalar "
+            f"channels of all {self._num_layers} interaction layers concatenated, "
+            f"{self._num_layers}x{self._num_inv} = {width} wide")
+        self.embedding_width = width
+
+        self.meta = {
+            "backend": "mace", "version": card.version if card is not None else None,
+            "description": card.description if card is not None else None,
+            "weights": str(self.weights),
+            "training_data": card.training_data if card is not None else None,
+            "package": "mace-torch", "package_version": mace.__version__,
+            "model_class": type(net).__name__, "r_max": self.cutoff,
+            "num_interactions": self._num_layers, "head": head,
+        }
+
+    # -- evaluation -----------------------------------------------------------
+    def _batch(self, frames: Frames):
+        from mace import data as mace_data
+        from mace.tools import torch_geometric, torch_tools
+
+        with torch_tools.default_dtype(self.dtype):
+            graphs = [
+                mace_data.AtomicData.from_config(
+                    mace_data.config_from_atoms(frames.to_atoms(i), key_specification=self._keyspec,
+                                                head_name=self._head),
+                    z_table=self._z_table, cutoff=self.cutoff, heads=self._heads)
+                for i in range(len(frames))]
+        batch = torch_geometric.Batch.from_data_list(graphs)
+        ftype = _DTYPES[self.dtype]
+        for key in batch.keys:
+            value = batch[key]
+            if torch.is_tensor(value) and torch.is_floating_point(value) and value.dtype != ftype:
+                batch[key] = value.to(dtype=ftype)
+        return batch.to(self.device)
+
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+        from mace.modules.utils import extract_invariant
+
+        batch = self._batch(frames)
+        out = self.net(batch.to_dict(), compute_stress=True, training=False)
+        stress = out["stress"].detach().cpu().numpy().astype(np.float64)
+        stress[~frames.pbc.all(axis=1)] = np.nan  # no stress without a fully periodic cell
+        result = {
+            "energy": out["energy"].detach().cpu().numpy(),
+            "forces": out["forces"].detach().cpu().numpy(),
+            "stress": stress,
+            "energies": out["node_energy"].detach().cpu().numpy(),
+            "embeddings": None,
+        }
+        if return_embeddings:
+            inv = extract_invariant(out["node_feats"], num_layers=self._num_layers,
+                                    num_features=self._num_inv, l_max=self._l_max)
+            result["embeddings"] = inv[:, :self._to_keep].detach().cpu().numpy()
+        return result
+
+    def calculator(self):
+        """``MACECalculator`` reading the same weights file, in this model's dtype and device."""
+        from mace.calculators import MACECalculator
+
+        kwargs = {"head": self._head} if len(self._heads) > 1 else {}
+        return MACECalculator(model_paths=[str(self.weights)], device=self.device,
+                              default_dtype=self.dtype, **kwargs)
