@@ -26,6 +26,8 @@ from ..frames import Frames
 from .base import Model
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
+_SHIPPED = "mace-mpa-0-medium.model"
 
 
 def _cache_dir() -> Path:
@@ -41,7 +43,7 @@ def _package_dir() -> Path | None:
 
 
 def package_weights(card) -> list[Path]:
-    """Where ``mace`` keeps this card's weights: its download cache, and files in its wheel.
+    """Where ``mace`` keeps this card's weights: its download cache, and the file in its wheel.
 
     ``download_mace_mp_checkpoint`` caches a URL under its basename with every character
     but ``[A-Za-z0-9_]`` removed; the plain basename is listed too (a file put there by hand).
@@ -54,9 +56,8 @@ def package_weights(card) -> list[Path]:
     if base != stripped:
         out.append(_cache_dir() / base)
     pkg = _package_dir()
-    if pkg is not None:
-        shipped = pkg / "calculators" / "foundations_models" / base
-        out.append(shipped)
+    if pkg is not None and base == _SHIPPED:
+        out.append(pkg / "calculators" / "foundations_models" / base)
     return out
 
 
@@ -99,7 +100,7 @@ class MACEModel(Model):
     has_stress = True
     has_energies = True
 
-    def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float64"):
+    def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float32"):
         super().__init__()
         import mace
         from e3nn import o3

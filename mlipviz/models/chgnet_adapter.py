@@ -1,0 +1,404 @@
+"""CHGNet (``chgnet`` package) behind the mlipviz `Model` interface.
+
+Weights ship inside the chgnet wheel (``chgnet/pretrained/<version>/*.pth.tar``).
+
+`CHGNetModel._evaluate` evaluates a whole batch of frames in ONE forward pass of
+the network (``CHGNet._compute`` on one ``BatchedGraph``) and ONE backward pass
+for forces and stress; energy, forces, stress, site energies and atom features
+all come from that pass. What it does differently from ``CHGNetCalculator``
+(whose time per structure goes mostly to work around the network):
+
+- graphs are built from the frame's arrays with numpy (`_frame_graph`): no
+  pymatgen ``Structure``, no Python graph objects; the result is identical to
+  ``net.graph_converter(structure)`` (checked in the tests);
+- the batched graph is featurised with one vectorised operation per field
+  (`_batched_graph`) instead of chgnet's per-structure loop;
+- forces and stress come from one ``autograd.grad`` call without
+  ``create_graph`` (chgnet does two, recording a double-backward graph that
+  only training needs).
+
+CHGNet is float32 only: chgnet hard-codes ``torch.float32`` in its graph
+converter and batching (``chgnet.graph.crystalgraph.TORCH_DTYPE``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Model
+
+_WEIGHT_FILES = {
+    "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
+    "0.2.0": "0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
+    "r2scan": "r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
+}
+_RELEASES = "https://github.com/CederGroupHub/chgnet/raw/main/chgnet/pretrained"
+_TRAINING_DATA = {"MPtrj": "MPtrj (Materials Project, PBE/PBE+U)",
+                  "MPtrj_e": "MPtrj (Materials Project, PBE/PBE+U)",
+                  "MP-r2SCAN": "MPtrj, then MP r2SCAN"}
+#: numerical tolerance of the neighbour search, as in ``Structure.get_neighbor_list``.
+_NEIGHBOR_TOL = 1e-8
+
+
+def _pretrained_dir() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("chgnet")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "pretrained"
+
+
+def package_weights(card) -> list[Path]:
+    """The checkpoint for ``card.version`` inside the installed chgnet wheel."""
+    root = _pretrained_dir()
+    rel = _WEIGHT_FILES.get(card.version)
+    if root is None or rel is None:
+        return []
+    return [root / rel]
+
+
+def download_source(card) -> str:
+    """Where the checkpoint lives upstream (chgnet itself never downloads: it ships in the wheel)."""
+    rel = _WEIGHT_FILES.get(card.version, _WEIGHT_FILES["0.3.0"])
+    return f"{_RELEASES}/{rel}"
+
+
+def _version_from_path(path: Path) -> str | None:
+    match = re.search(r"chgnet_(\d+\.\d+\.\d+|r2scan)", path.name)
+    return match.group(1) if match else None
+
+
+def _stem(path: Path) -> str:
+    """``chgnet_0.3.0_e29f68s314m37`` for ``.../chgnet_0.3.0_e29f68s314m37.pth.tar``."""
+    return re.sub(r"(\.pth)?(\.tar)?$", "", path.name)
+
+
+def _load_network(card, weights, device: str):
+    import contextlib
+    import io
+
+    from chgnet.model import CHGNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints on construction
+        if weights is None:
+            net = CHGNet.load(model_name=card.version, use_device="cpu", verbose=False)
+        else:
+            weights = Path(weights)
+            state = torch.load(weights, map_location="cpu", weights_only=False)
+            state = state.get("model", state)
+            # CHGNet.load sets mlp_out_bias for 0.2.0; tell it from the weights themselves.
+            bias = any(k.endswith("mlp_out.layers.1.bias") for k in state["state_dict"])
+            version = card.version if card is not None else _version_from_path(weights)
+            net = CHGNet.from_dict(state, mlp_out_bias=bias, version=version)
+    net = net.to(device)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def load(card, weights, device: str, dtype: str) -> "CHGNetModel":
+    """A `CHGNetModel`; ``card`` None for a bare ``.pth.tar`` path."""
+    if dtype != "float32":
+        raise ValueError(f"CHGNet runs in float32 only (chgnet hard-codes torch.float32 in its "
+                         f"graph converter and batching); got dtype={dtype!r}")
+    return CHGNetModel(_load_network(card, weights, device), card, weights, device)
+
+
+class CHGNetModel(Model):
+    """A loaded CHGNet network.
+
+    ``elements``: atomic numbers 1..N where N is the number of rows of the atom
+    embedding table (``atom_embedding.embedding.num_embeddings``, 94 for the
+    pretrained models); CHGNet indexes that table by Z-1. ``embedding_layer``:
+    ``atom_fea``, the 64-wide atom features after the third interaction block,
+    i.e. the input of the last atom convolution (chgnet's ``return_atom_feas``).
+    ``energies``: CHGNet site energies (readout MLP per atom + the composition
+    model's per-element reference), which sum to the total energy.
+    """
+
+    has_stress = True
+    #: measured on 2 CPU cores: ~500-atom batches run fastest (larger ones spill the caches);
+    #: the autograd graph of a batch takes ~3 MB per atom in dense solids (6 Å cutoff).
+    atoms_per_batch = 512
+
+    def __init__(self, net, card, weights, device: str):
+        super().__init__()
+        import chgnet
+
+        from chgnet.model.composition_model import AtomRef
+
+        if net.composition_model is not None and not isinstance(net.composition_model, AtomRef):
+            raise ValueError(f"unsupported CHGNet composition model {type(net.composition_model).__name__} "
+                             "(mlipviz evaluates chgnet's AtomRef in batch)")
+        self.net = net
+        self.has_energies = bool(net.mlp_first)
+        self.device = device
+        self.dtype = "float32"
+        conv = net.graph_converter
+        self.cutoff = float(conv.atom_graph_cutoff)
+        n_types = net.atom_embedding.embedding.num_embeddings
+        self.elements = frozenset(range(1, n_types + 1))
+        self.embedding_layer = (f"CHGNet atom_fea: atom features after interaction block "
+                                f"{net.n_conv - 1} of {net.n_conv}, input of the last atom "
+                                f"convolution (width {net.atom_fea_dim})")
+        weights_path = Path(weights) if weights is not None else (package_weights(card) or [None])[0]
+        self.name = card.name if card is not None else _stem(Path(weights))
+        comp = net.model_args.get("composition_model")
+        self.meta = {
+            "backend": "chgnet",
+            "version": net.version or (card.version if card is not None else None),
+            "weights": str(weights_path),
+            "training_data": card.training_data if card is not None
+            else _TRAINING_DATA.get(comp, f"unknown (composition model {comp})"),
+            "package": "chgnet",
+            "package_version": chgnet.__version__,
+            "n_params": int(sum(p.numel() for p in net.parameters())),
+            "cutoff": self.cutoff,
+            "bond_graph_cutoff": float(conv.bond_graph_cutoff),
+            "embedding_width": int(net.atom_fea_dim),
+        }
+
+    def calculator(self):
+        """chgnet's ``CHGNetCalculator`` on the same network, with site energies."""
+        import contextlib
+        import io
+
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the device
+            return CHGNetCalculator(model=self.net, use_device=self.device,
+                                    return_site_energies=True)
+
+    # -- graphs -------------------------------------------------------------
+    def _frame_graph(self, numbers, positions, cell, pbc, index: int) -> dict:
+        """The arrays of ``net.graph_converter(structure)`` for one frame, built with numpy.
+
+        Same neighbour search as ``CrystalGraphConverter.forward`` on the
+        ``Structure`` that ``AseAtomsAdaptor`` makes (same fractional/Cartesian
+        coordinates, same ``find_points_in_spheres`` call), then the same atom
+        graph, directed/undirected edge maps and bond (line) graph, in the same
+        order, as chgnet's C graph builder and ``Graph.line_graph_adjacency_list``
+        produce, but vectorised instead of built from Python objects.
+        """
+        from pymatgen.optimization.neighbors import find_points_in_spheres
+
+        conv = self.net.graph_converter
+        n_atoms = len(numbers)
+        frac = positions @ np.linalg.inv(cell)
+        cart = np.ascontiguousarray(frac @ cell)
+        center, neighbor, image, distance = find_points_in_spheres(
+            cart, cart, r=float(conv.atom_graph_cutoff), pbc=np.ascontiguousarray(pbc, dtype=np.int64),
+            lattice=np.ascontiguousarray(cell, dtype=float), tol=_NEIGHBOR_TOL)
+        keep = ~((center == neighbor) & (distance <= _NEIGHBOR_TOL))
+        center, neighbor = center[keep].astype(np.int64), neighbor[keep].astype(np.int64)
+        image, distance = image[keep].astype(np.int64), distance[keep]
+        n_edges = len(center)
+        isolated = n_atoms - len(np.unique(center))
+        if isolated:
+            warnings.warn(f"frame {index} has {isolated} isolated atom(s) (no neighbour within "
+                          f"{conv.atom_graph_cutoff} Å); CHGNet is unreliable there",
+                          RuntimeWarning, stacklevel=3)
+        # the reverse of directed edge k (i -> j, image n) is j -> i with image -n
+        span = int(np.abs(image).max(initial=0)) + 1
+        base = 2 * span + 1
+
+        def key(c, nb, img):
+            img = img + span
+            return (((c * n_atoms + nb) * base + img[:, 0]) * base + img[:, 1]) * base + img[:, 2]
+
+        keys = key(center, neighbor, image)
+        order = np.argsort(keys, kind="stable")
+        where = np.searchsorted(keys[order], key(neighbor, center, -image))
+        where = np.minimum(where, max(n_edges - 1, 0))
+        reverse = order[where] if n_edges else where
+        if n_edges and not np.array_equal(keys[reverse], key(neighbor, center, -image)):
+            raise ValueError(f"frame {index}: neighbour list is not symmetric (an atom pair sits "
+                             "at the cutoff within rounding); CHGNet cannot build its graph")
+        edge = np.arange(n_edges)
+        first = reverse > edge  # the first of the two directions creates the undirected bond
+        undirected_of_first = np.cumsum(first) - 1
+        directed2undirected = undirected_of_first[np.where(first, edge, reverse)]
+        undirected2directed = np.flatnonzero(first)
+
+        # bond graph: angles between short bonds (< bond_graph_cutoff) sharing an atom
+        cutoff = conv.bond_graph_cutoff
+        pair = center * n_atoms + neighbor
+        _, first_of_pair, pair_id = np.unique(pair, return_index=True, return_inverse=True)
+        # a node's directed edges grouped by neighbour (in order of first appearance), as chgnet iterates them
+        by_center = np.lexsort((edge, first_of_pair[pair_id], center))
+        short = by_center[distance[by_center] < cutoff]
+        count = np.bincount(center[short], minlength=n_atoms)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        bonds = undirected2directed[distance[undirected2directed] <= cutoff]
+        slot_center = np.stack([center[bonds], center[reverse[bonds]]], axis=1).ravel()
+        slot_edge = np.stack([bonds, reverse[bonds]], axis=1).ravel()
+        slot_bond = np.repeat(directed2undirected[bonds], 2)
+        per_slot = count[slot_center]
+        slot = np.repeat(np.arange(len(slot_center)), per_slot)
+        offset = np.arange(len(slot)) - np.repeat(np.cumsum(per_slot) - per_slot, per_slot)
+        other = short[start[slot_center[slot]] + offset]
+        use = other != slot_edge[slot]
+        slot, other = slot[use], other[use]
+        bond_graph = np.stack([slot_center[slot], slot_bond[slot], slot_edge[slot],
+                               directed2undirected[other], other], axis=1)
+        return {"numbers": numbers, "frac": frac, "cell": cell,
+                "atom_graph": np.stack([center, neighbor], axis=1), "image": image,
+                "directed2undirected": directed2undirected,
+                "undirected2directed": undirected2directed, "bond_graph": bond_graph}
+
+    def _cell(self, frames, i: int) -> np.ndarray:
+        """The frame's cell; a vacuum box around non-periodic frames without one."""
+        cell = frames.cells[i]
+        if abs(np.linalg.det(cell)) > 1e-8:
+            return cell
+        if frames.pbc[i].any():
+            raise ValueError(f"frame {i} is periodic along {frames.pbc[i].tolist()} but its cell "
+                             "is degenerate; CHGNet needs a full 3x3 cell")
+        pos = frames.positions[frames.atoms_of(i)]
+        span = np.ptp(pos, axis=0) if len(pos) else np.zeros(3)
+        return np.diag(span + 2 * self.cutoff + 10.0)
+
+    # -- evaluation -----------------------------------------------------------
+    def _evaluate(self, frames, return_embeddings: bool) -> dict:
+        from ase import units
+
+        graphs = []
+        for i in range(len(frames)):
+            rows = frames.atoms_of(i)
+            graphs.append(self._frame_graph(frames.numbers[rows], frames.positions[rows],
+                                            self._cell(frames, i), frames.pbc[i], i))
+        energy, forces, stress, site, feas = self._forward(graphs, return_embeddings)
+        # GPa -> eV/Å^3 exactly as CHGNetCalculator does (float32 times ase.units.GPa)
+        stress = (stress.cpu().numpy() * units.GPa).astype(np.float64)
+        stress[~frames.pbc.all(axis=1)] = np.nan
+        result = {"energy": energy.cpu().numpy(), "forces": forces.cpu().numpy(), "stress": stress,
+                  "energies": None if site is None else site.cpu().numpy()}
+        if return_embeddings:
+            result["embeddings"] = feas.cpu().numpy()
+        return result
+
+    def _batched_graph(self, graphs):
+        """chgnet's ``BatchedGraph`` for all ``graphs`` at once, plus the grad leaves.
+
+        ``BatchedGraph.from_graphs`` featurises graph by graph (dozens of small
+        tensor operations per structure, forward and backward); this builds the
+        same fields with one vectorised operation per field. Returns the batch,
+        Cartesian positions (n_atoms, 3) and strains (n_graphs, 3, 3).
+        """
+        from chgnet.model.model import BatchedGraph
+
+        net, dev = self.net, self.device
+        i32, f32 = torch.int32, torch.float32
+        n_atoms = np.array([len(g["numbers"]) for g in graphs])
+        n_edges = np.array([len(g["atom_graph"]) for g in graphs])
+        n_bonds = np.array([len(g["undirected2directed"]) for g in graphs])
+        n_angles = np.array([len(g["bond_graph"]) for g in graphs])
+        atom_start = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
+        edge_start = np.concatenate([[0], np.cumsum(n_edges)[:-1]])
+        bond_start = np.concatenate([[0], np.cumsum(n_bonds)[:-1]])
+
+        def cat(name, shift=None, per=None):
+            parts = [g[name] for g in graphs]
+            out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            if shift is not None:
+                add = np.repeat(shift, per)
+                out = out + (add[:, None] if out.ndim == 2 else add)
+            return out
+
+        owner = torch.as_tensor(np.repeat(np.arange(len(graphs)), n_atoms), device=dev)
+        edge_owner = torch.as_tensor(np.repeat(np.arange(len(graphs)), n_edges), device=dev)
+        atom_graph = torch.as_tensor(cat("atom_graph", atom_start, n_edges).reshape(-1, 2), device=dev)
+        image = torch.as_tensor(cat("image").reshape(-1, 3), dtype=f32, device=dev)
+        und2dir = torch.as_tensor(cat("undirected2directed", edge_start, n_bonds), device=dev)
+        dir2und = torch.as_tensor(cat("directed2undirected", bond_start, n_edges), device=dev)
+        bond_graph = cat("bond_graph").reshape(-1, 5)
+        angle_owner = np.repeat(np.arange(len(graphs)), n_angles)
+        bond_graph = bond_graph + np.stack([atom_start[angle_owner], bond_start[angle_owner],
+                                            edge_start[angle_owner], bond_start[angle_owner],
+                                            edge_start[angle_owner]], axis=1)
+        bond_graph = torch.as_tensor(bond_graph, device=dev)
+
+        frac = torch.as_tensor(cat("frac").reshape(-1, 3), dtype=f32, device=dev)
+        cells = torch.as_tensor(np.stack([g["cell"] for g in graphs]), dtype=f32, device=dev)
+        strains = torch.zeros_like(cells, requires_grad=True)
+        lattice = cells @ (torch.eye(3, dtype=f32, device=dev) + strains)
+        cross = torch.linalg.cross(lattice[:, 1], lattice[:, 2])
+        volumes = torch.linalg.vecdot(lattice[:, 0], cross).detach()
+        positions = torch.bmm(frac[:, None, :], lattice[owner]).squeeze(1)
+        # BondEncoder.forward, for all edges of all graphs
+        nbr = positions[atom_graph[:, 1]] + torch.bmm(image[:, None, :], lattice[edge_owner]).squeeze(1)
+        bond_vectors = positions[atom_graph[:, 0]] - nbr
+        bond_lengths = torch.norm(bond_vectors, dim=1)
+        bond_vectors = bond_vectors / bond_lengths[:, None]
+        undirected_lengths = torch.index_select(bond_lengths, 0, und2dir)
+        encoder = net.bond_basis_expansion
+        bond_bases_ag = encoder.rbf_expansion_ag(undirected_lengths)
+        bond_bases_bg = encoder.rbf_expansion_bg(undirected_lengths)
+        if len(bond_graph):
+            angle_bases = net.angle_basis_expansion(torch.index_select(bond_vectors, 0, bond_graph[:, 2]),
+                                                    torch.index_select(bond_vectors, 0, bond_graph[:, 4]))
+            batched_bond_graph = bond_graph[:, [0, 1, 3]].to(i32)
+        else:
+            angle_bases = torch.tensor([], device=dev)
+            batched_bond_graph = torch.tensor([], device=dev)
+        batch = BatchedGraph(
+            atomic_numbers=torch.as_tensor(cat("numbers"), dtype=i32, device=dev),
+            bond_bases_ag=bond_bases_ag, bond_bases_bg=bond_bases_bg, angle_bases=angle_bases,
+            batched_atom_graph=atom_graph.to(i32), batched_bond_graph=batched_bond_graph,
+            atom_owners=owner.to(i32), directed2undirected=dir2und.to(i32),
+            atom_positions=[positions], strains=[strains], volumes=volumes)
+        return batch, positions, strains
+
+    def _forward(self, graphs, return_embeddings: bool):
+        """One CHGNet pass over all ``graphs``; one backward pass for forces and stress.
+
+        The computation of ``CHGNet.forward(graphs, task="efs")`` (composition
+        model + batched graph + ``CHGNet._compute``), except that forces and
+        stress come from a single ``torch.autograd.grad`` call without
+        ``create_graph``: chgnet's own forward runs two backward passes and
+        records a double-backward graph (needed to train on forces, not for
+        inference), which costs most of its time. The gradient of the summed
+        energy is the same, so results match ``CHGNetCalculator``.
+        """
+        net = self.net
+        numbers = torch.as_tensor(np.concatenate([g["numbers"] for g in graphs]), dtype=torch.long,
+                                  device=self.device)
+        n_atoms = torch.as_tensor([len(g["numbers"]) for g in graphs], device=self.device)
+        with torch.enable_grad():
+            batch, positions, strains = self._batched_graph(graphs)
+            out = net._compute(batch, compute_force=False, compute_stress=False,
+                               return_site_energies=net.mlp_first, return_atom_feas=return_embeddings)
+            if net.mlp_first:  # energy = sum of site energies (all pretrained CHGNets)
+                site = torch.cat(list(out["site_energies"]))
+                total = site.sum()
+            else:  # energy from pooled crystal features: no site energies
+                site = None
+                total = (out["e"] * out["atoms_per_graph"]).sum() if net.is_intensive else out["e"].sum()
+            grad_pos, grad_strain = torch.autograd.grad(total, [positions, strains])
+        forces = -grad_pos
+        # stress in GPa as chgnet computes it: 1/V dE/d(strain) * 160.21766208
+        stress = grad_strain * (1 / batch.volumes * 160.21766208).view(-1, 1, 1)
+        energy = out["e"].detach()  # eV/atom when the model is intensive
+        comp = net.composition_model
+        if comp is not None:
+            # AtomRef: linear model on the (per-atom) element counts, as AtomRef.forward
+            owner = torch.repeat_interleave(torch.arange(len(graphs), device=self.device), n_atoms)
+            counts = torch.zeros(len(graphs), comp.max_num_elements, dtype=torch.long, device=self.device)
+            counts.index_put_((owner, numbers - 1), torch.ones_like(numbers), accumulate=True)
+            feas = counts / n_atoms[:, None] if comp.is_intensive else counts
+            energy = energy + comp._get_energy(feas.float()).detach()
+        if net.is_intensive:
+            energy = energy * n_atoms
+        if site is not None:
+            site = site.detach()
+            if comp is not None:
+                site = site + comp.fc.weight.detach()[0, numbers - 1]
+        feas = torch.cat(list(out["atom_fea"])).detach() if return_embeddings else None
+        return energy, forces.detach(), stress.detach(), site, feas

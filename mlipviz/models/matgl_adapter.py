@@ -1,0 +1,225 @@
+"""MatGL potentials (M3GNet PES models, ``matgl`` 4.x PyG backend) behind `Model`.
+
+Weights are a matgl model folder (``model.json``, ``model.pt``, ``state.pt``),
+loaded with ``matgl.load_model(folder)``. `MatGLModel._evaluate` converts every
+frame with matgl's own ``Atoms2Graph`` (the converter ``PESCalculator`` uses),
+collates the graphs into one ``torch_geometric`` ``Batch`` and runs ONE
+``Potential`` forward (energy, forces and stress by autograd) on it; per-atom
+energies and node embeddings are read from ``M3GNet.feature_dict`` of that same
+pass.
+
+float64 is supported: ``Potential.forward`` casts its float inputs to the
+model's dtype, so ``potential.double()`` runs the whole network in float64. In
+float64 the adapter also passes coordinates and cell in float64 (matgl's
+converter rounds them to float32, and so does ``PESCalculator`` even for a
+float64 potential: the two then differ by about |F| x 1e-7 Å).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Model
+
+#: matgl's Hugging Face organisation for pretrained models (``matgl.utils.io.HF_MATGL_ORG``).
+HF_ORG = "materialyze"
+_MODEL_FILES = ("model.json", "model.pt", "state.pt")
+
+
+def cache_dir() -> Path:
+    """matgl's cache, ``matgl.config.MATGL_CACHE`` (``~/.cache/matgl``).
+
+    ``$MATGL_CACHE`` overrides it for mlipviz's lookup and downloads (matgl 4.1
+    itself has no such variable; mlipviz passes the folder to matgl explicitly).
+    """
+    value = os.environ.get("MATGL_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "matgl"
+
+
+def package_weights(card) -> list[Path]:
+    """Where matgl keeps ``card.version`` once downloaded: ``model.json`` in its cache.
+
+    Both layouts: the legacy ``<cache>/<name>/`` folder and the Hugging Face hub
+    cache ``<cache>/models--materialyze--<name>/snapshots/<revision>/``.
+    """
+    root = cache_dir()
+    candidates = [root / card.version / "model.json"]
+    hub = root / f"models--{HF_ORG}--{card.version}" / "snapshots"
+    snapshots = sorted(hub.glob("*/model.json")) if hub.is_dir() else []
+    candidates += snapshots or [hub / "*" / "model.json"]
+    return candidates
+
+
+def download_source(card) -> str:
+    """The Hugging Face repository matgl downloads ``card.version`` from."""
+    return f"https://huggingface.co/{HF_ORG}/{card.version}"
+
+
+def _model_folder(weights) -> Path:
+    path = Path(weights).expanduser()
+    folder = path.parent if path.is_file() else path
+    missing = [name for name in _MODEL_FILES if not (folder / name).exists()]
+    if missing:
+        raise ValueError(f"{folder} is not a matgl model folder: missing {', '.join(missing)}")
+    return folder
+
+
+def load(card, weights, device: str, dtype: str) -> "MatGLModel":
+    """A `MatGLModel`; ``card`` None for a bare model folder (or its ``model.json``)."""
+    import matgl
+
+    if weights is None:  # download through matgl (only called when the hub is reachable)
+        potential = matgl.load_model(card.version, cache_dir=str(cache_dir()))
+        folder = None
+    else:
+        folder = _model_folder(weights)
+        potential = matgl.load_model(folder)
+    from matgl.apps.pes import Potential
+
+    if not isinstance(potential, Potential) or not hasattr(potential.model, "element_types"):
+        raise ValueError(f"{folder or card.version} holds a matgl {type(potential).__name__}, not an "
+                         "interatomic potential (matgl.apps.pes.Potential)")
+    return MatGLModel(potential, card, folder, device, dtype)
+
+
+class MatGLModel(Model):
+    """A loaded matgl ``Potential``.
+
+    ``elements``: the atomic numbers of ``potential.model.element_types``, the
+    element list the node-embedding table is built on (89 elements for the
+    pretrained M3GNets: H-Pu without Po, At, Rn, Fr, Ra). ``embedding_layer``:
+    node features after the last M3GNet graph block (``feature_dict["gc_<n>"]
+    ["node_feat"]``, the readout's input), width ``dim_node_embedding`` (64).
+    ``energies``: the per-atom readout of extensive models,
+    ``data_std * readout_i + data_mean / n_atoms + element_ref(Z_i)``, which sums
+    to the total energy; None for intensive models or with the ZBL term.
+    """
+
+    has_stress = True
+
+    def __init__(self, potential, card, folder: Path | None, device: str, dtype: str):
+        super().__init__()
+        import matgl
+        from ase.data import atomic_numbers
+        from matgl.ext.ase import Atoms2Graph
+
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        potential = potential.double() if dtype == "float64" else potential.float()
+        potential = potential.to(device)
+        potential.eval()
+        for p in potential.parameters():
+            p.requires_grad_(False)
+        self.potential = potential
+        net = potential.model
+        self.net = net
+        self.device = device
+        self.dtype = dtype
+        self.cutoff = float(net.cutoff)
+        self.elements = frozenset(atomic_numbers[s] for s in net.element_types)
+        self._converter = Atoms2Graph(tuple(net.element_types), self.cutoff)
+        # per-atom readout and node features as M3GNet stores them in ``feature_dict``
+        is_m3gnet = type(net).__name__ == "M3GNet"
+        n_blocks = getattr(net, "n_blocks", None)
+        width = getattr(getattr(net, "embedding", None), "dim_node_embedding", None)
+        self._node_width = int(width) if is_m3gnet and width else None
+        self._embedding_key = f"gc_{n_blocks}" if is_m3gnet and n_blocks else None
+        self.embedding_layer = (f"M3GNet node_feat after graph block {n_blocks} of {n_blocks} "
+                                f"(readout input, width {self._node_width})"
+                                if self._embedding_key else None)
+        self.has_energies = (is_m3gnet and not net.is_intensive
+                             and not getattr(potential, "calc_repuls", False))
+        self.name = card.name if card is not None else Path(folder).name
+        source = str(folder) if folder is not None else f"{download_source(card)} (matgl cache)"
+        self.meta = {
+            "backend": "matgl",
+            "version": card.version if card is not None else Path(folder).name,
+            "weights": source,
+            "training_data": card.training_data if card is not None else _training_data(folder),
+            "package": "matgl",
+            "package_version": matgl.__version__,
+            "architecture": type(net).__name__,
+            "n_params": int(sum(p.numel() for p in potential.parameters())),
+            "cutoff": self.cutoff,
+            "threebody_cutoff": float(getattr(net, "threebody_cutoff", float("nan"))),
+            "embedding_width": self._node_width,
+        }
+
+    def calculator(self):
+        """matgl's ``PESCalculator`` on the same potential, stress in eV/Å^3 (ASE convention)."""
+        from matgl.ext.ase import PESCalculator
+
+        return PESCalculator(self.potential, stress_unit="eV/A3")
+
+    def _evaluate(self, frames, return_embeddings: bool) -> dict:
+        from ase import Atoms, units
+        from torch_geometric.data import Batch
+
+        graphs, lattices, states = [], [], []
+        for i in range(len(frames)):
+            rows = frames.atoms_of(i)
+            atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows],
+                          cell=frames.cells[i], pbc=frames.pbc[i])
+            graph, lattice, state = self._converter.get_graph(atoms)
+            if self.dtype == "float64":
+                # the converter rounds coordinates and cell to float32 (matgl.float_th);
+                # rebuild them in float64 the same way so the float64 network sees exact inputs
+                if atoms.pbc.all():
+                    frac = atoms.get_scaled_positions(False)
+                    graph.frac_coords = torch.as_tensor(frac, dtype=torch.float64)
+                    lattice = torch.as_tensor(atoms.cell.array, dtype=torch.float64)
+                else:
+                    graph.frac_coords = torch.as_tensor(atoms.positions, dtype=torch.float64)
+                    lattice = torch.eye(3, dtype=torch.float64)
+            graphs.append(graph)
+            lattices.append(lattice.reshape(1, 3, 3))
+            states.append(np.asarray(state))
+        batch = Batch.from_data_list(graphs).to(self.device)
+        lattice = torch.cat(lattices).to(self.device)
+        state = torch.as_tensor(np.stack(states), device=self.device)
+        n = len(frames)
+        try:
+            with torch.enable_grad():
+                energy, forces, stress, _ = self.potential(batch, lattice, state)[:4]
+            result = {
+                "energy": energy.detach().reshape(n).cpu().numpy(),
+                "forces": forces.detach().cpu().numpy(),
+                # GPa -> eV/Å^3 (times ase.units.GPa) as PESCalculator(stress_unit="eV/A3")
+                # does; matgl's sign convention (compression negative) is ASE's
+                "stress": (stress.detach().reshape(n, 3, 3).cpu().numpy() * units.GPa).astype(np.float64),
+                "energies": self._site_energies(batch, frames) if self.has_energies else None,
+            }
+            if return_embeddings:
+                node_feat = self.net.feature_dict[self._embedding_key]["node_feat"]
+                result["embeddings"] = node_feat.detach().cpu().numpy()
+        finally:
+            self.net.feature_dict = {}  # drop the batch's tensors and autograd graph
+        result["stress"][~frames.pbc.all(axis=1)] = np.nan
+        return result
+
+    def _site_energies(self, batch, frames) -> np.ndarray:
+        """Per-atom energies of the last forward pass (see class docstring)."""
+        pot = self.potential
+        atomic = self.net.feature_dict["readout"].detach().reshape(-1)
+        n_atoms = torch.as_tensor(frames.n_atoms, device=atomic.device)[batch.batch]
+        site = pot.data_std * atomic + pot.data_mean / n_atoms
+        if pot.element_refs is not None:
+            site = site + pot.element_refs.property_offset[batch.node_type]
+        return site.cpu().numpy()
+
+
+def _training_data(folder) -> str:
+    """The first line under a "Training dataset" heading of the folder's README, if any."""
+    readme = Path(folder) / "README.md"
+    if readme.exists():
+        lines = [line.strip() for line in readme.read_text(errors="replace").splitlines()]
+        for k, line in enumerate(lines):
+            if line.startswith("#") and "training data" in line.lower():
+                text = next((x for x in lines[k + 1:] if x), "")
+                if text and not text.startswith("#"):
+                    return text[:200]
+    return "unknown (bare model folder)"

@@ -1,0 +1,202 @@
+"""SevenNet backend (package ``sevenn``): SevenNet-0, or any SevenNet checkpoint ``.pth``.
+
+Evaluation batches for real, the way ``sevenn``'s own batch inference
+(``sevenn.scripts.inference``) does: one ``AtomGraphData`` per frame (built by
+``sevenn.train.dataload.unlabeled_atoms_to_graph``, as ``SevenNetCalculator`` does),
+joined into a ``torch_geometric`` ``Batch``, one forward pass with the model in batch
+mode. Embeddings are the node features after the last interaction block (its
+equivariant gate; 128 scalars for SevenNet-0), caught by a forward hook in that pass.
+
+SevenNet runs in float32 only: its one-hot embedding casts to float32 inside the
+network, so a float64 copy of the model fails, and ``SevenNetCalculator`` builds
+float32 graphs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelNotAvailableError
+from ..frames import Frames
+from .base import Model
+
+#: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
+_PRETRAINED = {
+    "7net-0": "SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+    "7net-0_11jul2024": "SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+    "7net-0_22may2024": "SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
+    "7net-l3i5": "SevenNet_l3i5/checkpoint_l3i5.pth",
+}
+SOURCE = "https://github.com/MDIL-SNU/SevenNet"
+
+
+def _package_dir() -> Path | None:
+    spec = importlib.util.find_spec("sevenn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_weights(card) -> list[Path]:
+    """The checkpoint that ships inside the ``sevenn`` wheel for this card (found without importing)."""
+    if card is None:
+        return []
+    rel = _PRETRAINED.get(card.version.lower())
+    pkg = _package_dir()
+    if rel is None or pkg is None:
+        return []
+    return [pkg / "pretrained_potentials" / rel]
+
+
+def download_source(card) -> str:
+    """SevenNet-0 ships in the ``sevenn`` wheel; a broken install is fixed by reinstalling it."""
+    return SOURCE
+
+
+def _import_sevenn():
+    """Import ``sevenn``'s model code. e3nn 0.4.4 unpickles a ``slice`` at import, which
+    torch >= 2.6 refuses by default: allow just that, for that one load (mace instead sets
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the whole process)."""
+    if "e3nn.o3" not in sys.modules:
+        with torch.serialization.safe_globals([slice]):
+            import e3nn.o3  # noqa: F401
+    import sevenn.util  # noqa: F401
+
+
+def load(card, weights, device: str, dtype: str) -> "SevenNetModel":
+    if dtype != "float32":
+        raise ValueError(f"SevenNet runs in float32 only (asked for {dtype!r}): its network "
+                         "casts the one-hot element embedding to float32 internally")
+    if weights is None:
+        raise ModelNotAvailableError(
+            f"SevenNet checkpoint for '{card.name if card else '?'}' not found in the sevenn "
+            f"package (looked at {', '.join(map(str, package_weights(card))) or 'nothing'}); "
+            "reinstall it: pip install --force-reinstall 'sevenn>=0.10.4'")
+    _import_sevenn()
+    import sevenn.util as util
+
+    weights = Path(weights)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net, config = util.model_from_checkpoint(str(weights))
+    except Exception as exc:
+        raise ModelNotAvailableError(
+            f"cannot read SevenNet checkpoint {weights}: {type(exc).__name__}: {exc}") from exc
+    return SevenNetModel(net, config, weights=weights, card=card, device=device)
+
+
+class SevenNetModel(Model):
+    """A SevenNet (NequIP-style) model evaluated on batched graphs, float32."""
+
+    has_stress = True
+    has_energies = True
+
+    def __init__(self, net, config: dict, weights: Path, card=None, device: str = "cpu"):
+        super().__init__()
+        import sevenn
+        import sevenn._keys as KEY
+
+        net.to(device)
+        net.set_is_batch_data(True)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.net = net
+        self.config = config
+        self.weights = Path(weights)
+        self.card = card
+        self.name = card.name if card is not None else self.weights.stem
+        self.device = str(device)
+        self.dtype = "float32"
+        self.cutoff = float(config[KEY.CUTOFF])
+        self.elements = frozenset(int(z) for z in config[KEY.TYPE_MAP])
+
+        gates = [name for name in net._modules if name.endswith("_equivariant_gate")]
+        if not gates:
+            raise ModelNotAvailableError(f"SevenNet checkpoint {weights}: no interaction block found")
+        self._embedding_module = max(gates, key=lambda n: int(n.split("_")[0]))
+        irreps = net._modules[self._embedding_module].gate.irreps_out
+        # scalar (0e) channels of the block's output; SevenNet-0's last block has only those
+        self._scalar_index = torch.tensor(
+            [i for (mul, ir), sl in zip(irreps, irreps.slices()) if ir.l == 0
+             for i in range(sl.start, sl.stop)], dtype=torch.long)
+        self.embedding_width = len(self._scalar_index)
+        self.embedding_layer = (
+            f"SevenNet node features after the last interaction block "
+            f"('{self._embedding_module}', output {irreps}): {self.embedding_width} scalar channels")
+
+        self.meta = {
+            "backend": "sevenn", "version": card.version if card is not None else None,
+            "description": card.description if card is not None else None,
+            "weights": str(self.weights),
+            "training_data": card.training_data if card is not None else None,
+            "package": "sevenn", "package_version": sevenn.__version__,
+            "trained_with_sevenn": config.get("version"), "cutoff": self.cutoff,
+            "num_interactions": len(gates),
+        }
+
+    def _batch(self, frames: Frames):
+        import sevenn._keys as KEY
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+        from torch_geometric.data import Batch
+
+        graphs = []
+        for i in range(len(frames)):
+            graph = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(frames.to_atoms(i),
+                                                                           self.cutoff))
+            del graph[KEY.INFO]
+            graphs.append(graph)
+        return Batch.from_data_list(graphs).to(self.device)
+
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+        import sevenn._keys as KEY
+
+        batch = self._batch(frames)
+        captured = {}
+        hook = None
+        if return_embeddings:
+            hook = self.net._modules[self._embedding_module].register_forward_hook(
+                lambda module, inputs, output: captured.__setitem__("x", output[KEY.NODE_FEATURE]))
+        try:
+            out = self.net(batch)
+        finally:
+            if hook is not None:
+                hook.remove()
+        if KEY.PRED_FORCE not in out:  # no edge in the whole batch: no interaction at all
+            out[KEY.PRED_FORCE] = torch.zeros((frames.total_atoms, 3))
+            out[KEY.PRED_STRESS] = torch.zeros((len(frames), 6))
+        # sevenn stress: (n, 6) as [xx, yy, zz, xy, yz, zx], sign opposite to ASE
+        s = -out[KEY.PRED_STRESS].detach().cpu().numpy().astype(np.float64)
+        stress = np.stack([np.stack([s[:, 0], s[:, 3], s[:, 5]], -1),
+                           np.stack([s[:, 3], s[:, 1], s[:, 4]], -1),
+                           np.stack([s[:, 5], s[:, 4], s[:, 2]], -1)], -2)
+        stress[~frames.pbc.all(axis=1)] = np.nan  # no stress without a fully periodic cell
+        result = {
+            "energy": out[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1),
+            "forces": out[KEY.PRED_FORCE].detach().cpu().numpy(),
+            "stress": stress,
+            "energies": out[KEY.ATOMIC_ENERGY].detach().cpu().numpy().reshape(-1),
+            "embeddings": None,
+        }
+        if return_embeddings:
+            x = captured["x"]
+            result["embeddings"] = x[:, self._scalar_index.to(x.device)].detach().cpu().numpy()
+        return result
+
+    def calculator(self):
+        """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32)."""
+        _import_sevenn()
+        from sevenn.calculator import SevenNetCalculator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return SevenNetCalculator(model=str(self.weights), file_type="checkpoint",
+                                      device=self.device)

@@ -1,0 +1,213 @@
+"""CHGNet adapter against chgnet's own ASE calculator and against finite differences.
+
+Real pretrained CHGNet 0.3.0 from the chgnet wheel; no mocks, no stored numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("chgnet")
+
+from mlipviz import Frames  # noqa: E402
+from mlipviz.errors import UnsupportedElementError  # noqa: E402
+from mlipviz.models import load_model  # noqa: E402
+from mlipviz.models.registry import get_card  # noqa: E402
+
+# float32 network: energies/forces agree to ~1e-5, stress to ~1e-6 eV/Å^3 (0.2 MPa)
+TOL_E, TOL_F, TOL_S = 1e-4, 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("chgnet", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def frames(mixed_structures):
+    return Frames.from_atoms(mixed_structures)
+
+
+@pytest.fixture(scope="module")
+def prediction(model, frames):
+    return model.predict(frames, batch_size=3, progress=False)
+
+
+def test_attributes(model):
+    from chgnet.graph import CrystalGraphConverter
+
+    assert model.name == "chgnet"
+    assert model.dtype == "float32" and model.device == "cpu"
+    assert model.cutoff == model.net.graph_converter.atom_graph_cutoff == 6.0
+    assert isinstance(model.net.graph_converter, CrystalGraphConverter)
+    assert model.elements == frozenset(range(1, model.net.atom_embedding.embedding.num_embeddings + 1))
+    assert 94 in model.elements and 95 not in model.elements
+    assert "atom_fea" in model.embedding_layer and "64" in model.embedding_layer
+    assert model.has_stress and model.has_energies
+    assert model.meta["version"] == "0.3.0"
+    assert model.meta["weights"].endswith(".pth.tar")
+    assert "MPtrj" in model.meta["training_data"]
+    assert model.meta["package_version"]
+
+
+def test_package_weights_and_source():
+    from mlipviz.models import chgnet_adapter
+
+    for name in ("chgnet", "chgnet-0.2.0", "chgnet-r2scan"):
+        card = get_card(name)
+        paths = chgnet_adapter.package_weights(card)
+        assert paths and all(p.exists() and p.name.endswith(".pth.tar") for p in paths)
+        assert chgnet_adapter.download_source(card).startswith("https://")
+
+
+def test_float64_is_refused():
+    with pytest.raises(ValueError, match="float32"):
+        load_model("chgnet", dtype="float64")
+
+
+def test_fast_graphs_equal_chgnet_converter(model, mixed_structures):
+    """The adapter's numpy graph builder reproduces chgnet's CrystalGraphConverter exactly."""
+    from ase.build import bulk, fcc111
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    slab = fcc111("Al", (2, 2, 3), vacuum=6.0)
+    slab.pbc = (True, True, False)
+    one_atom = bulk("Cu", "fcc", a=3.6)  # every neighbour is a periodic image of atom 0
+    for i, atoms in enumerate([*mixed_structures, slab, one_atom]):
+        ref = model.net.graph_converter(AseAtomsAdaptor.get_structure(atoms))
+        mine = model._frame_graph(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, i)
+        np.testing.assert_array_equal(mine["atom_graph"], ref.atom_graph.numpy())
+        np.testing.assert_array_equal(mine["image"], ref.neighbor_image.numpy())
+        np.testing.assert_array_equal(mine["directed2undirected"], ref.directed2undirected.numpy())
+        np.testing.assert_array_equal(mine["undirected2directed"], ref.undirected2directed.numpy())
+        np.testing.assert_array_equal(mine["bond_graph"], ref.bond_graph.numpy().reshape(-1, 5))
+        np.testing.assert_array_equal(mine["frac"].astype(np.float32), ref.atom_frac_coord.detach().numpy())
+        assert len(mine["bond_graph"]) > 0
+
+
+# chgnet's own BatchedGraph (used by CHGNetCalculator) triggers this torch warning
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_batched_predict_matches_ase_calculator(model, frames, prediction, mixed_structures):
+    calc = model.calculator()
+    for i, atoms in enumerate(mixed_structures):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        rows = frames.atoms_of(i)
+        assert abs(prediction.energy[i] - atoms.get_potential_energy()) < TOL_E
+        np.testing.assert_allclose(prediction.forces[rows], atoms.get_forces(), rtol=0, atol=TOL_F)
+        np.testing.assert_allclose(prediction.stress[i], atoms.get_stress(voigt=False), rtol=0, atol=TOL_S)
+        np.testing.assert_allclose(prediction.energies[rows], atoms.get_potential_energies(),
+                                   rtol=0, atol=TOL_E)
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_frames_without_bond_angles(model):
+    """bcc Cs has no bond shorter than 3 Å, so no angles; alone and mixed into a batch."""
+    from ase.build import bulk
+
+    cs = bulk("Cs", "bcc", a=6.1)
+    cs2 = cs * (1, 1, 2)
+    cs2.rattle(0.05, seed=1)
+    si = bulk("Si", "diamond", a=5.43)
+    si.rattle(0.05, seed=2)
+    calc = model.calculator()
+    for batch in ([cs, cs2], [cs, si, cs2]):
+        frames = Frames.from_atoms(batch)
+        pred = model.predict(frames, progress=False)
+        for i, atoms in enumerate(batch):
+            atoms = atoms.copy()
+            atoms.calc = calc
+            assert abs(pred.energy[i] - atoms.get_potential_energy()) < TOL_E
+            np.testing.assert_allclose(pred.forces[frames.atoms_of(i)], atoms.get_forces(), atol=TOL_F)
+            np.testing.assert_allclose(pred.stress[i], atoms.get_stress(voigt=False), atol=TOL_S)
+
+
+def test_site_energies_sum_to_energy(frames, prediction):
+    sums = np.add.reduceat(prediction.energies, frames.offsets[:-1])
+    np.testing.assert_allclose(sums, prediction.energy, rtol=0, atol=1e-4)
+
+
+def test_batch_size_does_not_change_results(model, frames, prediction):
+    one_pass = model.predict(frames, progress=False)  # all 8 frames in one forward pass
+    np.testing.assert_allclose(one_pass.energy, prediction.energy, rtol=0, atol=TOL_E)
+    np.testing.assert_allclose(one_pass.forces, prediction.forces, rtol=0, atol=TOL_F)
+    np.testing.assert_allclose(one_pass.stress, prediction.stress, rtol=0, atol=TOL_S)
+
+
+def test_forces_are_minus_energy_gradient(model, mixed_structures):
+    # float32: h = 3e-3 Å balances truncation (~h^2) and rounding (~1e-6 eV / 2h) errors
+    base = mixed_structures[2]  # rattled NaCl, 4 atoms
+    h, components = 3e-3, [(0, 0), (1, 1), (2, 2), (3, 0), (3, 2)]
+    displaced = []
+    for atom, axis in components:
+        for sign in (1, -1):
+            copy = base.copy()
+            copy.positions[atom, axis] += sign * h
+            displaced.append(copy)
+    pred = model.predict(Frames.from_atoms([base] + displaced), progress=False)
+    numeric = -(pred.energy[1::2] - pred.energy[2::2]) / (2 * h)
+    analytic = np.array([pred.forces[atom, axis] for atom, axis in components])
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=2e-3)
+
+
+def test_stress_is_strain_derivative_ase_sign(model, mixed_structures):
+    # ASE convention: stress = (1/V) dE/d(strain); compression -> negative
+    base = mixed_structures[0]
+    h = 5e-3
+    strained = []
+    for sign in (1, -1):
+        copy = base.copy()
+        copy.set_cell(base.cell.array @ np.diag([1 + sign * h, 1, 1]), scale_atoms=True)
+        strained.append(copy)
+    pred = model.predict(Frames.from_atoms([base] + strained), progress=False)
+    numeric = (pred.energy[1] - pred.energy[2]) / (2 * h) / base.get_volume()
+    assert abs(pred.stress[0, 0, 0] - numeric) < 1e-4  # eV/Å^3, float32 rounding-limited
+
+
+def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
+    first = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    second = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    assert first.embeddings.shape == (frames.total_atoms, 64)
+    assert np.isfinite(first.embeddings).all()
+    np.testing.assert_array_equal(first.embeddings, second.embeddings)
+    np.testing.assert_array_equal(first.energy, prediction.energy)
+    np.testing.assert_array_equal(first.forces, prediction.forces)
+    assert first.meta["embedding_layer"] == model.embedding_layer
+
+
+def test_unsupported_element_names_frame_and_atom(model):
+    from ase.build import bulk
+
+    good = bulk("Si", "diamond", a=5.43)
+    bad = bulk("Si", "diamond", a=5.43, cubic=True)
+    bad.numbers[3] = 95  # Am: beyond CHGNet's 94-row element embedding
+    with pytest.raises(UnsupportedElementError, match="Am") as info:
+        model.predict(Frames.from_atoms([good, bad]), progress=False)
+    assert info.value.frame == 1 and info.value.atom == 3
+
+
+def test_molecule_without_cell_matches_big_periodic_box(model):
+    from ase.build import molecule
+
+    free = molecule("H2O")  # no cell, no pbc
+    boxed = free.copy()
+    boxed.set_cell([25.0, 25.0, 25.0])
+    boxed.center()
+    boxed.pbc = True
+    free.positions = boxed.positions
+    pred = model.predict(Frames.from_atoms([free, boxed]), progress=False)
+    assert abs(pred.energy[0] - pred.energy[1]) < TOL_E
+    np.testing.assert_allclose(pred.forces[:3], pred.forces[3:], rtol=0, atol=TOL_F)
+    assert np.isnan(pred.stress[0]).all() and np.isfinite(pred.stress[1]).all()
+
+
+def test_bare_weights_path(model, frames, prediction):
+    from mlipviz.models import chgnet_adapter
+
+    path = chgnet_adapter.package_weights(get_card("chgnet"))[0]
+    bare = load_model(str(path), device="cpu")
+    assert bare.name == path.name[: -len(".pth.tar")] == "chgnet_0.3.0_e29f68s314m37"
+    assert bare.meta["version"] == "0.3.0"
+    pred = bare.predict(frames[:2], progress=False)
+    np.testing.assert_allclose(pred.energy, prediction.energy[:2], rtol=0, atol=TOL_E)

@@ -1,0 +1,260 @@
+"""The MACE adapter against mace's own ASE calculator.
+
+MACE-MP-0 weights cannot be downloaded here, so the tests build a small MACE model
+(`ScaleShiftMACE`, random weights from a fixed seed), save it with ``torch.save`` the way
+mace's training does, and load it through ``mlipviz.load_model(path)``: the same code path
+real MACE-MP-0 weights take. No numbers are hard-coded; everything is compared with
+``MACECalculator`` reading the same file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mace")
+
+import torch  # noqa: E402
+
+import mlipviz  # noqa: E402
+from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
+from mlipviz.models import registry  # noqa: E402
+
+#: H O Na Mg Si Cl Cu: the elements of `mixed_structures` and of H2O
+ELEMENTS = [1, 8, 11, 12, 14, 17, 29]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny graphs run as fast on one thread, and two threads crawl when the 2 cores are busy."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def build_small_mace(path):
+    """A 2-layer MACE (8x0e+8x1o, max_L=1, r_max 4.5 Å) with random weights, saved to ``path``."""
+    import mace  # noqa: F401  (before e3nn)
+    from e3nn import o3
+    from mace import modules
+
+    torch.manual_seed(0)
+    net = modules.ScaleShiftMACE(
+        r_max=4.5, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=2, num_elements=len(ELEMENTS), hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), gate=torch.nn.functional.silu,
+        atomic_energies=np.linspace(-3.0, -1.0, len(ELEMENTS)), avg_num_neighbors=4.0,
+        atomic_numbers=ELEMENTS, correlation=2,
+        # a large interaction scale so that random weights give forces of order 1 eV/Å
+        atomic_inter_scale=20.0, atomic_inter_shift=0.0)
+    torch.save(net, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_model_path(tmp_path_factory):
+    return build_small_mace(tmp_path_factory.mktemp("mace") / "small.model")
+
+
+@pytest.fixture(scope="module")
+def model64(small_model_path):
+    return mlipviz.load_model(small_model_path, device="cpu", dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def calc64(model64):
+    return model64.calculator()
+
+
+@pytest.fixture(scope="module")
+def frames(mixed_structures):
+    return mlipviz.Frames.from_atoms(mixed_structures)
+
+
+@pytest.fixture(scope="module")
+def pred64(model64, frames):
+    return model64.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+
+
+def reference(calc, atoms):
+    """What the package's ASE calculator says about one structure."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+            "energies": atoms.get_potential_energies(),
+            "stress": atoms.get_stress(voigt=False) if atoms.pbc.all() else None}
+
+
+def assert_matches_calculator(pred, frames, calc, atol):
+    for i in range(len(frames)):
+        ref = reference(calc, frames.to_atoms(i))
+        rows = frames.atoms_of(i)
+        np.testing.assert_allclose(pred.energy[i], ref["energy"], rtol=0, atol=atol)
+        np.testing.assert_allclose(pred.forces[rows], ref["forces"], rtol=0, atol=atol)
+        np.testing.assert_allclose(pred.energies[rows], ref["energies"], rtol=0, atol=atol)
+        np.testing.assert_allclose(pred.stress[i], ref["stress"], rtol=0, atol=atol)
+
+
+def test_model_attributes(model64, small_model_path):
+    assert model64.name == "small"
+    assert (model64.device, model64.dtype) == ("cpu", "float64")
+    assert model64.cutoff == pytest.approx(4.5)
+    assert model64.elements == frozenset(ELEMENTS)
+    assert model64.has_stress and model64.has_energies
+    assert "16" in model64.embedding_layer  # 2 layers x 8 scalar channels
+    assert model64.meta["weights"] == str(small_model_path)
+    assert model64.meta["package_version"]
+    assert next(model64.net.parameters()).dtype == torch.float64
+
+
+def test_batched_predict_equals_calculator_float64(pred64, frames, calc64):
+    assert len(set(frames.n_atoms.tolist())) > 1  # a ragged batch
+    assert np.abs(pred64.forces).max() > 0.05  # the test model is not trivially flat
+    assert_matches_calculator(pred64, frames, calc64, atol=1e-5)
+
+
+def test_batched_predict_equals_calculator_float32(small_model_path, frames):
+    model = mlipviz.load_model(small_model_path, device="cpu", dtype="float32")
+    assert next(model.net.parameters()).dtype == torch.float32
+    pred = model.predict(frames, batch_size=3, progress=False)
+    assert_matches_calculator(pred, frames, model.calculator(), atol=1e-4)
+
+
+def test_batch_size_does_not_change_results(model64, frames, pred64):
+    one = model64.predict(frames, batch_size=1, progress=False)
+    np.testing.assert_allclose(one.energy, pred64.energy, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(one.forces, pred64.forces, rtol=0, atol=1e-10)
+
+
+def test_isolated_molecule(model64, calc64, frames):
+    from ase.build import molecule
+
+    water = molecule("H2O")
+    assert not water.pbc.any()
+    mixed = mlipviz.Frames.concatenate([frames[:2], mlipviz.Frames.from_atoms([water])])
+    pred = model64.predict(mixed, batch_size=3, progress=False)
+    ref = reference(calc64, water)
+    rows = mixed.atoms_of(2)
+    np.testing.assert_allclose(pred.energy[2], ref["energy"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pred.forces[rows], ref["forces"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pred.energies[rows], ref["energies"], rtol=0, atol=1e-5)
+    assert np.isnan(pred.stress[2]).all()  # no stress without a periodic cell
+    assert np.isfinite(pred.stress[:2]).all()
+
+
+def test_forces_are_minus_energy_gradient(model64, frames, pred64):
+    i = int(frames.frame_index[np.abs(pred64.forces).max(axis=1).argmax()])  # strongest forces
+    atoms = frames.to_atoms(i)
+    h = 1e-4
+    displaced = []
+    for a in range(len(atoms)):
+        for k in range(3):
+            for sign in (1, -1):
+                copy = atoms.copy()
+                copy.positions[a, k] += sign * h
+                displaced.append(copy)
+    energy = model64.predict(mlipviz.Frames.from_atoms(displaced), progress=False).energy
+    fd = -(energy[0::2] - energy[1::2]).reshape(len(atoms), 3) / (2 * h)
+    forces = model64.predict(frames[i], progress=False).forces
+    assert np.abs(forces).max() > 0.05
+    np.testing.assert_allclose(forces, fd, rtol=0, atol=1e-6)
+
+
+def test_embeddings_equal_mace_descriptors(model64, calc64, frames, pred64):
+    emb = pred64.embeddings
+    assert emb.shape == (frames.total_atoms, 16)
+    assert np.isfinite(emb).all() and np.abs(emb).max() > 0
+    for i in range(len(frames)):
+        ref = calc64.get_descriptors(frames.to_atoms(i), invariants_only=True)
+        np.testing.assert_allclose(emb[frames.atoms_of(i)], ref, rtol=0, atol=1e-10)
+    again = model64.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    np.testing.assert_array_equal(again.embeddings, emb)  # deterministic
+    plain = model64.predict(frames, batch_size=3, progress=False)
+    assert plain.embeddings is None
+    np.testing.assert_allclose(plain.energy, pred64.energy, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(plain.forces, pred64.forces, rtol=0, atol=1e-12)
+
+
+def test_unsupported_element_names_frame_and_atom(model64, mixed_structures):
+    bad = mixed_structures[2].copy()  # NaCl x (1, 1, 2)
+    bad.numbers[2] = 26  # Fe: not covered by the test model
+    frames = mlipviz.Frames.from_atoms([mixed_structures[0], bad])
+    with pytest.raises(UnsupportedElementError) as err:
+        model64.predict(frames, progress=False)
+    assert (err.value.frame, err.value.atom) == (1, 2)
+    assert "Fe" in str(err.value) and "frame 1" in str(err.value) and "atom 2" in str(err.value)
+
+
+def test_float64_and_float32_agree(model64, small_model_path, frames, pred64):
+    model32 = mlipviz.load_model(small_model_path, device="cpu", dtype="float32")
+    pred32 = model32.predict(frames, batch_size=3, progress=False)
+    np.testing.assert_allclose(pred32.forces, pred64.forces, rtol=0, atol=1e-4)
+
+
+# -- weights lookup -------------------------------------------------------------
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """No $MLIPVIZ_MODELS weights and an empty mace cache."""
+    models, cache = tmp_path / "models", tmp_path / "cache"
+    models.mkdir()
+    cache.mkdir()
+    monkeypatch.setenv("MLIPVIZ_MODELS", str(models))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return models, cache
+
+
+def test_package_weights_is_where_mace_caches(no_weights, small_model_path):
+    from mace.calculators.foundations_models import download_mace_mp_checkpoint
+    from mace.tools.utils import get_cache_dir
+
+    from mlipviz.models import mace_adapter
+
+    card = registry.get_card("mace-mp-0")
+    candidates = mace_adapter.package_weights(card)
+    assert candidates[0].parent == get_cache_dir()
+    # mace's own download function finds a file at our first candidate and does not download
+    candidates[0].parent.mkdir(parents=True)
+    shutil.copy(small_model_path, candidates[0])
+    assert download_mace_mp_checkpoint(card.url) == str(candidates[0])
+    assert mace_adapter.download_source(card) == card.url
+    # and load_model finds it there (the test-built stand-in file, not the real MACE-MP-0)
+    model = mlipviz.load_model("mace-mp-0", device="cpu")
+    assert model.meta["weights"] == str(candidates[0])
+
+
+def test_offline_without_weights_fails_fast(no_weights, monkeypatch):
+    models, cache = no_weights
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable (simulated by the test)")
+
+    # offline whatever the machine: no connection succeeds, and no cached answer
+    monkeypatch.setattr(registry.socket, "create_connection", offline)
+    monkeypatch.setattr(registry, "_ONLINE", {})
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError) as err:
+        mlipviz.load_model("mace-mp-0", device="cpu")
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    card = registry.get_card("mace-mp-0")
+    assert "mace-mp-0" in message and card.url in message
+    assert str(models / card.filenames[0]) in message  # looked in $MLIPVIZ_MODELS
+    assert str(cache / "mace") in message  # and in mace's cache
+
+
+def test_models_dir_lookup(no_weights, small_model_path):
+    models, _ = no_weights
+    # the test-built stand-in file under one of the card's names, NOT the real MACE-MP-0 weights
+    shutil.copy(small_model_path, models / "mace-mp-0-medium.model")
+    model = mlipviz.load_model("mace-mp-0", device="cpu", dtype="float64")
+    assert model.name == "mace-mp-0"
+    assert model.meta["weights"] == str(models / "mace-mp-0-medium.model")
+    assert model.meta["training_data"] == registry.get_card("mace-mp-0").training_data
+    assert model.elements == frozenset(ELEMENTS)

@@ -1,0 +1,197 @@
+"""MatGL (M3GNet) adapter against matgl's own ASE calculator and finite differences.
+
+Real pretrained M3GNet-MP-2021.2.8-PES from $MLIPVIZ_MODELS; no mocks, no stored numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matgl")
+
+from mlipviz import Frames  # noqa: E402
+from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
+from mlipviz.models import load_model  # noqa: E402
+from mlipviz.models.registry import find_local_weights, get_card, models_dir  # noqa: E402
+
+# float32: energies/forces agree with PESCalculator to ~1e-5, stress to ~3e-6 eV/Å^3 (0.5 MPa)
+TOL_E, TOL_F, TOL_S = 1e-4, 1e-4, 1e-5
+# float64: PESCalculator rounds its inputs to float32, which alone moves forces by ~|F| 1e-7 ... 1e-6
+TOL64 = 1e-5
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("m3gnet", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def model64():
+    return load_model("m3gnet", device="cpu", dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def frames(mixed_structures):
+    return Frames.from_atoms(mixed_structures)
+
+
+@pytest.fixture(scope="module")
+def prediction(model, frames):
+    return model.predict(frames, batch_size=3, progress=False)
+
+
+def _compare_with_calculator(model, pred, frames, structures, tol_e, tol_f, tol_s):
+    calc = model.calculator()
+    for i, atoms in enumerate(structures):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        rows = frames.atoms_of(i)
+        assert abs(pred.energy[i] - atoms.get_potential_energy()) < tol_e
+        np.testing.assert_allclose(pred.forces[rows], atoms.get_forces(), rtol=0, atol=tol_f)
+        np.testing.assert_allclose(pred.stress[i], atoms.get_stress(voigt=False), rtol=0, atol=tol_s)
+
+
+def test_attributes(model):
+    from ase.data import atomic_numbers
+
+    assert model.name == "m3gnet" and model.dtype == "float32"
+    assert model.cutoff == model.net.cutoff == 5.0
+    assert model.elements == frozenset(atomic_numbers[s] for s in model.net.element_types)
+    assert len(model.elements) == 89 and 84 not in model.elements  # no Po in M3GNet's element list
+    assert "node_feat" in model.embedding_layer and "64" in model.embedding_layer
+    assert model.has_stress and model.has_energies
+    assert model.meta["version"] == "M3GNet-MP-2021.2.8-PES"
+    assert "MP" in model.meta["training_data"] and model.meta["package_version"]
+    assert model.meta["weights"]
+
+
+def test_batched_predict_matches_ase_calculator(model, frames, prediction, mixed_structures):
+    _compare_with_calculator(model, prediction, frames, mixed_structures, TOL_E, TOL_F, TOL_S)
+
+
+def test_float64_matches_ase_calculator(model64, frames, mixed_structures):
+    pred = model64.predict(frames, batch_size=3, progress=False)
+    assert model64.dtype == "float64"
+    _compare_with_calculator(model64, pred, frames, mixed_structures, TOL64, TOL64, TOL64)
+
+
+def test_site_energies_sum_to_energy(frames, prediction):
+    sums = np.add.reduceat(prediction.energies, frames.offsets[:-1])
+    np.testing.assert_allclose(sums, prediction.energy, rtol=0, atol=1e-4)
+
+
+def test_forces_are_minus_energy_gradient(model64, mixed_structures):
+    base = mixed_structures[0]  # rattled Si, 2 atoms; float64 allows a small step
+    h, components = 1e-4, [(0, 0), (0, 2), (1, 1), (1, 2)]
+    displaced = []
+    for atom, axis in components:
+        for sign in (1, -1):
+            copy = base.copy()
+            copy.positions[atom, axis] += sign * h
+            displaced.append(copy)
+    pred = model64.predict(Frames.from_atoms([base] + displaced), progress=False)
+    numeric = -(pred.energy[1::2] - pred.energy[2::2]) / (2 * h)
+    analytic = np.array([pred.forces[atom, axis] for atom, axis in components])
+    assert np.abs(analytic).max() > 0.1  # a real test, not 0 == 0
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6)
+
+
+def test_stress_is_strain_derivative_ase_sign(model64, mixed_structures):
+    # ASE convention: stress = (1/V) dE/d(strain) in eV/Å^3 (matgl's own unit is GPa)
+    base = mixed_structures[0]
+    h = 1e-4
+    strained = []
+    for sign in (1, -1):
+        copy = base.copy()
+        copy.set_cell(base.cell.array @ np.diag([1 + sign * h, 1, 1]), scale_atoms=True)
+        strained.append(copy)
+    pred = model64.predict(Frames.from_atoms([base] + strained), progress=False)
+    numeric = (pred.energy[1] - pred.energy[2]) / (2 * h) / base.get_volume()
+    assert abs(pred.stress[0, 0, 0] - numeric) < 1e-6
+
+
+def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
+    first = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    second = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    assert first.embeddings.shape == (frames.total_atoms, 64)
+    assert np.isfinite(first.embeddings).all()
+    np.testing.assert_array_equal(first.embeddings, second.embeddings)
+    np.testing.assert_array_equal(first.energy, prediction.energy)
+    np.testing.assert_array_equal(first.forces, prediction.forces)
+
+
+def test_unsupported_element_names_frame_and_atom(model):
+    from ase.build import bulk
+
+    good = bulk("Si", "diamond", a=5.43)
+    bad = bulk("Si", "diamond", a=5.43, cubic=True)
+    bad.numbers[5] = 84  # Po: Z < 94 but not in M3GNet's element list
+    with pytest.raises(UnsupportedElementError, match="Po") as info:
+        model.predict(Frames.from_atoms([good, good, bad]), progress=False)
+    assert info.value.frame == 2 and info.value.atom == 5
+
+
+def test_molecule_without_cell_matches_big_periodic_box(model):
+    from ase.build import molecule
+
+    free = molecule("H2O")
+    boxed = free.copy()
+    boxed.set_cell([20.0, 20.0, 20.0])
+    boxed.center()
+    boxed.pbc = True
+    free.positions = boxed.positions
+    pred = model.predict(Frames.from_atoms([free, boxed]), progress=False)
+    assert abs(pred.energy[0] - pred.energy[1]) < TOL_E
+    np.testing.assert_allclose(pred.forces[:3], pred.forces[3:], rtol=0, atol=TOL_F)
+    assert np.isnan(pred.stress[0]).all() and np.isfinite(pred.stress[1]).all()
+
+
+def test_bare_model_folder(frames, prediction):
+    card = get_card("m3gnet")
+    folder = models_dir() / card.filenames[0]
+    for spec in (folder, folder / "model.json"):
+        bare = load_model(str(spec), device="cpu", backend="matgl" if spec.is_file() else None)
+        assert bare.name == folder.name
+        pred = bare.predict(frames[:2], progress=False)
+        np.testing.assert_allclose(pred.energy, prediction.energy[:2], rtol=0, atol=1e-6)
+
+
+def test_weights_found_in_matgl_cache(tmp_path, monkeypatch):
+    from mlipviz.models import matgl_adapter
+
+    card = get_card("m3gnet")
+    shared = models_dir() / card.filenames[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cache = tmp_path / "matgl-cache"
+    cache.mkdir()
+    (cache / card.version).symlink_to(shared, target_is_directory=True)
+    monkeypatch.setenv("MLIPVIZ_MODELS", str(empty))
+    monkeypatch.setenv("MATGL_CACHE", str(cache))
+    weights, _ = find_local_weights(card, matgl_adapter.package_weights(card))
+    assert weights == cache / card.version / "model.json"
+    loaded = load_model("m3gnet", device="cpu")
+    assert loaded.meta["weights"] == str(cache / card.version)
+
+
+def test_offline_without_weights_fails_fast(tmp_path, monkeypatch):
+    from mlipviz.models import matgl_adapter
+    from mlipviz.models.registry import reachable
+
+    card = get_card("m3gnet")
+    if reachable(matgl_adapter.download_source(card)):
+        pytest.skip("the model hub is reachable: this test needs an offline machine")
+    empty = tmp_path / "models"
+    empty.mkdir()
+    monkeypatch.setenv("MLIPVIZ_MODELS", str(empty))
+    monkeypatch.setenv("MATGL_CACHE", str(tmp_path / "no-cache"))
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError) as info:
+        load_model("m3gnet")
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert "m3gnet" in message and str(empty) in message and "no-cache" in message
+    assert "huggingface.co" in message

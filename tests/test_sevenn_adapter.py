@@ -1,0 +1,165 @@
+"""The SevenNet adapter (real SevenNet-0 weights from the sevenn wheel) against SevenNetCalculator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sevenn")
+
+import torch  # noqa: E402
+
+import mlipviz  # noqa: E402
+from mlipviz.errors import UnsupportedElementError  # noqa: E402
+from mlipviz.models import registry  # noqa: E402
+
+ATOL = 1e-4  # float32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny graphs run as fast on one thread, and two threads crawl when the 2 cores are busy."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mlipviz.load_model("sevennet-0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def calc(model):
+    return model.calculator()
+
+
+@pytest.fixture(scope="module")
+def frames(mixed_structures):
+    return mlipviz.Frames.from_atoms(mixed_structures)
+
+
+@pytest.fixture(scope="module")
+def pred(model, frames):
+    return model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+
+
+def reference(calc, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+            "energies": atoms.get_potential_energies(),
+            "stress": atoms.get_stress(voigt=False) if atoms.pbc.all() else None}
+
+
+def test_model_attributes(model):
+    import sevenn.util
+
+    assert model.name == "sevennet-0"
+    assert (model.device, model.dtype) == ("cpu", "float32")
+    assert model.cutoff == pytest.approx(5.0)
+    assert len(model.elements) == 89 and {1, 8, 11, 14, 29} <= model.elements
+    assert model.has_stress and model.has_energies
+    assert "128" in model.embedding_layer
+    assert model.meta["weights"] == sevenn.util.pretrained_name_to_path("7net-0")
+    assert model.meta["training_data"] == registry.get_card("sevennet-0").training_data
+
+
+def test_package_weights_is_the_wheel_checkpoint():
+    from mlipviz.models import sevenn_adapter
+
+    sevenn_adapter._import_sevenn()  # e3nn import guard (see PITFALLS.md)
+    import sevenn.util
+
+    card = registry.get_card("sevennet-0")
+    assert [str(p) for p in sevenn_adapter.package_weights(card)] == \
+        [sevenn.util.pretrained_name_to_path(card.version)]
+
+
+def test_batched_predict_equals_calculator(pred, frames, calc):
+    assert len(set(frames.n_atoms.tolist())) > 1  # a ragged batch
+    for i in range(len(frames)):
+        ref = reference(calc, frames.to_atoms(i))
+        rows = frames.atoms_of(i)
+        np.testing.assert_allclose(pred.energy[i], ref["energy"], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(pred.forces[rows], ref["forces"], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(pred.energies[rows], ref["energies"], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(pred.stress[i], ref["stress"], rtol=0, atol=ATOL)
+
+
+def test_isolated_molecule(model, calc, frames):
+    from ase.build import molecule
+
+    water = molecule("H2O")
+    mixed = mlipviz.Frames.concatenate([frames[:2], mlipviz.Frames.from_atoms([water])])
+    out = model.predict(mixed, batch_size=3, progress=False)
+    ref = reference(calc, water)
+    rows = mixed.atoms_of(2)
+    np.testing.assert_allclose(out.energy[2], ref["energy"], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(out.forces[rows], ref["forces"], rtol=0, atol=ATOL)
+    assert np.isnan(out.stress[2]).all()  # no stress without a periodic cell
+    assert np.isfinite(out.stress[:2]).all()
+
+
+def test_forces_are_minus_energy_gradient(model, frames, pred):
+    i = int(frames.frame_index[np.abs(pred.forces).max(axis=1).argmax()])  # strongest forces
+    atoms = frames.to_atoms(i)
+    # float32: energy rounding ~1e-5 eV over 2h = 1e-2 Å gives ~1e-3 eV/Å of noise
+    h = 5e-3
+    displaced = []
+    for a in range(len(atoms)):
+        for k in range(3):
+            for sign in (1, -1):
+                copy = atoms.copy()
+                copy.positions[a, k] += sign * h
+                displaced.append(copy)
+    energy = model.predict(mlipviz.Frames.from_atoms(displaced), progress=False).energy
+    fd = -(energy[0::2] - energy[1::2]).reshape(len(atoms), 3) / (2 * h)
+    forces = pred.forces[frames.atoms_of(i)]
+    assert np.abs(forces).max() > 0.1
+    np.testing.assert_allclose(forces, fd, rtol=0, atol=2e-3)
+
+
+def test_embeddings(model, frames, pred):
+    emb = pred.embeddings
+    assert emb.shape == (frames.total_atoms, 128)
+    assert np.isfinite(emb).all() and np.abs(emb).max() > 0
+    again = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    np.testing.assert_array_equal(again.embeddings, emb)  # deterministic
+    single = model.predict(frames, batch_size=1, return_embeddings=True, progress=False)
+    np.testing.assert_allclose(single.embeddings, emb, rtol=0, atol=1e-4)  # batch-independent
+    plain = model.predict(frames, batch_size=3, progress=False)
+    assert plain.embeddings is None
+    np.testing.assert_allclose(plain.energy, pred.energy, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(plain.forces, pred.forces, rtol=0, atol=1e-6)
+
+
+def test_embeddings_feed_the_energy_readout(model, frames, pred):
+    """The embeddings are the input of SevenNet's readout: pushing them through its last
+    modules (two linears, per-species scale and shift) gives the per-atom energies."""
+    net = model.net
+    with torch.no_grad():
+        x = torch.tensor(pred.embeddings, dtype=torch.float32)
+        x = net._modules["reduce_input_to_hidden"].linear(x)
+        x = net._modules["reduce_hidden_to_energy"].linear(x).reshape(-1)
+        rescale = net._modules["rescale_atomic_energy"]
+        types = torch.tensor([net.type_map[int(z)] for z in frames.numbers])
+        energies = (x * rescale.scale[types] + rescale.shift[types]).numpy()
+    np.testing.assert_allclose(energies, pred.energies, rtol=0, atol=1e-4)
+
+
+def test_unsupported_element_names_frame_and_atom(model, mixed_structures):
+    missing = min(set(range(1, 95)) - model.elements)
+    bad = mixed_structures[2].copy()
+    bad.numbers[2] = missing
+    frames = mlipviz.Frames.from_atoms([mixed_structures[0], bad])
+    with pytest.raises(UnsupportedElementError) as err:
+        model.predict(frames, progress=False)
+    assert (err.value.frame, err.value.atom) == (1, 2)
+    assert "frame 1" in str(err.value) and "atom 2" in str(err.value)
+
+
+def test_float64_is_refused():
+    with pytest.raises(ValueError, match="float32 only"):
+        mlipviz.load_model("sevennet-0", device="cpu", dtype="float64")
