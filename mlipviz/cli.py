@@ -24,7 +24,7 @@ def _report(cmp, out: str | None) -> None:
 
 
 def _demo(args) -> None:
-    """Rattled Si and NaCl cells: CHGNet and SevenNet-0 against M3GNet as the reference model."""
+    """Rattled Si and Cu cells: CHGNet and SevenNet-0 against M3GNet as the reference model."""
     import numpy as np
     from ase.build import bulk
 
@@ -32,7 +32,7 @@ def _demo(args) -> None:
 
     rng = np.random.default_rng(0)
     images = []
-    for atoms in (bulk("Si", "diamond", a=5.43, cubic=True), bulk("NaCl", "rocksalt", a=5.64, cubic=True)):
+    for atoms in (bulk("Si", "diamond", a=5.43, cubic=True), bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)):
         for _ in range(args.frames):
             copy = atoms.copy()
             copy.positions += rng.normal(0, 0.1, copy.positions.shape)
@@ -41,7 +41,7 @@ def _demo(args) -> None:
     frames = mlipviz.read(images)
     print("mlipviz demo: reference is M3GNet, a model, not DFT (bundled DFT data comes with "
           "mlipviz.examples).")
-    print(mlipviz.available_models()[["available", "reason"]].to_string())
+    print(mlipviz.available_models()[["available", "description"]].to_string())
     cmp = mlipviz.compare(args.model or ["chgnet", "sevennet-0"], frames, reference=args.reference)
     _report(cmp, args.out)
     _print("softening per material", cmp.softening(by="material"))

@@ -27,15 +27,6 @@ from mlipviz.models import registry  # noqa: E402
 ELEMENTS = [1, 8, 11, 12, 14, 17, 29]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny graphs run as fast on one thread, and two threads crawl when the 2 cores are busy."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def build_small_mace(path):
     """A 2-layer MACE (8x0e+8x1o, max_L=1, r_max 4.5 Å) with random weights, saved to ``path``."""
     import mace  # noqa: F401  (before e3nn)

@@ -16,15 +16,6 @@ from mlipviz.models import registry  # noqa: E402
 ATOL = 1e-4  # float32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny graphs run as fast on one thread, and two threads crawl when the 2 cores are busy."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model():
     return mlipviz.load_model("sevennet-0", device="cpu")

@@ -46,7 +46,7 @@ def _adapter(backend: str, what: str):
 
 def _detect_backend(path: Path) -> str:
     name = path.name.lower()
-    if path.is_dir() and (path / "model.json").exists():
+    if (path.is_dir() and (path / "model.json").exists()) or name == "model.json":
         return "matgl"
     if name.endswith(".model"):
         return "mace"

@@ -25,7 +25,8 @@ class Prediction:
     """A model's outputs on `Frames`, in the same concatenated layout.
 
     ``energy`` (n_frames,) eV; ``forces`` (n_atoms_total, 3) eV/Å; ``stress``
-    (n_frames, 3, 3) eV/Å³ (ASE sign convention) or None; ``energies`` per-atom
+    (n_frames, 3, 3) eV/Å³ (ASE sign convention; NaN for frames that are not periodic
+    in all three directions) or None; ``energies`` per-atom
     energies (a fitting construct of the model, not an observable) or None;
     ``embeddings`` (n_atoms_total, width) or None.
     """
@@ -80,7 +81,8 @@ class Model:
 
     Attributes: ``name``, ``device`` ("cpu"/"cuda"), ``dtype`` ("float32"/"float64"),
     ``cutoff`` (Å), ``elements`` (atomic numbers it covers, or None for any),
-    ``embedding_layer`` (what `predict(return_embeddings=True)` returns), ``meta``
+    ``embedding_layer`` and ``embedding_width`` (what `predict(return_embeddings=True)`
+    returns), ``meta``
     (version, weights path, training data).
     """
 
@@ -90,6 +92,7 @@ class Model:
     cutoff: float | None = None
     elements: frozenset[int] | None = None
     embedding_layer: str | None = None
+    embedding_width: int | None = None
     has_stress: bool = True
     has_energies: bool = False
     #: atoms per forward pass when ``batch_size`` is not given.

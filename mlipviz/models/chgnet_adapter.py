@@ -145,6 +145,7 @@ class CHGNetModel(Model):
         self.cutoff = float(conv.atom_graph_cutoff)
         n_types = net.atom_embedding.embedding.num_embeddings
         self.elements = frozenset(range(1, n_types + 1))
+        self.embedding_width = int(net.atom_fea_dim)
         self.embedding_layer = (f"CHGNet atom_fea: atom features after interaction block "
                                 f"{net.n_conv - 1} of {net.n_conv}, input of the last atom "
                                 f"convolution (width {net.atom_fea_dim})")

@@ -128,6 +128,7 @@ class MatGLModel(Model):
         width = getattr(getattr(net, "embedding", None), "dim_node_embedding", None)
         self._node_width = int(width) if is_m3gnet and width else None
         self._embedding_key = f"gc_{n_blocks}" if is_m3gnet and n_blocks else None
+        self.embedding_width = self._node_width
         self.embedding_layer = (f"M3GNet node_feat after graph block {n_blocks} of {n_blocks} "
                                 f"(readout input, width {self._node_width})"
                                 if self._embedding_key else None)

@@ -139,7 +139,8 @@ def find_local_weights(card: ModelCard, package_candidates=()) -> tuple[Path | N
 
 def offline_error(card: ModelCard, looked: list[str], download_from: str) -> ModelNotAvailableError:
     places = "\n  ".join(looked)
-    target = models_dir() or "a folder of your choice (then set MLIPVIZ_MODELS to it)"
+    target = (f"{models_dir()} (your $MLIPVIZ_MODELS)" if models_dir()
+              else "a folder of your choice and set $MLIPVIZ_MODELS to it")
     return ModelNotAvailableError(
         f"cannot load model '{card.name}' ({card.description}): no local weights and "
         f"{download_from} cannot be reached (offline?).\nLooked in:\n  {places}\n"

@@ -1,0 +1,80 @@
+"""Model registry, load_model dispatch, device choice, and availability reporting."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import torch
+from ase.calculators.emt import EMT
+
+import mlipviz
+from mlipviz.errors import ModelNotAvailableError
+from mlipviz.models import CARDS, registry, resolve_device
+from mlipviz.models.ase_adapter import CalculatorModel
+
+NAMES = ["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "mace-mp-0", "mace-mp-0-small", "mace-mpa-0",
+         "m3gnet", "m3gnet-matpes-pbe", "sevennet-0"]
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, no $MLIPVIZ_MODELS weights, empty model caches."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(registry, "_ONLINE", {})
+    monkeypatch.setenv("MLIPVIZ_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("MATGL_CACHE", str(tmp_path / "matgl"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_registry_has_every_name():
+    assert [c.name for c in CARDS] == NAMES
+    table = mlipviz.available_models()
+    assert list(table.index) == NAMES
+    assert table["reason"].str.len().gt(0).all()
+    # weights that ship inside their packages, and M3GNet from $MLIPVIZ_MODELS (conftest)
+    assert table.loc[["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "m3gnet"], "available"].all()
+
+
+def test_unavailable_models_say_why(offline):
+    table = mlipviz.available_models()
+    assert not table.loc["mace-mp-0", "available"]
+    assert "offline" in table.loc["mace-mp-0", "reason"]
+    assert not table.loc["m3gnet", "available"]
+    assert str(offline / "models" / "M3GNet-MP-2021.2.8-PES") in table.loc["m3gnet", "reason"]
+    assert table.loc["chgnet", "available"]
+
+
+@pytest.mark.parametrize("name", ["mace-mp-0", "m3gnet"])
+def test_offline_load_fails_fast_and_clearly(offline, name):
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError) as err:
+        mlipviz.load_model(name)
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert name in message and "Looked in" in message and "MLIPVIZ_MODELS" in message
+
+
+def test_dispatch():
+    emt = mlipviz.load_model(EMT())
+    assert isinstance(emt, CalculatorModel) and emt.name == "emt"
+    assert mlipviz.load_model(emt) is emt
+    with pytest.raises(ModelNotAvailableError, match="neither a known model name"):
+        mlipviz.load_model("no-such-model")
+    with pytest.raises(ValueError, match="dtype"):
+        mlipviz.load_model("chgnet", dtype="float16")
+    with pytest.raises(TypeError):
+        mlipviz.load_model(42)
+
+
+def test_device_choice():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert mlipviz.load_model("chgnet").device == resolve_device("auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelNotAvailableError, match="CUDA"):
+            resolve_device("cuda")
