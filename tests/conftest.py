@@ -33,3 +33,11 @@ def mixed_structures():
     structures = [bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64) * (1, 1, 2),
                   bulk("Cu", "fcc", a=3.61, cubic=True), bulk("MgO", "rocksalt", a=4.21)]
     return [a for s, seed in zip(structures, range(4)) for a in rattled(s, 2, 0.08, seed)]
+
+
+@pytest.fixture(scope="session")
+def frames(mixed_structures):
+    """`mixed_structures` as one `Frames` (8 frames, ragged)."""
+    import mlipviz
+
+    return mlipviz.Frames.from_atoms(mixed_structures)

@@ -19,6 +19,8 @@ pytest.importorskip("mace")
 
 import torch  # noqa: E402
 
+from physics import assert_matches_calculator, finite_difference_forces  # noqa: E402
+
 import mlipviz  # noqa: E402
 from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
 from mlipviz.models import registry  # noqa: E402
@@ -64,32 +66,8 @@ def calc64(model64):
 
 
 @pytest.fixture(scope="module")
-def frames(mixed_structures):
-    return mlipviz.Frames.from_atoms(mixed_structures)
-
-
-@pytest.fixture(scope="module")
 def pred64(model64, frames):
     return model64.predict(frames, batch_size=3, return_embeddings=True, progress=False)
-
-
-def reference(calc, atoms):
-    """What the package's ASE calculator says about one structure."""
-    atoms = atoms.copy()
-    atoms.calc = calc
-    return {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-            "energies": atoms.get_potential_energies(),
-            "stress": atoms.get_stress(voigt=False) if atoms.pbc.all() else None}
-
-
-def assert_matches_calculator(pred, frames, calc, atol):
-    for i in range(len(frames)):
-        ref = reference(calc, frames.to_atoms(i))
-        rows = frames.atoms_of(i)
-        np.testing.assert_allclose(pred.energy[i], ref["energy"], rtol=0, atol=atol)
-        np.testing.assert_allclose(pred.forces[rows], ref["forces"], rtol=0, atol=atol)
-        np.testing.assert_allclose(pred.energies[rows], ref["energies"], rtol=0, atol=atol)
-        np.testing.assert_allclose(pred.stress[i], ref["stress"], rtol=0, atol=atol)
 
 
 def test_model_attributes(model64, small_model_path):
@@ -107,14 +85,14 @@ def test_model_attributes(model64, small_model_path):
 def test_batched_predict_equals_calculator_float64(pred64, frames, calc64):
     assert len(set(frames.n_atoms.tolist())) > 1  # a ragged batch
     assert np.abs(pred64.forces).max() > 0.05  # the test model is not trivially flat
-    assert_matches_calculator(pred64, frames, calc64, atol=1e-5)
+    assert_matches_calculator(pred64, frames, calc64, 1e-5, 1e-5, 1e-5)
 
 
 def test_batched_predict_equals_calculator_float32(small_model_path, frames):
     model = mlipviz.load_model(small_model_path, device="cpu", dtype="float32")
     assert next(model.net.parameters()).dtype == torch.float32
     pred = model.predict(frames, batch_size=3, progress=False)
-    assert_matches_calculator(pred, frames, model.calculator(), atol=1e-4)
+    assert_matches_calculator(pred, frames, model.calculator(), 1e-4, 1e-4, 1e-4)
 
 
 def test_batch_size_does_not_change_results(model64, frames, pred64):
@@ -130,31 +108,15 @@ def test_isolated_molecule(model64, calc64, frames):
     assert not water.pbc.any()
     mixed = mlipviz.Frames.concatenate([frames[:2], mlipviz.Frames.from_atoms([water])])
     pred = model64.predict(mixed, batch_size=3, progress=False)
-    ref = reference(calc64, water)
-    rows = mixed.atoms_of(2)
-    np.testing.assert_allclose(pred.energy[2], ref["energy"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(pred.forces[rows], ref["forces"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(pred.energies[rows], ref["energies"], rtol=0, atol=1e-5)
-    assert np.isnan(pred.stress[2]).all()  # no stress without a periodic cell
+    assert_matches_calculator(pred, mixed, calc64, 1e-5, 1e-5, 1e-5)  # stress NaN for the molecule
     assert np.isfinite(pred.stress[:2]).all()
 
 
 def test_forces_are_minus_energy_gradient(model64, frames, pred64):
     i = int(frames.frame_index[np.abs(pred64.forces).max(axis=1).argmax()])  # strongest forces
-    atoms = frames.to_atoms(i)
-    h = 1e-4
-    displaced = []
-    for a in range(len(atoms)):
-        for k in range(3):
-            for sign in (1, -1):
-                copy = atoms.copy()
-                copy.positions[a, k] += sign * h
-                displaced.append(copy)
-    energy = model64.predict(mlipviz.Frames.from_atoms(displaced), progress=False).energy
-    fd = -(energy[0::2] - energy[1::2]).reshape(len(atoms), 3) / (2 * h)
-    forces = model64.predict(frames[i], progress=False).forces
-    assert np.abs(forces).max() > 0.05
-    np.testing.assert_allclose(forces, fd, rtol=0, atol=1e-6)
+    analytic, numeric = finite_difference_forces(model64, frames.to_atoms(i), 1e-4)
+    assert np.abs(analytic).max() > 0.05
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6)
 
 
 def test_embeddings_equal_mace_descriptors(model64, calc64, frames, pred64):

@@ -12,6 +12,9 @@ import pytest
 
 pytest.importorskip("matgl")
 
+from physics import (assert_free_molecule_equals_boxed, assert_matches_calculator,  # noqa: E402
+                     finite_difference_forces, finite_difference_stress_xx)
+
 from mlipviz import Frames  # noqa: E402
 from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
 from mlipviz.models import load_model  # noqa: E402
@@ -34,24 +37,8 @@ def model64():
 
 
 @pytest.fixture(scope="module")
-def frames(mixed_structures):
-    return Frames.from_atoms(mixed_structures)
-
-
-@pytest.fixture(scope="module")
 def prediction(model, frames):
     return model.predict(frames, batch_size=3, progress=False)
-
-
-def _compare_with_calculator(model, pred, frames, structures, tol_e, tol_f, tol_s):
-    calc = model.calculator()
-    for i, atoms in enumerate(structures):
-        atoms = atoms.copy()
-        atoms.calc = calc
-        rows = frames.atoms_of(i)
-        assert abs(pred.energy[i] - atoms.get_potential_energy()) < tol_e
-        np.testing.assert_allclose(pred.forces[rows], atoms.get_forces(), rtol=0, atol=tol_f)
-        np.testing.assert_allclose(pred.stress[i], atoms.get_stress(voigt=False), rtol=0, atol=tol_s)
 
 
 def test_attributes(model):
@@ -68,14 +55,15 @@ def test_attributes(model):
     assert model.meta["weights"]
 
 
-def test_batched_predict_matches_ase_calculator(model, frames, prediction, mixed_structures):
-    _compare_with_calculator(model, prediction, frames, mixed_structures, TOL_E, TOL_F, TOL_S)
+def test_batched_predict_matches_ase_calculator(model, frames, prediction):
+    assert_matches_calculator(prediction, frames, model.calculator(), TOL_E, TOL_F, TOL_S,
+                              energies=False)
 
 
-def test_float64_matches_ase_calculator(model64, frames, mixed_structures):
+def test_float64_matches_ase_calculator(model64, frames):
     pred = model64.predict(frames, batch_size=3, progress=False)
     assert model64.dtype == "float64"
-    _compare_with_calculator(model64, pred, frames, mixed_structures, TOL64, TOL64, TOL64)
+    assert_matches_calculator(pred, frames, model64.calculator(), TOL64, TOL64, TOL64, energies=False)
 
 
 def test_site_energies_sum_to_energy(frames, prediction):
@@ -85,32 +73,15 @@ def test_site_energies_sum_to_energy(frames, prediction):
 
 def test_forces_are_minus_energy_gradient(model64, mixed_structures):
     base = mixed_structures[0]  # rattled Si, 2 atoms; float64 allows a small step
-    h, components = 1e-4, [(0, 0), (0, 2), (1, 1), (1, 2)]
-    displaced = []
-    for atom, axis in components:
-        for sign in (1, -1):
-            copy = base.copy()
-            copy.positions[atom, axis] += sign * h
-            displaced.append(copy)
-    pred = model64.predict(Frames.from_atoms([base] + displaced), progress=False)
-    numeric = -(pred.energy[1::2] - pred.energy[2::2]) / (2 * h)
-    analytic = np.array([pred.forces[atom, axis] for atom, axis in components])
+    analytic, numeric = finite_difference_forces(model64, base, 1e-4, [(0, 0), (0, 2), (1, 1), (1, 2)])
     assert np.abs(analytic).max() > 0.1  # a real test, not 0 == 0
     np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6)
 
 
 def test_stress_is_strain_derivative_ase_sign(model64, mixed_structures):
     # ASE convention: stress = (1/V) dE/d(strain) in eV/Å^3 (matgl's own unit is GPa)
-    base = mixed_structures[0]
-    h = 1e-4
-    strained = []
-    for sign in (1, -1):
-        copy = base.copy()
-        copy.set_cell(base.cell.array @ np.diag([1 + sign * h, 1, 1]), scale_atoms=True)
-        strained.append(copy)
-    pred = model64.predict(Frames.from_atoms([base] + strained), progress=False)
-    numeric = (pred.energy[1] - pred.energy[2]) / (2 * h) / base.get_volume()
-    assert abs(pred.stress[0, 0, 0] - numeric) < 1e-6
+    analytic, numeric = finite_difference_stress_xx(model64, mixed_structures[0], 1e-4)
+    assert abs(analytic - numeric) < 1e-6
 
 
 def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
@@ -135,18 +106,7 @@ def test_unsupported_element_names_frame_and_atom(model):
 
 
 def test_molecule_without_cell_matches_big_periodic_box(model):
-    from ase.build import molecule
-
-    free = molecule("H2O")
-    boxed = free.copy()
-    boxed.set_cell([20.0, 20.0, 20.0])
-    boxed.center()
-    boxed.pbc = True
-    free.positions = boxed.positions
-    pred = model.predict(Frames.from_atoms([free, boxed]), progress=False)
-    assert abs(pred.energy[0] - pred.energy[1]) < TOL_E
-    np.testing.assert_allclose(pred.forces[:3], pred.forces[3:], rtol=0, atol=TOL_F)
-    assert np.isnan(pred.stress[0]).all() and np.isfinite(pred.stress[1]).all()
+    assert_free_molecule_equals_boxed(model, 20.0, TOL_E, TOL_F)
 
 
 def test_bare_model_folder(frames, prediction):

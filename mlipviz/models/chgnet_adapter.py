@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .base import Model
+from .registry import package_dir
 
 _WEIGHT_FILES = {
     "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
@@ -45,18 +46,11 @@ _TRAINING_DATA = {"MPtrj": "MPtrj (Materials Project, PBE/PBE+U)",
 _NEIGHBOR_TOL = 1e-8
 
 
-def _pretrained_dir() -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("chgnet")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "pretrained"
-
 
 def package_weights(card) -> list[Path]:
     """The checkpoint for ``card.version`` inside the installed chgnet wheel."""
-    root = _pretrained_dir()
+    package = package_dir("chgnet")
+    root = package / "pretrained" if package else None
     rel = _WEIGHT_FILES.get(card.version)
     if root is None or rel is None:
         return []

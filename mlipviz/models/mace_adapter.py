@@ -14,7 +14,6 @@ for the whole process, and ``e3nn`` 0.4.4 needs ``mace`` imported first under to
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
 from .base import Model
+from .registry import package_dir
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
@@ -34,12 +34,6 @@ def _cache_dir() -> Path:
     """``mace.tools.utils.get_cache_dir()``, without importing mace (checked in the tests)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mace"
 
-
-def _package_dir() -> Path | None:
-    spec = importlib.util.find_spec("mace")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def package_weights(card) -> list[Path]:
@@ -55,7 +49,7 @@ def package_weights(card) -> list[Path]:
     out = [_cache_dir() / stripped]
     if base != stripped:
         out.append(_cache_dir() / base)
-    pkg = _package_dir()
+    pkg = package_dir("mace")
     if pkg is not None and base == _SHIPPED:
         out.append(pkg / "calculators" / "foundations_models" / base)
     return out

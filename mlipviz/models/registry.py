@@ -94,6 +94,14 @@ def package_installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 _ONLINE: dict[str, bool] = {}
 
 

@@ -14,7 +14,6 @@ float32 graphs.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
 from .base import Model
+from .registry import package_dir
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
 _PRETRAINED = {
@@ -36,19 +36,13 @@ _PRETRAINED = {
 SOURCE = "https://github.com/MDIL-SNU/SevenNet"
 
 
-def _package_dir() -> Path | None:
-    spec = importlib.util.find_spec("sevenn")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
 
 def package_weights(card) -> list[Path]:
     """The checkpoint that ships inside the ``sevenn`` wheel for this card (found without importing)."""
     if card is None:
         return []
     rel = _PRETRAINED.get(card.version.lower())
-    pkg = _package_dir()
+    pkg = package_dir("sevenn")
     if rel is None or pkg is None:
         return []
     return [pkg / "pretrained_potentials" / rel]
