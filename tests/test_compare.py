@@ -261,3 +261,10 @@ def test_offline_name_fails_fast(monkeypatch, tmp_path):
     with pytest.raises(MlipvizError, match="nonexistent-model"):
         mlipviz.load_model("nonexistent-model")
     assert time.perf_counter() - start < 5
+
+
+def test_predict_rejects_nan_positions_in_frames(cu_frames):
+    bad = cu_frames.with_labels()
+    bad.positions[bad.atoms_of(1).start + 4] = np.nan
+    with pytest.raises(mlipviz.errors.InvalidStructureError, match="frame 1, atom 4"):
+        CalculatorModel(EMT(), name="emt").predict(bad, progress=False)

@@ -121,7 +121,7 @@ class Model:
         """
         from ..io import read
 
-        frames = frames if isinstance(frames, Frames) else read(frames)
+        frames = frames.validate(min_distance=0) if isinstance(frames, Frames) else read(frames)
         self.check_elements(frames)
         if return_embeddings and self.embedding_layer is None:
             raise MlipvizError(f"model {self.name} does not provide per-atom embeddings")

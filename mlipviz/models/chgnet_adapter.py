@@ -46,7 +46,6 @@ _TRAINING_DATA = {"MPtrj": "MPtrj (Materials Project, PBE/PBE+U)",
 _NEIGHBOR_TOL = 1e-8
 
 
-
 def package_weights(card) -> list[Path]:
     """The checkpoint for ``card.version`` inside the installed chgnet wheel."""
     package = package_dir("chgnet")

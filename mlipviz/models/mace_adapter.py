@@ -35,7 +35,6 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mace"
 
 
-
 def package_weights(card) -> list[Path]:
     """Where ``mace`` keeps this card's weights: its download cache, and the file in its wheel.
 

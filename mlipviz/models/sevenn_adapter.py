@@ -36,7 +36,6 @@ _PRETRAINED = {
 SOURCE = "https://github.com/MDIL-SNU/SevenNet"
 
 
-
 def package_weights(card) -> list[Path]:
     """The checkpoint that ships inside the ``sevenn`` wheel for this card (found without importing)."""
     if card is None:
