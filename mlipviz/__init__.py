@@ -4,7 +4,7 @@ Layers, one way: ``frames``/``io`` (structures) -> ``models`` (uMLIPs) -> ``anal
 (errors, softening, rare events) -> widgets.
 """
 
-from . import errors
+from . import errors, reference
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
 from .frames import Frames
 from .io import read
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "load_comparison", "load_model", "read",
+    "errors", "load_comparison", "load_model", "read", "reference",
 ]

@@ -68,6 +68,8 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     """
     if isinstance(spec, Model):
         return spec
+    if callable(getattr(spec, "as_model", None)):  # e.g. mlipviz.reference calculators
+        return spec.as_model()
     from ase.calculators.calculator import BaseCalculator
 
     if isinstance(spec, BaseCalculator):

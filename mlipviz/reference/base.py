@@ -1,0 +1,234 @@
+"""Shared machinery of the live reference calculators: level of theory, disk cache, parallel runs.
+
+A `ReferenceCalculator` is a real ASE ``Calculator``. Subclasses implement `_compute`
+(one structure in, a results dict out) and `level_of_theory`. Results are cached on
+disk under a key made of the structure and every setting (code version included), so
+a repeated call costs nothing; `evaluate` labels many frames in parallel worker
+processes with a progress bar and writes the level of theory into each frame's info.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from ..errors import MlipvizError
+from ..frames import Frames
+from ..models.base import Model
+
+
+def default_cache_dir() -> Path:
+    """``$MLIPVIZ_CACHE/reference``, else ``~/.cache/mlipviz/reference``."""
+    root = os.environ.get("MLIPVIZ_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "mlipviz") / "reference"
+
+
+class ReferenceCalculator(Calculator):
+    """Base of `PySCF` and `GPAW`: caching, provenance and parallel evaluation."""
+
+    implemented_properties = ["energy", "forces"]
+    #: short name of the code, e.g. "PySCF"
+    code = "reference"
+
+    def __init__(self, cache_dir: str | Path | None = None, n_jobs: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.n_jobs = n_jobs
+        #: what the last `calculate` did: "cache" or "computed"
+        self.last_source: str | None = None
+
+    # -- for subclasses -------------------------------------------------------
+    def settings(self) -> dict:
+        """Every setting that changes the numbers (JSON-serialisable)."""
+        raise NotImplementedError
+
+    def level_of_theory(self) -> str:
+        """One human-readable line: code, version, method, basis/cutoff, k-points, smearing."""
+        raise NotImplementedError
+
+    def _compute(self, atoms) -> dict:
+        """Energy (eV), forces (eV/Å) and, where computed, stress (3x3, eV/Å³) of ``atoms``."""
+        raise NotImplementedError
+
+    # -- ASE protocol -----------------------------------------------------------
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        cached = self._load(self.atoms)
+        if cached is None:
+            cached = self._compute(self.atoms.copy())
+            self._store(self.atoms, cached)
+            self.last_source = "computed"
+        else:
+            self.last_source = "cache"
+        self.results = {k: v for k, v in cached.items() if k in ("energy", "forces", "stress")}
+        if "stress" in self.results:
+            from ..frames import full_to_voigt
+
+            self.results["stress"] = full_to_voigt(self.results["stress"])
+        self.results["free_energy"] = self.results["energy"]
+
+    # -- cache --------------------------------------------------------------------
+    def cache_key(self, atoms) -> str:
+        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode())
+        for array in (atoms.numbers.astype(np.int64), np.asarray(atoms.positions, dtype=np.float64),
+                      np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def _path(self, atoms) -> Path:
+        key = self.cache_key(atoms)
+        return self.cache_dir / self.code.lower() / key[:2] / f"{key}.npz"
+
+    def _load(self, atoms) -> dict | None:
+        path = self._path(atoms)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files if k != "meta"}
+            out["meta"] = json.loads(str(data["meta"]))
+        out["energy"] = float(out["energy"])
+        return out
+
+    def _store(self, atoms, results: dict) -> None:
+        path = self._path(atoms)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.asarray(v) for k, v in results.items() if k != "meta"}
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, meta=json.dumps(results.get("meta", {}), default=str), **arrays)
+        os.replace(tmp, path)
+
+    # -- many frames ------------------------------------------------------------------
+    def evaluate(self, frames, n_jobs: int | None = None, progress: bool = True) -> Frames:
+        """A copy of ``frames`` labelled with this calculator, level of theory in each info.
+
+        Cached frames are read back; the others run in ``n_jobs`` worker processes
+        (default: ``self.n_jobs`` or the CPU count), one thread each.
+        """
+        from tqdm.auto import tqdm
+
+        from ..io import read
+
+        frames = frames if isinstance(frames, Frames) else read(frames)
+        results: dict[int, dict] = {}
+        todo = []
+        for i in range(len(frames)):
+            cached = self._load(frames.to_atoms(i))
+            if cached is None:
+                todo.append(i)
+            else:
+                results[i] = cached
+        n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(todo) or 1))
+        bar = tqdm(total=len(frames), initial=len(results), unit="frame", disable=not progress,
+                   desc=f"{self.code} reference")
+        try:
+            if n_jobs == 1:
+                for i in todo:
+                    results[i] = self._run_one(frames, i)
+                    bar.update()
+            else:
+                with _one_thread_per_worker(), ProcessPoolExecutor(
+                        n_jobs, mp_context=get_context("spawn")) as pool:
+                    jobs = {pool.submit(_compute_in_worker, self, frames.to_atoms(i)): i for i in todo}
+                    for job in as_completed(jobs):
+                        i = jobs[job]
+                        try:
+                            results[i] = job.result()
+                        except Exception as exc:
+                            raise MlipvizError(
+                                f"{self.code} failed on frame {i}"
+                                f"{' of ' + str(frames.source) if frames.source else ''}: "
+                                f"{type(exc).__name__}: {exc}; finished frames are cached in "
+                                f"{self.cache_dir}") from exc
+                        self._store(frames.to_atoms(i), results[i])
+                        bar.update()
+        finally:
+            bar.close()
+        return self._labelled(frames, [results[i] for i in range(len(frames))])
+
+    def _run_one(self, frames: Frames, i: int) -> dict:
+        atoms = frames.to_atoms(i)
+        try:
+            out = _compute_in_worker(self, atoms.copy())
+        except Exception as exc:
+            raise MlipvizError(f"{self.code} failed on frame {i}"
+                               f"{' of ' + str(frames.source) if frames.source else ''}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        self._store(atoms, out)
+        return out
+
+    def _labelled(self, frames: Frames, results: list[dict]) -> Frames:
+        has_stress = [("stress" in r) for r in results]
+        stress = None
+        if any(has_stress):
+            stress = np.stack([r["stress"] if "stress" in r else np.full((3, 3), np.nan) for r in results])
+        out = frames.with_labels(energy=np.array([r["energy"] for r in results]),
+                                 forces=np.concatenate([r["forces"] for r in results]),
+                                 stress=stress, energies=None)
+        settings = json.dumps(self.settings(), sort_keys=True)
+        for info, result in zip(out.info, results):
+            info["reference"] = self.level_of_theory()
+            info["reference_settings"] = settings
+            for key, value in result.get("meta", {}).items():
+                info[f"reference_{key}"] = value
+        return out
+
+    def as_model(self) -> "ReferenceModel":
+        """This calculator behind the `Model` interface (for `mlipviz.compare(reference=...)`)."""
+        return ReferenceModel(self)
+
+
+class ReferenceModel(Model):
+    """A `ReferenceCalculator` as a `Model`: parallel, cached, checkpointed by batch."""
+
+    has_energies = False
+
+    def __init__(self, calc: ReferenceCalculator):
+        super().__init__()
+        self.calc = calc
+        self.name = f"{calc.code} ({calc.level_of_theory()})"
+        self.has_stress = "stress" in calc.implemented_properties
+        self.atoms_per_batch = 1  # batches of frames are sized by `_batches` below
+        self.meta = {"level_of_theory": calc.level_of_theory(), "settings": calc.settings()}
+
+    def _batches(self, n_atoms, batch_size):
+        per_batch = batch_size or max(1, self.calc.n_jobs or os.cpu_count() or 1)
+        return super()._batches(n_atoms, per_batch)
+
+    def calculator(self):
+        return self.calc
+
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+        labelled = self.calc.evaluate(frames, progress=False)
+        return {"energy": labelled.energy, "forces": labelled.forces, "stress": labelled.stress}
+
+
+@contextmanager
+def _one_thread_per_worker():
+    """Workers started meanwhile (spawn copies the environment) use one BLAS/OpenMP thread."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _compute_in_worker(calc: ReferenceCalculator, atoms) -> dict:
+    start = time.perf_counter()
+    out = calc._compute(atoms)
+    out.setdefault("meta", {})["seconds"] = round(time.perf_counter() - start, 2)
+    return out

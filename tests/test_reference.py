@@ -1,0 +1,174 @@
+"""Live reference calculators against independent runs of the codes themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from ase.units import Bohr, Hartree
+
+import mlipviz
+from mlipviz.errors import ModelNotAvailableError
+
+pyscf = pytest.importorskip("pyscf")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def pyscf_energy(atoms, method, basis, spin=0):
+    """An independent PySCF energy in eV (no mlipviz code involved)."""
+    from pyscf import cc, gto, scf
+
+    mol = gto.M(atom=[(int(z), tuple(p)) for z, p in zip(atoms.numbers, atoms.positions)],
+                basis=basis, spin=spin, unit="Angstrom", verbose=0)
+    mf = (scf.RHF if spin == 0 else scf.UHF)(mol).run(conv_tol=1e-11)
+    if method == "HF":
+        return mf.e_tot * Hartree, mf
+    mycc = cc.CCSD(mf, frozen=0).run(conv_tol=1e-10)
+    return (mycc.e_tot + mycc.ccsd_t()) * Hartree, mycc
+
+
+def test_pyscf_hf_analytic_forces(cache):
+    h2o = molecule("H2O")
+    calc = mlipviz.reference.PySCF(method="HF", basis="6-31G", cache_dir=cache)
+    h2o.calc = calc
+    energy, mf = pyscf_energy(h2o, "HF", "6-31G")
+    assert h2o.get_potential_energy() == pytest.approx(energy, abs=1e-7)
+    expected = -mf.nuc_grad_method().kernel() * Hartree / Bohr
+    np.testing.assert_allclose(h2o.get_forces(), expected, atol=1e-6)
+    # and against finite differences of independent energies
+    h = 1e-3
+    plus, minus = h2o.copy(), h2o.copy()
+    plus.positions[1, 1] += h
+    minus.positions[1, 1] -= h
+    fd = -(pyscf_energy(plus, "HF", "6-31G")[0] - pyscf_energy(minus, "HF", "6-31G")[0]) / (2 * h)
+    assert h2o.get_forces()[1, 1] == pytest.approx(fd, abs=1e-4)
+
+
+def test_pyscf_ccsd_t_energy_and_finite_difference_forces(cache):
+    lih = molecule("LiH")
+    calc = mlipviz.reference.PySCF(method="CCSD(T)", basis="6-31G", frozen_core=False, cache_dir=cache)
+    labelled = calc.evaluate(mlipviz.read(lih), progress=False)
+    energy, _ = pyscf_energy(lih, "CCSD(T)", "6-31G")
+    assert labelled.energy[0] == pytest.approx(energy, abs=1e-6)
+    info = labelled.info[0]
+    assert "CCSD(T)/6-31G" in info["reference"] and "finite differences" in info["reference_forces"]
+    assert info["reference_t1_diagnostic"] < 0.05
+    # a diatomic: the force is along the bond, equal and opposite, = -dE/dr
+    h = 1e-3
+    stretched, squeezed = lih.copy(), lih.copy()
+    stretched.positions[1, 2] += h
+    squeezed.positions[1, 2] -= h
+    dE_dr = (pyscf_energy(stretched, "CCSD(T)", "6-31G")[0] - pyscf_energy(squeezed, "CCSD(T)", "6-31G")[0]) / (2 * h)
+    forces = labelled.forces
+    np.testing.assert_allclose(forces[:, :2], 0, atol=1e-10)
+    assert forces[1, 2] == pytest.approx(-dE_dr, abs=1e-4)
+    assert forces[0, 2] == pytest.approx(-forces[1, 2])
+
+
+def test_pyscf_open_shell_is_unrestricted(cache):
+    o2 = molecule("O2")
+    calc = mlipviz.reference.PySCF(method="HF", basis="6-31G", spin=2, cache_dir=cache)
+    labelled = calc.evaluate(mlipviz.read(o2), progress=False)
+    energy, _ = pyscf_energy(o2, "HF", "6-31G", spin=2)
+    assert labelled.energy[0] == pytest.approx(energy, abs=1e-6)
+    assert labelled.info[0]["reference_spin"] == 2 and labelled.info[0]["reference_s2"] > 1.9
+
+
+def test_cache_hit_is_free_and_identical(cache):
+    h2o = molecule("H2O")
+    frames = mlipviz.read([h2o])
+    calc = mlipviz.reference.PySCF(method="PBE", basis="6-31G", cache_dir=cache)
+    first = calc.evaluate(frames, progress=False)
+    h2o.calc = calc
+    h2o.get_potential_energy()
+    assert calc.last_source == "cache"
+    again = mlipviz.reference.PySCF(method="PBE", basis="6-31G", cache_dir=cache)
+    second = again.evaluate(frames, progress=False)
+    np.testing.assert_array_equal(first.energy, second.energy)
+    np.testing.assert_array_equal(first.forces, second.forces)
+    other = mlipviz.reference.PySCF(method="PBE", basis="6-31G*", cache_dir=cache)
+    h2o.calc = other
+    h2o.get_potential_energy()
+    assert other.last_source == "computed"  # other settings, other cache entry
+
+
+def test_pyscf_refuses_periodic(cache):
+    si = bulk("Si")
+    si.calc = mlipviz.reference.PySCF(method="HF", basis="sto-3g", cache_dir=cache)
+    with pytest.raises(ValueError, match="periodic"):
+        si.get_potential_energy()
+
+
+# -- GPAW --------------------------------------------------------------------------
+
+gpaw_needed = pytest.mark.skipif(not __import__("importlib").util.find_spec("gpaw"),
+                                 reason="GPAW not installed (needs system libraries)")
+GPAW_LOW = {"ecut": 200.0, "kpts": (2, 2, 2), "smearing": 0.1}
+
+
+def si_cells(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        atoms = bulk("Si", "diamond", a=5.43)
+        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)
+        out.append(atoms)
+    return out
+
+
+def gpaw_direct(atoms):
+    """An independent GPAW run with the same settings (free energy, forces, stress)."""
+    from gpaw import GPAW, PW
+
+    atoms = atoms.copy()
+    atoms.calc = GPAW(mode=PW(200.0), xc="PBE", kpts={"size": (2, 2, 2), "gamma": True},
+                      occupations={"name": "fermi-dirac", "width": 0.1},
+                      convergence={"energy": 1e-6}, txt=None)
+    return atoms.get_potential_energy(force_consistent=True), atoms.get_forces(), atoms.get_stress()
+
+
+@gpaw_needed
+def test_gpaw_matches_direct_run_and_finite_differences(cache):
+    atoms = si_cells(1)[0]
+    calc = mlipviz.reference.GPAW(cache_dir=cache, **GPAW_LOW)
+    labelled = calc.evaluate(mlipviz.read(atoms), n_jobs=1, progress=False)
+    energy, forces, stress = gpaw_direct(atoms)
+    assert labelled.energy[0] == pytest.approx(energy, abs=1e-5)
+    np.testing.assert_allclose(labelled.forces, forces, atol=1e-4)
+    np.testing.assert_allclose(mlipviz.frames.full_to_voigt(labelled.stress[0]), stress, atol=1e-5)
+    assert "GPAW" in labelled.info[0]["reference"] and "200 eV" in labelled.info[0]["reference"]
+    assert labelled.info[0]["reference_kpts"] == [2, 2, 2]
+    h = 5e-3
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[0, 0] += h
+    minus.positions[0, 0] -= h
+    fd = -(gpaw_direct(plus)[0] - gpaw_direct(minus)[0]) / (2 * h)
+    assert labelled.forces[0, 0] == pytest.approx(fd, abs=5e-3)
+
+
+@gpaw_needed
+def test_gpaw_parallel_equals_serial_and_compare_end_to_end(tmp_path):
+    frames = mlipviz.read(si_cells(2, seed=1))
+    serial = mlipviz.reference.GPAW(cache_dir=tmp_path / "a", **GPAW_LOW).evaluate(frames, n_jobs=1,
+                                                                                  progress=False)
+    ref = mlipviz.reference.GPAW(cache_dir=tmp_path / "b", **GPAW_LOW)
+    parallel = ref.evaluate(frames, n_jobs=2, progress=False)
+    np.testing.assert_allclose(parallel.energy, serial.energy, atol=1e-6)
+    np.testing.assert_allclose(parallel.forces, serial.forces, atol=1e-5)
+    cmp = mlipviz.compare("chgnet", frames, reference=ref, progress=False)  # from the cache now
+    assert cmp.reference.meta["level_of_theory"] == ref.level_of_theory()
+    np.testing.assert_allclose(cmp.reference.forces, parallel.forces)
+    assert np.isfinite(cmp.summary().loc["chgnet", "force_mae_eV_A"])
+
+
+def test_gpaw_missing_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpaw" else real(name, *a))
+    with pytest.raises(ModelNotAvailableError, match="libxc-dev.*mlipviz\\[dft\\]"):
+        mlipviz.reference.GPAW()
