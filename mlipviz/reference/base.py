@@ -143,12 +143,12 @@ class ReferenceCalculator(Calculator):
                         try:
                             results[i] = job.result()
                         except Exception as exc:
+                            pool.shutdown(wait=True, cancel_futures=True)
                             raise MlipvizError(
                                 f"{self.code} failed on frame {i}"
                                 f"{' of ' + str(frames.source) if frames.source else ''}: "
                                 f"{type(exc).__name__}: {exc}; finished frames are cached in "
                                 f"{self.cache_dir}") from exc
-                        self._store(frames.to_atoms(i), results[i])
                         bar.update()
         finally:
             bar.close()
@@ -157,12 +157,11 @@ class ReferenceCalculator(Calculator):
     def _run_one(self, frames: Frames, i: int) -> dict:
         atoms = frames.to_atoms(i)
         try:
-            out = _compute_in_worker(self, atoms.copy())
+            out = _compute_in_worker(self, atoms)
         except Exception as exc:
             raise MlipvizError(f"{self.code} failed on frame {i}"
                                f"{' of ' + str(frames.source) if frames.source else ''}: "
                                f"{type(exc).__name__}: {exc}") from exc
-        self._store(atoms, out)
         return out
 
     def _labelled(self, frames: Frames, results: list[dict]) -> Frames:
@@ -228,7 +227,9 @@ def _one_thread_per_worker():
 
 
 def _compute_in_worker(calc: ReferenceCalculator, atoms) -> dict:
+    """Compute one structure and cache it at once, so finished work survives a failing batch."""
     start = time.perf_counter()
-    out = calc._compute(atoms)
+    out = calc._compute(atoms.copy())
     out.setdefault("meta", {})["seconds"] = round(time.perf_counter() - start, 2)
+    calc._store(atoms, out)
     return out

@@ -1,0 +1,328 @@
+"""Generate mlipviz's bundled reference datasets (deterministic: fixed seeds).
+
+    python scripts/make_examples.py [--only NAME ...] [--jobs N] [--out DIR]
+
+Writes ``mlipviz/examples/data/<name>.h5``: labelled frames (one group per level of theory),
+companion sets (uMLIP-relaxed starting structures) and a description generated from the
+settings actually used. Reference results are cached on disk (``$MLIPVIZ_CACHE``), so an
+interrupted run resumes without recomputing finished frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.optimize import FIRE
+from ase import units
+
+import mlipviz
+from mlipviz.examples import DATA_DIR, DATASETS
+
+SEED = 20251121
+UMLIP = "chgnet"  # the uMLIP that drives MD, relaxations and NEB (as in Deng et al. 2025)
+
+MATERIALS = {  # name -> conventional cell, 8 atoms each
+    "Si (diamond)": lambda: bulk("Si", "diamond", a=5.43, cubic=True),
+    "C (diamond)": lambda: bulk("C", "diamond", a=3.57, cubic=True),
+    "MgO (rocksalt)": lambda: bulk("MgO", "rocksalt", a=4.21, cubic=True),
+    "NaCl (rocksalt)": lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
+    "SiC (zincblende)": lambda: bulk("SiC", "zincblende", a=4.36, cubic=True),
+    "Cu (fcc)": lambda: bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1),
+}
+HIGH_ENERGY = {"temperature_K": 1000, "timestep_fs": 1.0, "friction_per_fs": 0.01,
+               "equilibration_steps": 500, "sample_every": 100, "snapshots": 10,
+               "strains": [0.97, 1.03, 0.97, 1.03]}  # linear lattice strain of the last 4
+GPAW_SOLIDS = {"ecut": 400.0, "kpoint_density": 1.5, "smearing": 0.05}
+
+VACANCY = {"temperature_K": 1230, "timestep_fs": 1.0, "friction_per_fs": 0.01,
+           "equilibration_steps": 300, "sample_every": 100, "snapshots": 10, "neb_images": 7}
+GPAW_VACANCY = {"ecut": 300.0, "kpts": (1, 1, 1), "smearing": 0.05}
+
+DIATOMICS = {"H2": ("H", 0), "N2": ("N", 0), "O2": ("O", 2), "Si2": ("Si", 2)}  # spin = 2S
+DISTANCES = np.round(np.linspace(0.5, 5.0, 28), 4)
+BASIS = "cc-pVTZ"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def umlip_calculator():
+    return mlipviz.load_model(UMLIP, device="cpu").calculator()
+
+
+def relax(atoms, calc, cell: bool, fmax: float = 0.01):
+    from ase.filters import FrechetCellFilter
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    FIRE(FrechetCellFilter(atoms) if cell else atoms, logfile=None).run(fmax=fmax, steps=2000)
+    return atoms
+
+
+def md_snapshots(atoms, calc, settings, seed):
+    """Langevin NVT snapshots after equilibration (velocities and friction from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=settings["temperature_K"], rng=rng)
+    dyn = Langevin(atoms, settings["timestep_fs"] * units.fs, temperature_K=settings["temperature_K"],
+                   friction=settings["friction_per_fs"] / units.fs, rng=rng, logfile=None)
+    dyn.run(settings["equilibration_steps"])
+    snapshots = []
+    for _ in range(settings["snapshots"]):
+        dyn.run(settings["sample_every"])
+        snap = atoms.copy()
+        snap.calc = None
+        snapshots.append(snap)
+    return snapshots
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for package in ("mlipviz", "ase", "numpy", "torch", "chgnet", "gpaw", "gpaw-data", "pyscf"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write(name: str, out_dir: Path, levels: dict, description: str, parts: dict | None = None) -> Path:
+    import h5py
+
+    path = out_dir / f"{name}.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["levels"] = json.dumps(list(levels))
+        h5.attrs["description"] = description
+        for level, frames in levels.items():
+            frames.to_hdf5(h5.create_group(f"frames/{level}"))
+        for part, frames in (parts or {}).items():
+            frames.to_hdf5(h5.create_group(part))
+    log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return path
+
+
+# -- datasets -------------------------------------------------------------------
+
+def high_energy_states(out_dir: Path, jobs: int) -> str:
+    calc = umlip_calculator()
+    relaxed, snapshots = [], []
+    for k, (material, build) in enumerate(MATERIALS.items()):
+        log(f"high-energy-states: {material}: {UMLIP} relaxation and {HIGH_ENERGY['temperature_K']} K MD")
+        start = relax(build(), calc, cell=True)
+        start.info["material_id"] = material
+        relaxed.append(start)
+        snaps = md_snapshots(start, calc, HIGH_ENERGY, SEED + k)
+        n_strained = len(HIGH_ENERGY["strains"])
+        for i, snap in enumerate(snaps):
+            strain = HIGH_ENERGY["strains"][i - (len(snaps) - n_strained)] if i >= len(snaps) - n_strained else 1.0
+            snap.set_cell(snap.cell.array * strain, scale_atoms=True)
+            snap.info.update(material_id=material, snapshot=i, lattice_strain=strain,
+                             temperature_K=HIGH_ENERGY["temperature_K"])
+        snapshots += snaps
+    frames = mlipviz.read(snapshots)
+    ref = mlipviz.reference.GPAW(**GPAW_SOLIDS)
+    log(f"high-energy-states: {len(frames)} GPAW single points ({ref.level_of_theory()})")
+    labelled = ref.evaluate(frames, n_jobs=jobs)
+    grids = sorted({(info["material_id"], tuple(info["reference_kpts"])) for info in labelled.info})
+    description = (
+        "high-energy-states: high-temperature snapshots in the spirit of Deng et al., npj Comput. "
+        "Mater. 11, 9 (2025), made by mlipviz's scripts/make_examples.py.\n"
+        f"Materials ({len(MATERIALS)}): {', '.join(MATERIALS)}; conventional cells of 8 atoms.\n"
+        f"Sampling: each cell relaxed (positions and cell, FIRE, fmax 0.01 eV/Å) with {UMLIP}; "
+        f"Langevin NVT MD with {UMLIP} at {HIGH_ENERGY['temperature_K']} K, "
+        f"{HIGH_ENERGY['timestep_fs']} fs steps, friction {HIGH_ENERGY['friction_per_fs']}/fs, "
+        f"{HIGH_ENERGY['equilibration_steps']} equilibration steps, then one snapshot every "
+        f"{HIGH_ENERGY['sample_every']} steps, {HIGH_ENERGY['snapshots']} per material; the last "
+        f"{len(HIGH_ENERGY['strains'])} of each scaled by linear lattice strains "
+        f"{HIGH_ENERGY['strains']} (info 'lattice_strain'). Random seed {SEED} + material index.\n"
+        f"Labels: {ref.level_of_theory()}; settings {json.dumps(ref.settings())}; "
+        f"k-point grids per material {grids}. Energies are GPAW free energies, forces in eV/Å, "
+        "stress in eV/Å³ (ASE sign).\n"
+        f"Part 'relaxed': the {UMLIP}-relaxed starting structures (no DFT labels).\n"
+        f"Versions: {json.dumps(versions())}.\n"
+        "What it is not: not the paper's VASP/PBE(+U) data on WBM materials, and not converged to "
+        "Materials Project settings (a 400 eV cutoff and coarse k-point grids keep the script "
+        "within its time budget); 20 ps trajectories were shortened to about 1.5 ps per material.")
+    write("high-energy-states", out_dir, {"pbe": labelled}, description, {"relaxed": mlipviz.read(relaxed)})
+    return description
+
+
+def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
+    from ase.mep import NEB
+
+    calc = umlip_calculator()
+    log("si-vacancy-migration: relax bulk Si, build the 63-atom vacancy cell")
+    bulk_si = relax(bulk("Si", "diamond", a=5.43, cubic=True), calc, cell=True)
+    perfect = bulk_si * (2, 2, 2)
+    vacancy_site = perfect.positions[0].copy()
+    cell = perfect[1:]  # atom 0 removed
+    hopper = int(np.argmin(np.linalg.norm(_mic(cell.positions - vacancy_site, cell), axis=1)))
+    initial = relax(cell, calc, cell=False)
+    final = initial.copy()
+    final.positions[hopper] = vacancy_site
+    final = relax(final, calc, cell=False)
+    images = [initial] + [initial.copy() for _ in range(VACANCY["neb_images"] - 2)] + [final]
+    neb = NEB(images, climb=True, allow_shared_calculator=True)
+    neb.interpolate(method="idpp", mic=True)
+    for image in images[1:-1]:
+        image.calc = calc
+    log("si-vacancy-migration: climbing-image NEB")
+    FIRE(neb, logfile=None).run(fmax=0.05, steps=1000)
+    path = []
+    for i, image in enumerate(images):
+        snap = image.copy()
+        snap.calc = None
+        snap.info.update(kind="neb", image=i, migrating_atom=hopper)
+        path.append(snap)
+    log(f"si-vacancy-migration: {VACANCY['temperature_K']} K MD")
+    md = md_snapshots(initial, calc, VACANCY, SEED + 100)
+    for i, snap in enumerate(md):
+        snap.info.update(kind="md", snapshot=i, migrating_atom=hopper, temperature_K=VACANCY["temperature_K"])
+    structures = path + md
+    for snap in structures:
+        snap.new_array("migrating", np.arange(len(snap)) == hopper)
+    frames = mlipviz.read(structures)
+    ref = mlipviz.reference.GPAW(**GPAW_VACANCY)
+    log(f"si-vacancy-migration: {len(frames)} GPAW single points ({ref.level_of_theory()})")
+    labelled = ref.evaluate(frames, n_jobs=jobs)
+    barrier = labelled.energy[: len(path)].max() - labelled.energy[0]
+    description = (
+        "si-vacancy-migration: a neutral vacancy in a 63-atom silicon cell (2x2x2 conventional "
+        f"cell of {UMLIP}-relaxed diamond Si, one atom removed), in the spirit of Liu, He & Mo, "
+        "npj Comput. Mater. 9, 174 (2023); made by mlipviz's scripts/make_examples.py.\n"
+        f"Path: the nearest neighbour (atom {hopper}) hops into the vacancy; end points relaxed "
+        f"with {UMLIP} at fixed cell, then a climbing-image NEB with {UMLIP}, "
+        f"{VACANCY['neb_images']} images (info kind='neb', 'image').\n"
+        f"MD: Langevin NVT with {UMLIP} at {VACANCY['temperature_K']} K, {VACANCY['timestep_fs']} fs "
+        f"steps, {VACANCY['equilibration_steps']} equilibration steps, {VACANCY['snapshots']} "
+        f"snapshots every {VACANCY['sample_every']} steps (info kind='md'); seed {SEED + 100}.\n"
+        f"The migrating atom is marked in every frame: info 'migrating_atom' = {hopper} and the "
+        "per-atom boolean array 'migrating'.\n"
+        f"Labels: {ref.level_of_theory()}; settings {json.dumps(ref.settings())}. GPAW PBE barrier "
+        f"along the {UMLIP} NEB path: {barrier:.3f} eV (highest image minus the first).\n"
+        "Part 'relaxed': the relaxed initial and final vacancy structures (no DFT labels).\n"
+        f"Versions: {json.dumps(versions())}.\n"
+        "What it is not: not the paper's AIMD/VASP data; the path is the uMLIP's NEB path "
+        "evaluated with DFT, not a DFT-relaxed NEB; Γ-only k-sampling and a 300 eV cutoff keep "
+        "the cost down; the MD snapshots need not contain a hop.")
+    relaxed = mlipviz.read([initial, final])
+    write("si-vacancy-migration", out_dir, {"pbe": labelled}, description, {"relaxed": relaxed})
+    return description
+
+
+def _mic(vectors, atoms):
+    from ase.geometry import find_mic
+
+    return find_mic(vectors, atoms.cell, atoms.pbc)[0]
+
+
+def diatomics(out_dir: Path, jobs: int) -> str:
+    from ase import Atoms
+
+    structures = []
+    for name, (element, spin) in DIATOMICS.items():
+        for r in DISTANCES:
+            dimer = Atoms(f"{element}2", positions=[[0, 0, 0], [0, 0, float(r)]])
+            dimer.info.update(molecule=name, distance=float(r), spin=spin)
+            structures.append(dimer)
+    frames = mlipviz.read(structures, min_distance=0.4)
+    levels, dropped, refs = {}, {}, {}
+    for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
+        ref = mlipviz.reference.PySCF(method=method, basis=BASIS)
+        refs[level] = ref
+        log(f"diatomics: {len(frames)} points, {ref.level_of_theory()}")
+        labelled, failed = _evaluate_keep_going(ref, frames, jobs)
+        levels[level] = labelled
+        dropped[level] = failed
+    common = sorted(set(range(len(frames))) - set(dropped["ccsd(t)"]) - set(dropped["pbe"]))
+    levels = {k: v[common] for k, v in levels.items()}
+    counts = {name: sum(1 for i in common if frames.info[i]["molecule"] == name) for name in DIATOMICS}
+    failed_points = {lvl: [(frames.info[i]["molecule"], frames.info[i]["distance"]) for i in idx]
+                     for lvl, idx in dropped.items()}
+    high_t1 = sorted({(d["molecule"], d["distance"]) for d in levels["ccsd(t)"].info
+                      if d.get("reference_t1_diagnostic", 0) > 0.02})
+    description = (
+        "diatomics: homonuclear dimer curves, made by mlipviz's scripts/make_examples.py.\n"
+        f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
+        "(H2 and N2 singlets, O2 and Si2 triplet ground states); restricted references for "
+        "singlets, unrestricted for triplets.\n"
+        f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
+        f"molecule kept: {counts}.\n"
+        f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "
+        f"'pbe': {refs['pbe'].level_of_theory()}. Same basis ({BASIS}) for both, so differences are "
+        "method (DFT) errors, not basis-set errors.\n"
+        f"Points where a calculation did not converge and were dropped: {json.dumps(failed_points)}.\n"
+        f"CCSD(T) points with T1 diagnostic > 0.02 (multireference character, single-reference "
+        f"CCSD(T) unreliable): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
+        "info 'reference_t1_diagnostic'.\n"
+        f"Versions: {json.dumps(versions())}.\n"
+        "What it is not: not complete-basis-set limit values, not multireference (MRCI) curves; "
+        "stretched singlet N2 (and H2) beyond the T1 threshold are outside what CCSD(T) on a "
+        "restricted reference describes.")
+    write("diatomics", out_dir, levels, description)
+    return description
+
+
+def _evaluate_keep_going(ref, frames, jobs):
+    """Evaluate all frames; frames whose calculation fails are reported, not fatal."""
+    try:
+        return ref.evaluate(frames, n_jobs=jobs), []
+    except mlipviz.errors.MlipvizError:
+        log("  some points failed; evaluating one by one to find them")
+    ok, failed = [], []
+    for i in range(len(frames)):
+        try:
+            ref.evaluate(frames[i], n_jobs=1, progress=False)  # cached when it worked before
+            ok.append(i)
+        except mlipviz.errors.MlipvizError as exc:
+            log(f"  dropped frame {i} ({frames.info[i]}): {exc}")
+            failed.append(i)
+    labelled = ref.evaluate(frames[ok], n_jobs=1, progress=False)
+    full = frames.with_labels(energy=np.full(len(frames), np.nan),
+                              forces=np.full((frames.total_atoms, 3), np.nan))
+    for k, i in enumerate(ok):
+        full.energy[i] = labelled.energy[k]
+        full.forces[full.atoms_of(i)] = labelled.forces[labelled.atoms_of(k)]
+        full.info[i] = labelled.info[k]
+    return full, failed
+
+
+BUILDERS = {"high-energy-states": high_energy_states, "si-vacancy-migration": si_vacancy_migration,
+            "diatomics": diatomics}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(DATASETS), help="datasets to make (default: all)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel reference calculations")
+    parser.add_argument("--out", type=Path, default=DATA_DIR)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    for name in args.only or ["diatomics", "high-energy-states", "si-vacancy-migration"]:
+        start = time.perf_counter()
+        BUILDERS[name](args.out, args.jobs)
+        timings[name] = round(time.perf_counter() - start, 1)
+        log(f"{name}: {timings[name]} s")
+    record = args.out / "run_times.json"
+    previous = json.loads(record.read_text()) if record.exists() else {}
+    previous.update({name: {"seconds": s, "cpus": __import__("os").cpu_count(),
+                            "date": time.strftime("%Y-%m-%d")} for name, s in timings.items()})
+    record.write_text(json.dumps(previous, indent=2) + "\n")
+    log(f"total {sum(timings.values()):.0f} s; run times in {record}")
+
+
+if __name__ == "__main__":
+    main()
