@@ -243,9 +243,11 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         ref = mlipviz.reference.PySCF(method=method, basis=BASIS)
         refs[level] = ref
         log(f"diatomics: {len(frames)} points, {ref.level_of_theory()}")
-        labelled, failed = _evaluate_keep_going(ref, frames, jobs)
+        labelled = ref.evaluate(frames, n_jobs=jobs, on_error="nan")
         levels[level] = labelled
-        dropped[level] = failed
+        dropped[level] = [i for i, d in enumerate(labelled.info) if "reference_error" in d]
+        for i in dropped[level]:
+            log(f"  dropped: {labelled.info[i]['reference_error']}")
     common = sorted(set(range(len(frames))) - set(dropped["ccsd(t)"]) - set(dropped["pbe"]))
     levels = {k: v[common] for k, v in levels.items()}
     counts = {name: sum(1 for i in common if frames.info[i]["molecule"] == name) for name in DIATOMICS}
@@ -274,29 +276,6 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     write("diatomics", out_dir, levels, description)
     return description
 
-
-def _evaluate_keep_going(ref, frames, jobs):
-    """Evaluate all frames; frames whose calculation fails are reported, not fatal."""
-    try:
-        return ref.evaluate(frames, n_jobs=jobs), []
-    except mlipviz.errors.MlipvizError:
-        log("  some points failed; evaluating one by one to find them")
-    ok, failed = [], []
-    for i in range(len(frames)):
-        try:
-            ref.evaluate(frames[i], n_jobs=1, progress=False)  # cached when it worked before
-            ok.append(i)
-        except mlipviz.errors.MlipvizError as exc:
-            log(f"  dropped frame {i} ({frames.info[i]}): {exc}")
-            failed.append(i)
-    labelled = ref.evaluate(frames[ok], n_jobs=1, progress=False)
-    full = frames.with_labels(energy=np.full(len(frames), np.nan),
-                              forces=np.full((frames.total_atoms, 3), np.nan))
-    for k, i in enumerate(ok):
-        full.energy[i] = labelled.energy[k]
-        full.forces[full.atoms_of(i)] = labelled.forces[labelled.atoms_of(k)]
-        full.info[i] = labelled.info[k]
-    return full, failed
 
 
 BUILDERS = {"high-energy-states": high_energy_states, "si-vacancy-migration": si_vacancy_migration,

@@ -172,3 +172,15 @@ def test_gpaw_missing_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpaw" else real(name, *a))
     with pytest.raises(ModelNotAvailableError, match="libxc-dev.*mlipviz\\[dft\\]"):
         mlipviz.reference.GPAW()
+
+
+def test_failed_frames_raise_or_become_nan(cache):
+    from ase import Atoms
+
+    frames = mlipviz.read([molecule("H2"), Atoms("H", positions=[[0, 0, 0]])])
+    calc = mlipviz.reference.PySCF(method="HF", basis="sto-3g", spin=0, cache_dir=cache)  # H: odd electrons
+    with pytest.raises(mlipviz.errors.MlipvizError, match="frame 1"):
+        calc.evaluate(frames, n_jobs=1, progress=False)
+    labelled = calc.evaluate(frames, n_jobs=1, progress=False, on_error="nan")
+    assert np.isfinite(labelled.energy[0]) and np.isnan(labelled.energy[1])
+    assert "frame 1" in labelled.info[1]["reference_error"] and "reference_error" not in labelled.info[0]

@@ -107,12 +107,18 @@ class ReferenceCalculator(Calculator):
         os.replace(tmp, path)
 
     # -- many frames ------------------------------------------------------------------
-    def evaluate(self, frames, n_jobs: int | None = None, progress: bool = True) -> Frames:
+    def evaluate(self, frames, n_jobs: int | None = None, progress: bool = True,
+                 on_error: str = "raise") -> Frames:
         """A copy of ``frames`` labelled with this calculator, level of theory in each info.
 
         Cached frames are read back; the others run in ``n_jobs`` worker processes
-        (default: ``self.n_jobs`` or the CPU count), one thread each.
+        (default: ``self.n_jobs`` or the CPU count), one thread each; each finished frame
+        is cached at once. ``on_error="raise"`` stops at the first failing frame (naming
+        it); ``"nan"`` carries on, gives failed frames NaN labels and the error message in
+        ``info["reference_error"]``.
         """
+        if on_error not in ("raise", "nan"):
+            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         from tqdm.auto import tqdm
 
         from ..io import read
@@ -132,7 +138,10 @@ class ReferenceCalculator(Calculator):
         try:
             if n_jobs == 1:
                 for i in todo:
-                    results[i] = self._run_one(frames, i)
+                    try:
+                        results[i] = _compute_in_worker(self, frames.to_atoms(i))
+                    except Exception as exc:
+                        results[i] = self._failed(frames, i, exc, on_error)
                     bar.update()
             else:
                 with _one_thread_per_worker(), ProcessPoolExecutor(
@@ -143,26 +152,22 @@ class ReferenceCalculator(Calculator):
                         try:
                             results[i] = job.result()
                         except Exception as exc:
-                            pool.shutdown(wait=True, cancel_futures=True)
-                            raise MlipvizError(
-                                f"{self.code} failed on frame {i}"
-                                f"{' of ' + str(frames.source) if frames.source else ''}: "
-                                f"{type(exc).__name__}: {exc}; finished frames are cached in "
-                                f"{self.cache_dir}") from exc
+                            if on_error == "raise":
+                                pool.shutdown(wait=True, cancel_futures=True)
+                            results[i] = self._failed(frames, i, exc, on_error)
                         bar.update()
         finally:
             bar.close()
         return self._labelled(frames, [results[i] for i in range(len(frames))])
 
-    def _run_one(self, frames: Frames, i: int) -> dict:
-        atoms = frames.to_atoms(i)
-        try:
-            out = _compute_in_worker(self, atoms)
-        except Exception as exc:
-            raise MlipvizError(f"{self.code} failed on frame {i}"
-                               f"{' of ' + str(frames.source) if frames.source else ''}: "
-                               f"{type(exc).__name__}: {exc}") from exc
-        return out
+    def _failed(self, frames: Frames, i: int, exc: Exception, on_error: str) -> dict:
+        message = (f"{self.code} failed on frame {i}"
+                   f"{' of ' + str(frames.source) if frames.source else ''}: "
+                   f"{type(exc).__name__}: {exc}")
+        if on_error == "raise":
+            raise MlipvizError(f"{message}; finished frames are cached in {self.cache_dir}") from exc
+        n = int(frames.n_atoms[i])
+        return {"energy": np.nan, "forces": np.full((n, 3), np.nan), "meta": {"error": message}}
 
     def _labelled(self, frames: Frames, results: list[dict]) -> Frames:
         has_stress = [("stress" in r) for r in results]
