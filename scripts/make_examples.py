@@ -240,10 +240,15 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     frames = mlipviz.read(structures, min_distance=0.4)
     levels, dropped, refs = {}, {}, {}
     for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
-        ref = mlipviz.reference.PySCF(method=method, basis=BASIS)
-        refs[level] = ref
-        log(f"diatomics: {len(frames)} points, {ref.level_of_theory()}")
-        labelled = ref.evaluate(frames, n_jobs=jobs, on_error="nan")
+        parts = []
+        for name, (_, spin) in DIATOMICS.items():
+            # singlets may break spin symmetry where the restricted solution is unstable
+            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin, broken_symmetry=spin == 0)
+            refs[level] = ref
+            subset = frames[[i for i, d in enumerate(frames.info) if d["molecule"] == name]]
+            log(f"diatomics: {name}, {len(subset)} points, {ref.level_of_theory()}")
+            parts.append(ref.evaluate(subset, n_jobs=jobs, on_error="nan"))
+        labelled = mlipviz.Frames.concatenate(parts)
         levels[level] = labelled
         dropped[level] = [i for i, d in enumerate(labelled.info) if "reference_error" in d]
         for i in dropped[level]:
@@ -258,8 +263,9 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     description = (
         "diatomics: homonuclear dimer curves, made by mlipviz's scripts/make_examples.py.\n"
         f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
-        "(H2 and N2 singlets, O2 and Si2 triplet ground states); restricted references for "
-        "singlets, unrestricted for triplets.\n"
+        "(H2 and N2 singlets, O2 and Si2 triplet ground states); unrestricted references for "
+        "triplets; for singlets restricted, unless the restricted solution is unstable (stretched "
+        "bonds), then the lower spin-symmetry-broken unrestricted one (info 'reference_scf').\n"
         f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
         f"molecule kept: {counts}.\n"
         f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "
@@ -271,8 +277,8 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         "info 'reference_t1_diagnostic'.\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not complete-basis-set limit values, not multireference (MRCI) curves; "
-        "stretched singlet N2 (and H2) beyond the T1 threshold are outside what CCSD(T) on a "
-        "restricted reference describes.")
+        "where singlets break spin symmetry (stretched N2 and H2) the curves are spin-contaminated "
+        "single-reference results, and points beyond the T1 threshold are qualitative only.")
     write("diatomics", out_dir, levels, description)
     return description
 

@@ -184,3 +184,22 @@ def test_failed_frames_raise_or_become_nan(cache):
     labelled = calc.evaluate(frames, n_jobs=1, progress=False, on_error="nan")
     assert np.isfinite(labelled.energy[0]) and np.isnan(labelled.energy[1])
     assert "frame 1" in labelled.info[1]["reference_error"] and "reference_error" not in labelled.info[0]
+
+
+def test_broken_symmetry_dissociates_h2_correctly(cache):
+    """Stretched H2: the restricted solution is unstable; the broken-symmetry one reaches
+    twice the energy of an H atom (exact for UHF at dissociation), computed independently."""
+    from ase import Atoms
+    from pyscf import gto, scf
+
+    h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 6.0]])
+    restricted = mlipviz.reference.PySCF(method="HF", basis="6-31G", cache_dir=cache)
+    broken = mlipviz.reference.PySCF(method="HF", basis="6-31G", broken_symmetry=True, cache_dir=cache)
+    e_r = restricted.evaluate(mlipviz.read(h2), n_jobs=1, progress=False)
+    e_b = broken.evaluate(mlipviz.read(h2), n_jobs=1, progress=False)
+    atom = scf.UHF(gto.M(atom="H 0 0 0", basis="6-31G", spin=1, verbose=0)).run().e_tot * Hartree
+    assert e_b.info[0]["reference_scf"] == "UHF" and e_r.info[0]["reference_scf"] == "RHF"
+    assert e_b.energy[0] == pytest.approx(2 * atom, abs=1e-4)
+    assert e_r.energy[0] > e_b.energy[0] + 1.0  # eV: RHF's ionic contamination at 6 Å
+    near = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])  # stable: stays restricted
+    assert broken.evaluate(mlipviz.read(near), n_jobs=1, progress=False).info[0]["reference_scf"] == "RHF"

@@ -7,6 +7,11 @@ from ase.units import Bohr, Hartree
 
 from .base import ReferenceCalculator
 
+# pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
+# without it a singular DIIS step raises AttributeError instead of being handled.
+if not hasattr(np.linalg, "linalg"):
+    np.linalg.linalg = np.linalg
+
 WAVEFUNCTION_METHODS = ("HF", "MP2", "CCSD", "CCSD(T)")
 #: methods with analytic nuclear gradients through ``nuc_grad_method()`` in PySCF
 ANALYTIC = ("HF", "MP2", "CCSD", "DFT")
@@ -18,7 +23,9 @@ class PySCF(ReferenceCalculator):
     ``method``: "HF", "MP2", "CCSD", "CCSD(T)", or a DFT functional PySCF knows
     ("PBE", "B3LYP", ...). Restricted for closed shells (``spin`` = 2S = 0), unrestricted
     otherwise; ``spin`` defaults to ``atoms.info["spin"]``, else 0 or 1 from the electron
-    count. ``frozen_core`` freezes core orbitals in correlated methods (standard with
+    count. ``broken_symmetry=True`` lets closed shells fall to an unrestricted
+    (spin-symmetry-broken) solution when the restricted one is unstable, as at stretched
+    bonds; each frame's info says which reference was used (``reference_scf``). ``frozen_core`` freezes core orbitals in correlated methods (standard with
     valence basis sets such as cc-pVTZ). Forces are analytic for HF, DFT, MP2 and CCSD, and
     central finite differences of the energy (step ``fd_step`` Å) for CCSD(T); each frame's
     info says which (``reference_forces``). For two-atom structures the finite difference is
@@ -28,9 +35,10 @@ class PySCF(ReferenceCalculator):
     code = "PySCF"
 
     def __init__(self, method: str = "CCSD(T)", basis: str = "cc-pVTZ", charge: int = 0,
-                 spin: int | None = None, frozen_core: bool = True, fd_step: float = 1e-3,
-                 conv_tol: float = 1e-10, max_memory_mb: int = 4000, **kwargs):
+                 spin: int | None = None, frozen_core: bool = True, broken_symmetry: bool = False,
+                 fd_step: float = 1e-3, conv_tol: float = 1e-10, max_memory_mb: int = 4000, **kwargs):
         super().__init__(**kwargs)
+        self.broken_symmetry = broken_symmetry
         self.method = method.upper() if method.upper() in WAVEFUNCTION_METHODS else method
         self.basis = basis
         self.charge = charge
@@ -55,7 +63,8 @@ class PySCF(ReferenceCalculator):
         return {"code": "PySCF", "version": pyscf.__version__, "method": self.method,
                 "basis": self.basis, "charge": self.charge, "spin": self.spin,
                 "frozen_core": self.frozen_core and not self.is_dft and self.method != "HF",
-                "conv_tol": self.conv_tol, "forces": self.forces_method}
+                "conv_tol": self.conv_tol, "forces": self.forces_method,
+                **({"broken_symmetry": True} if self.broken_symmetry else {})}
 
     def level_of_theory(self) -> str:
         s = self.settings()
@@ -85,35 +94,62 @@ class PySCF(ReferenceCalculator):
         """Converged method object and energy (Hartree) for ``mol``; also spin contamination."""
         from pyscf import cc, dft, mp, scf
 
-        restricted = mol.spin == 0
+        mf = self._scf(mol, restricted=mol.spin == 0)
+        if mol.spin == 0 and self.broken_symmetry:
+            unrestricted = self._scf(mol, restricted=False, guess=mf)
+            if unrestricted.e_tot < mf.e_tot - 1e-8:
+                mf = unrestricted
+        diagnostics = {"scf": type(mf).__name__}
+        if self.is_dft or self.method == "HF":
+            return mf, mf, float(mf.e_tot), diagnostics
+        frozen = self._frozen(mol) if self.frozen_core else None
+        if self.method == "MP2":
+            post = mp.MP2(mf, frozen=frozen).run()
+            return mf, post, float(post.e_tot), diagnostics
+        post = cc.CCSD(mf, frozen=frozen)
+        post.conv_tol = self.conv_tol * 10
+        post.max_cycle = 200
+        post.kernel()
+        if not post.converged:  # damp the amplitude updates and try once more
+            post.level_shift = 0.3
+            post.kernel(post.t1, post.t2)
+        if not post.converged:
+            raise RuntimeError("CCSD amplitudes did not converge")
+        energy = float(post.e_tot)
+        diagnostics["t1_diagnostic"] = float(_t1_diagnostic(post))
+        if self.method == "CCSD(T)":
+            energy += float(post.ccsd_t())
+        return mf, post, energy, diagnostics
+
+    def _scf(self, mol, restricted: bool, guess=None):
+        """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
+        from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix),
+        then follows internal instabilities downhill: how spin symmetry breaks at
+        stretched bonds."""
+        from pyscf import dft, scf
+
         if self.is_dft:
             mf = (dft.RKS if restricted else dft.UKS)(mol)
             mf.xc = self.method
         else:
             mf = (scf.RHF if restricted else scf.UHF)(mol)
         mf.conv_tol = self.conv_tol
-        mf.max_cycle = 200
-        mf.kernel()
-        if not mf.converged:
-            mf = mf.newton().run()
+        mf.max_cycle = 300
+        mf.kernel(dm0=None if guess is None else _mixed_guess(guess))
+        if not mf.converged:  # level shift and damping, from where it got to
+            mf.level_shift, mf.damp = 0.5, 0.5
+            mf.kernel(dm0=mf.make_rdm1())
+            mf.level_shift, mf.damp = 0, 0
+            mf.kernel(dm0=mf.make_rdm1())
+        if not restricted and guess is not None:
+            for _ in range(5):
+                mo, _, stable, _ = mf.stability(return_status=True)
+                if stable:
+                    break
+                mf.kernel(dm0=mf.make_rdm1(mo, mf.mo_occ))
         if not mf.converged:
             raise RuntimeError(f"SCF did not converge ({type(mf).__name__})")
-        if self.is_dft or self.method == "HF":
-            return mf, mf, float(mf.e_tot), {}
-        frozen = self._frozen(mol) if self.frozen_core else None
-        if self.method == "MP2":
-            post = mp.MP2(mf, frozen=frozen).run()
-            return mf, post, float(post.e_tot), {}
-        post = cc.CCSD(mf, frozen=frozen)
-        post.conv_tol = self.conv_tol * 10
-        post.kernel()
-        if not post.converged:
-            raise RuntimeError("CCSD amplitudes did not converge")
-        energy = float(post.e_tot)
-        diagnostics = {"t1_diagnostic": float(_t1_diagnostic(post))}
-        if self.method == "CCSD(T)":
-            energy += float(post.ccsd_t())
-        return mf, post, energy, diagnostics
+        return mf
 
     @staticmethod
     def _frozen(mol) -> int:
@@ -152,6 +188,21 @@ class PySCF(ReferenceCalculator):
                 step[a, k] = h
                 forces[a, k] = -(self._energy(atoms, pos + step) - self._energy(atoms, pos - step)) / (2 * h)
         return forces * Hartree
+
+
+def _mixed_guess(restricted) -> np.ndarray:
+    """Alpha and beta densities from restricted orbitals with HOMO and LUMO rotated by 45
+    degrees in the alpha channel and by -45 degrees in the beta channel."""
+    mo, occ = restricted.mo_coeff, restricted.mo_occ
+    homo, lumo = int(np.flatnonzero(occ > 0)[-1]), int(np.flatnonzero(occ == 0)[0])
+    densities = []
+    for sign in (1, -1):
+        c = mo.copy()
+        c[:, homo] = (mo[:, homo] + sign * mo[:, lumo]) / np.sqrt(2)
+        c[:, lumo] = (mo[:, lumo] - sign * mo[:, homo]) / np.sqrt(2)
+        occupied = c[:, : homo + 1]
+        densities.append(occupied @ occupied.T)
+    return np.array(densities)
 
 
 def _t1_diagnostic(ccsd) -> float:
