@@ -78,3 +78,14 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ModelNotAvailableError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_model_calculator_equals_the_models_own(mixed_structures):
+    from mlipviz.models.base import ModelCalculator
+
+    model = mlipviz.load_model("chgnet")
+    atoms, twin = mixed_structures[0].copy(), mixed_structures[0].copy()
+    atoms.calc, twin.calc = ModelCalculator(model), model.calculator()
+    assert atoms.get_potential_energy() == pytest.approx(twin.get_potential_energy(), abs=1e-4)
+    assert abs(atoms.get_forces() - twin.get_forces()).max() < 1e-4
+    assert abs(atoms.get_stress() - twin.get_stress()).max() < 1e-5

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
 
 from ..errors import CheckpointMismatchError, MlipvizError, UnsupportedElementError
 from ..frames import Frames
@@ -253,3 +254,26 @@ class _Checkpoint:
             group = h5.create_group(f"batch_{int(ids[0]):09d}_{len(h5):06d}")
             part.to_hdf5(group)
             group.attrs["frames"] = ids
+
+
+class ModelCalculator(Calculator):
+    """Any `Model` as an ASE calculator, one structure per call (e.g. to drive MD or NEB
+    with mlipviz's adapters); its results are those of `Model.predict`."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ..frames import full_to_voigt
+
+        super().calculate(atoms, properties, system_changes)
+        pred = self.model.predict(Frames.from_atoms([self.atoms]), progress=False)
+        energy = float(pred.energy[0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": pred.forces}
+        if pred.stress is not None and np.isfinite(pred.stress[0]).all():
+            self.results["stress"] = full_to_voigt(pred.stress[0])
+        if pred.energies is not None:
+            self.results["energies"] = pred.energies
