@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("chgnet")
 
-from physics import (assert_free_molecule_equals_boxed, assert_matches_calculator,  # noqa: E402
-                     finite_difference_forces, finite_difference_stress_xx)
+from physics import (assert_embeddings_deterministic, assert_free_molecule_equals_boxed,  # noqa: E402
+                     assert_matches_calculator, finite_difference_forces, finite_difference_stress_xx)
 
 from mlipviz import Frames  # noqa: E402
 from mlipviz.errors import UnsupportedElementError  # noqa: E402
@@ -135,14 +135,7 @@ def test_stress_is_strain_derivative_ase_sign(model, mixed_structures):
 
 
 def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
-    first = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
-    second = model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
-    assert first.embeddings.shape == (frames.total_atoms, 64)
-    assert np.isfinite(first.embeddings).all()
-    np.testing.assert_array_equal(first.embeddings, second.embeddings)
-    np.testing.assert_array_equal(first.energy, prediction.energy)
-    np.testing.assert_array_equal(first.forces, prediction.forces)
-    assert first.meta["embedding_layer"] == model.embedding_layer
+    assert_embeddings_deterministic(model, frames, prediction, 64)
 
 
 def test_unsupported_element_names_frame_and_atom(model):
