@@ -14,6 +14,15 @@ from .models.base import Model, Prediction
 __version__ = "0.1.0"
 
 __all__ = [
-    "Comparison", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "load_comparison", "load_model", "read", "reference",
+    "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
+    "errors", "load_comparison", "load_model", "read", "reference", "view",
 ]
+
+
+def __getattr__(name):
+    """The widgets (``view``, ``Explorer``) load on first use: they need Jupyter packages."""
+    if name in ("view", "Explorer"):
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'mlipviz' has no attribute '{name}'")

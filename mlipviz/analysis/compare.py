@@ -22,14 +22,16 @@ FORMAT_VERSION = 1
 
 def compare(models, frames, reference=None, batch_size: int | None = None, progress: bool = True,
             device: str = "auto", checkpoint_dir: str | Path | None = None,
-            angle_min_force: float = ANGLE_MIN_FORCE) -> "Comparison":
+            angle_min_force: float = ANGLE_MIN_FORCE, callback=None) -> "Comparison":
     """Evaluate one or more models and a reference on the same frames.
 
     ``models``: a `Model`, a registry name, a weights path, an ASE calculator, or a list
     of those. ``frames``: anything `mlipviz.read` accepts. ``reference``: None for the
     labels in the frames, or a model/calculator (any ``models`` entry) to evaluate on
     the same frames. ``checkpoint_dir`` keeps each model's finished batches on disk so an
-    interrupted comparison resumes.
+    interrupted comparison resumes. ``callback(name, done, total)`` runs after each batch
+    of the reference (name ``"reference"``) and of each model; an exception it raises
+    stops the comparison (finished batches stay in ``checkpoint_dir``).
     """
     from ..models import load_model
 
@@ -48,12 +50,13 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     else:
         ref_model = load_model(reference, device=device)
         ref = ref_model.predict(frames, batch_size=batch_size, progress=progress,
-                                checkpoint=checkpoint("reference-" + ref_model.name))
+                                checkpoint=checkpoint("reference-" + ref_model.name),
+                                callback=_named(callback, "reference"))
     predictions = {}
     for model in loaded:
         name = _unique(model.name, predictions)
         predictions[name] = model.predict(frames, batch_size=batch_size, progress=progress,
-                                          checkpoint=checkpoint(name))
+                                          checkpoint=checkpoint(name), callback=_named(callback, name))
     return Comparison(frames, predictions, ref, angle_min_force=angle_min_force)
 
 
@@ -69,6 +72,10 @@ def reference_from_labels(frames: Frames) -> Prediction:
             f"{len(missing)} frame(s) lack reference forces (first: {missing[:5].tolist()}); "
             "select the labelled frames or pass reference=", source=frames.source, frame=int(missing[0]))
     return Prediction.from_frames(frames)
+
+
+def _named(callback, name: str):
+    return None if callback is None else (lambda done, total: callback(name, done, total))
 
 
 def _unique(name: str, taken) -> str:
@@ -117,10 +124,30 @@ class Comparison:
         return (f"Comparison({', '.join(self.models)} vs {self.reference.model}; "
                 f"{len(self.frames)} frames, {self.frames.total_atoms} atoms)")
 
+    @property
+    def has_site_energy_reference(self) -> bool:
+        """Whether the reference has per-atom energies (another model can; DFT labels rarely do)."""
+        energies = self.reference.energies
+        return energies is not None and bool(np.isfinite(energies).all())
+
+    def force_vectors(self, model: str) -> dict[str, np.ndarray]:
+        """Per-atom force vectors (frames layout, eV/Å): ``predicted``, ``reference``, ``difference``."""
+        if model not in self.predictions:
+            raise KeyError(f"no model '{model}' in this comparison (models: {', '.join(self.models)})")
+        pred, ref = self.predictions[model].forces, self.reference.forces
+        return {"predicted": pred, "reference": ref, "difference": pred - ref}
+
+    def show(self, **kwargs):
+        """The interactive error map (`mlipviz.widgets.ErrorMap`); needs the widget extras."""
+        from ..widgets.error_map import ErrorMap
+
+        return ErrorMap(self, **kwargs)
+
     # -- tables ---------------------------------------------------------------
     @cached_property
     def per_atom(self) -> pd.DataFrame:
-        """One row per model, frame and atom: forces, |dF|, magnitude and angle errors."""
+        """One row per model, frame and atom: forces, |dF|, magnitude and angle errors, and
+        per-atom (site) energies and their error where the model and reference have them."""
         from ase.data import chemical_symbols
 
         f = self.frames
@@ -137,6 +164,9 @@ class Comparison:
             cols.update(force_errors(pred.forces, ref, self.angle_min_force))
             if pred.energies is not None:
                 cols["site_energy_pred"] = pred.energies
+                if self.has_site_energy_reference:
+                    cols["site_energy_ref"] = self.reference.energies
+                    cols["site_energy_error"] = pred.energies - self.reference.energies
             tables.append(pd.DataFrame(cols))
         table = pd.concat(tables, ignore_index=True)
         table["model"] = pd.Categorical(table["model"], categories=self.models)

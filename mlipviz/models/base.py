@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -113,12 +114,15 @@ class Model:
 
     # -- public ---------------------------------------------------------------
     def predict(self, frames, batch_size: int | None = None, return_embeddings: bool = False,
-                progress: bool = True, checkpoint: str | Path | None = None) -> Prediction:
+                progress: bool = True, checkpoint: str | Path | None = None,
+                callback: Callable[[int, int], None] | None = None) -> Prediction:
         """Evaluate the model on all frames, many structures per forward pass.
 
         ``batch_size`` is structures per pass (default: as many as fit in
         ``atoms_per_batch`` atoms). ``checkpoint`` is an HDF5 path: each finished
         batch is written there, and a rerun with the same path skips finished frames.
+        ``callback(done, total)`` runs after each batch (frames done so far); an exception
+        it raises stops the run, keeping the checkpointed batches (how a GUI cancels).
         """
         from ..io import read
 
@@ -154,6 +158,8 @@ class Model:
                 if store:
                     store.write(ids, part)
                 bar.update(len(ids))
+                if callback is not None:
+                    callback(len(done), len(frames))
         finally:
             bar.close()
         result = Prediction.concatenate([done[i] for i in range(len(frames))])

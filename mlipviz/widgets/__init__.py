@@ -1,0 +1,17 @@
+"""Jupyter widgets: thin views over `Frames` and analysis results (nglview, plotly, ipywidgets).
+
+``view`` (3D viewer), ``ErrorMap`` (what ``Comparison.show()`` returns), ``Explorer`` (the
+app) and ``register_tab`` (plug a result tab into the Explorer).
+"""
+
+import warnings
+
+with warnings.catch_warnings():  # nglview 3.1.4 imports the deprecated pkg_resources
+    warnings.simplefilter("ignore", UserWarning)
+    import nglview  # noqa: F401
+
+from .error_map import ErrorMap
+from .explorer import Explorer, register_tab, result_tabs
+from .viewer import Viewer, view
+
+__all__ = ["ErrorMap", "Explorer", "Viewer", "register_tab", "result_tabs", "view"]

@@ -1,0 +1,258 @@
+"""The error map: a `Viewer` coloured by a per-atom error, linked to plotly panels.
+
+Everything shown comes from a `Comparison` (per-atom table, per-frame table, softening
+fit, rare-event summary); this module only arranges and links it.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+
+from ..analysis.compare import Comparison
+from .viewer import Viewer
+
+#: label -> (per-atom column, signed?)
+METRICS = {
+    "|dF| = |F_pred - F_ref| (eV/Å)": ("force_error", False),
+    "dF = |F_pred| - |F_ref| (eV/Å)": ("magnitude_error", True),
+    "angle error (°)": ("angle_error", False),
+    "per-atom energy error (eV)": ("site_energy_error", True),
+}
+#: parity points drawn as SVG up to this many (each clickable), WebGL above.
+SVG_POINTS = 3_000
+#: above this many force components the parity plot is a density map plus the worst points.
+MAX_POINTS = 20_000
+WORST_POINTS = 2_000
+PLOT = {"width": 440, "height": 360, "margin": {"l": 55, "r": 15, "t": 35, "b": 45}}
+
+
+class ErrorMap(widgets.VBox):
+    """Per-atom errors in 3D with parity plot, error histogram and per-frame error curve.
+
+    Clicking a point in the parity plot or the per-frame curve moves the viewer to that
+    frame (and highlights the atom); picking an atom in 3D marks its force components in
+    the parity plot and its error in the histogram. ``rare_events`` selects the
+    rare-event atoms as in `Comparison.rare_events` (default: the frames' ``migrating``
+    array if present, else atoms displaced more than 1 Å).
+    """
+
+    def __init__(self, comparison: Comparison, model: str | None = None,
+                 metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events=None):
+        import plotly.graph_objects as go
+
+        self.comparison = comparison
+        self._rare_spec = rare_events
+        metrics = [label for label, (column, _) in METRICS.items() if column in comparison.per_atom]
+        if metric not in metrics:
+            raise ValueError(f"metric '{metric}' not available here; choose from {metrics}")
+        self.model_select = widgets.Dropdown(options=comparison.models, value=model or comparison.models[0],
+                                             description="model")
+        self.metric_select = widgets.Dropdown(options=metrics, value=metric, description="colour by",
+                                              layout={"width": "330px"})
+        self.arrow_select = {name: widgets.Checkbox(False, description=f"{name} forces", indent=False,
+                                                    layout={"width": "150px"})
+                             for name in ("predicted", "reference", "difference")}
+        self.arrow_scale = widgets.FloatLogSlider(1.0, base=10, min=-2, max=1, step=0.1,
+                                                  description="arrow Å per eV/Å", continuous_update=False,
+                                                  style={"description_width": "initial"})
+        self.viewer = Viewer(comparison.frames, representation="ball+stick")
+        self.parity = go.FigureWidget(layout=dict(PLOT, title="force components",
+                                                  xaxis_title="reference (eV/Å)",
+                                                  yaxis_title="predicted (eV/Å)"))
+        self.histogram = go.FigureWidget(layout=dict(PLOT, title="per-atom error", yaxis_title="atoms"))
+        self.curve = go.FigureWidget(layout=dict(PLOT, title="per-frame force error", xaxis_title="frame",
+                                                 yaxis_title="eV/Å"))
+        self.summary = widgets.HTML(layout={"width": "340px"})
+        self.message = widgets.HTML()
+
+        self.model_select.observe(lambda _: self._show_model(), "value")
+        self.metric_select.observe(lambda _: self._show_metric(), "value")
+        for box in self.arrow_select.values():
+            box.observe(lambda _: self._show_arrows(), "value")
+        self.arrow_scale.observe(lambda _: self._show_arrows(), "value")
+        self.viewer.observe(lambda change: self._mark_frame(change["new"]), "frame")
+        self.viewer.on_pick(self._on_pick)
+
+        controls = widgets.HBox([self.model_select, self.metric_select])
+        arrows = widgets.HBox([*self.arrow_select.values(), self.arrow_scale])
+        super().__init__([
+            controls, arrows, self.message,
+            widgets.HBox([self.viewer, widgets.VBox([self.parity])]),
+            widgets.HBox([self.summary, self.histogram, self.curve]),
+        ])
+        self._show_model()
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self.model_select.value
+
+    @property
+    def metric_column(self) -> str:
+        return METRICS[self.metric_select.value][0]
+
+    def _table(self) -> pd.DataFrame:
+        table = self.comparison.per_atom
+        return table[table["model"] == self.model].reset_index(drop=True)
+
+    # -- drawing ---------------------------------------------------------------------
+    def _show_model(self):
+        self._atoms = self._table()
+        self._draw_parity()
+        self._draw_curve()
+        self._draw_summary()
+        self._show_metric()
+        self._show_arrows()
+
+    def _show_metric(self):
+        column, signed = METRICS[self.metric_select.value]
+        values = self._atoms[column].to_numpy()
+        self.viewer.set_colors(values, cmap="RdBu_r" if signed else "viridis", symmetric=signed,
+                               label=self.metric_select.value)
+        self._draw_histogram(values)
+
+    def _show_arrows(self):
+        vectors = self.comparison.force_vectors(self.model)
+        chosen = {name: vectors[name] for name, box in self.arrow_select.items() if box.value}
+        self.viewer.set_arrows(chosen or None, scale=self.arrow_scale.value)
+
+    def _draw_parity(self):
+        import plotly.graph_objects as go
+
+        t = self._atoms
+        ref = t[["fx_ref", "fy_ref", "fz_ref"]].to_numpy().ravel()
+        pred = t[["fx_pred", "fy_pred", "fz_pred"]].to_numpy().ravel()
+        frame = np.repeat(t["frame"].to_numpy(), 3)
+        atom = np.repeat(t["atom"].to_numpy(), 3)
+        component = np.tile(np.array(list("xyz")), len(t))
+        keep = np.isfinite(ref) & np.isfinite(pred)
+        order = np.flatnonzero(keep)
+        traces = []
+        if len(order) > MAX_POINTS:
+            counts, xedges, yedges = np.histogram2d(ref[keep], pred[keep], bins=90)
+            traces.append(go.Heatmap(z=np.log10(counts.T + 1), x=0.5 * (xedges[1:] + xedges[:-1]),
+                                     y=0.5 * (yedges[1:] + yedges[:-1]), colorscale="Blues",
+                                     colorbar={"title": "log10 n", "len": 0.6}, name="density",
+                                     hoverinfo="skip"))
+            error = np.abs(pred - ref)[order]
+            order = order[np.argsort(error)[::-1][:WORST_POINTS]]
+            label = f"{len(order)} largest errors"
+        else:
+            label = "components"
+        self._points = {"frame": frame[order], "atom": atom[order]}
+        lo = float(np.nanmin([ref[keep].min(), pred[keep].min()])) if keep.any() else -1.0
+        hi = float(np.nanmax([ref[keep].max(), pred[keep].max()])) if keep.any() else 1.0
+        slope = self.comparison.softening().loc[self.model, "slope"]
+        scatter = go.Scatter if len(order) <= SVG_POINTS else go.Scattergl
+        traces += [
+            scatter(x=ref[order], y=pred[order], mode="markers", name=label,
+                         marker={"size": 4, "color": "#1f77b4", "opacity": 0.6},
+                         customdata=np.stack([frame[order], atom[order], component[order]], axis=1),
+                         hovertemplate="frame %{customdata[0]}, atom %{customdata[1]} (%{customdata[2]})"
+                                       "<br>ref %{x:.3f}, pred %{y:.3f}<extra></extra>"),
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                       line={"color": "black", "dash": "dash", "width": 1}, hoverinfo="skip"),
+            go.Scatter(x=[lo, hi], y=[slope * lo, slope * hi], mode="lines", name=f"slope {slope:.3f}",
+                       line={"color": "#d62728", "width": 1.5}, hoverinfo="skip"),
+            go.Scatter(x=[], y=[], mode="markers", name="picked atom",
+                       marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"color": "#ff00ff", "width": 3}}),
+        ]
+        with self.parity.batch_update():
+            self.parity.data = []
+            self.parity.add_traces(traces)
+            self.parity.layout.legend = {"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.6)"}
+        self._points_trace = self.parity.data[-4]
+        self._points_trace.on_click(self._on_parity_click)
+
+    def _draw_histogram(self, values):
+        import plotly.graph_objects as go
+
+        finite = values[np.isfinite(values)]
+        with self.histogram.batch_update():
+            self.histogram.data = []
+            self.histogram.add_trace(go.Histogram(x=finite, nbinsx=60, marker={"color": "#1f77b4"},
+                                                  name=self.metric_select.value))
+            self.histogram.layout.xaxis.title = self.metric_select.value
+            self.histogram.layout.yaxis.type = "log" if len(finite) > 1000 else "linear"
+            self.histogram.layout.shapes = []
+
+    def _draw_curve(self):
+        import plotly.graph_objects as go
+
+        table = self.comparison.per_frame
+        table = table[table["model"] == self.model]
+        with self.curve.batch_update():
+            self.curve.data = []
+            for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE")):
+                self.curve.add_trace(go.Scatter(x=table["frame"], y=table[column], mode="lines+markers",
+                                                name=name, marker={"size": 5}))
+            self.curve.layout.legend = {"x": 0.02, "y": 0.98}
+        for trace in self.curve.data:
+            trace.on_click(self._on_curve_click)
+        self._mark_frame(self.viewer.frame)
+
+    def _draw_summary(self):
+        soft = self.comparison.softening().loc[self.model]
+        rows = [("softening scale s (fit through 0)", f"{soft['slope']:.3f}"),
+                ("R²", f"{soft['r2']:.3f}"), ("force MAE (eV/Å)", f"{soft['mae']:.3f}"),
+                ("cMAE after 1/s (eV/Å)", f"{soft['cmae']:.3f}"),
+                ("components", f"{soft['n_components']}")]
+        parts = ["<b>Softening</b> (Deng et al. 2025)", _table_html(rows)]
+        try:
+            rare = self.comparison.rare_events(atoms=self._rare_atoms()).summary.loc[self.model]
+        except Exception as exc:  # rare-event selection needs extra input: say so, keep the rest
+            parts.append(f"<b>Rare events</b>: {html.escape(str(exc))}")
+        else:
+            columns = [("n_atoms", "atoms", "{:.0f}"), ("force_error_mean", "mean |dF|", "{:.3f}"),
+                       ("force_error_max", "max |dF|", "{:.3f}"), ("angle_error_mean", "mean angle (°)", "{:.1f}"),
+                       ("frac_force_error_gt_0.5", "|dF| > 0.5", "{:.1%}")]
+            header = "".join(f"<th>{label}</th>" for _, label, _ in columns)
+            body = "".join(
+                f"<tr><td>{group}</td>" + "".join(f"<td>{fmt.format(rare.loc[group, col])}</td>"
+                                                  for col, _, fmt in columns) + "</tr>"
+                for group in rare.index)
+            parts.append("<b>Rare events</b> (Liu, He & Mo 2023)<table style='font-size:11px'>"
+                         f"<tr><th></th>{header}</tr>{body}</table>")
+        self.summary.value = "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
+
+    def _rare_atoms(self):
+        if self._rare_spec is not None:
+            return self._rare_spec
+        return "migrating" if "migrating" in self.comparison.frames.arrays else None
+
+    # -- linking -------------------------------------------------------------------
+    def _on_parity_click(self, trace, points, state=None):
+        if not points.point_inds:
+            return
+        k = points.point_inds[0]
+        self.viewer.frame = int(self._points["frame"][k])
+        self.viewer.pick(int(self._points["atom"][k]))
+
+    def _on_curve_click(self, trace, points, state=None):
+        if points.point_inds:
+            self.viewer.frame = int(trace.x[points.point_inds[0]])
+
+    def _on_pick(self, picked: dict):
+        row = self.comparison.frames.offsets[picked["frame"]] + picked["atom"]
+        atom = self._atoms.iloc[int(row)]
+        with self.parity.batch_update():
+            marker = self.parity.data[-1]
+            marker.x = [atom["fx_ref"], atom["fy_ref"], atom["fz_ref"]]
+            marker.y = [atom["fx_pred"], atom["fy_pred"], atom["fz_pred"]]
+        value = atom[self.metric_column]
+        self.histogram.layout.shapes = [] if not np.isfinite(value) else [
+            {"type": "line", "x0": value, "x1": value, "yref": "paper", "y0": 0, "y1": 1,
+             "line": {"color": "#ff00ff", "width": 2}}]
+
+    def _mark_frame(self, frame: int):
+        self.curve.layout.shapes = [{"type": "line", "x0": frame, "x1": frame, "yref": "paper", "y0": 0,
+                                     "y1": 1, "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}]
+
+
+def _table_html(rows) -> str:
+    return "<table style='font-size:12px'>" + "".join(
+        f"<tr><td>{html.escape(k)}</td><td><b>{v}</b></td></tr>" for k, v in rows) + "</table>"

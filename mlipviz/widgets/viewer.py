@@ -1,0 +1,391 @@
+"""3D viewer on nglview: trajectory playback, per-atom colours, force arrows, atom picking.
+
+nglview colours atoms only by its built-in schemes; `Viewer` colours by any per-atom
+array by sending, per frame, a selection colour scheme (one atom selection per colour
+level) with a fresh representation. Frames with identical atoms and cell play as an
+nglview trajectory (only coordinates travel per frame); others are swapped as whole
+structures. Updates after the first drawing are sent once (not archived), so a long
+playback does not grow nglview's synced message archive.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Callable
+
+import ipywidgets as widgets
+import nglview
+import numpy as np
+import traitlets
+
+from ..frames import Frames
+from .colors import AtomColors, continuous, element_colors, value_range
+
+ATOMS_REPR = "mlipviz-atoms"
+HIGHLIGHT_REPR = "mlipviz-highlight"
+ARROW_COLORS = {"predicted": [0.13, 0.4, 0.85], "reference": [0.1, 0.6, 0.2], "difference": [0.85, 0.1, 0.1]}
+OTHER_ARROW_COLORS = [[0.55, 0.25, 0.7], [0.9, 0.55, 0.0], [0.3, 0.3, 0.3]]
+
+
+def view(frames_or_atoms, color_by=None, arrows=None, **kwargs) -> "Viewer":
+    """A `Viewer` of anything `mlipviz.read` accepts (file, ASE/pymatgen objects, `Frames`).
+
+    ``color_by``: None or ``"element"`` (Jmol colours), the name of a per-atom array of
+    the frames, or per-atom values (one per atom of all frames, or one per atom of a frame
+    when all frames have the same atoms). ``arrows``: a name or array (forces for every
+    atom), or a dict of them; ``"forces"`` means the frames' reference forces. Other
+    keyword arguments go to `Viewer` (``cmap``, ``vmin``, ``vmax``, ``arrow_scale``,
+    ``label``, ``representation``). Files are read without the overlap check, so broken
+    structures can be looked at.
+    """
+    from ..io import read
+
+    frames = frames_or_atoms if isinstance(frames_or_atoms, Frames) else read(frames_or_atoms, min_distance=0)
+    return Viewer(frames, color_by=color_by, arrows=arrows, **kwargs)
+
+
+class Viewer(widgets.VBox):
+    """An nglview widget plus frame slider, colour bar and pick report (a thin view of arrays)."""
+
+    frame = traitlets.Int(0)
+
+    def __init__(self, frames: Frames, color_by=None, arrows=None, cmap: str = "viridis",
+                 vmin: float | None = None, vmax: float | None = None, symmetric: bool = False,
+                 arrow_scale: float = 1.0, label: str = "", representation: str = "ball+stick",
+                 height: str = "420px"):
+        self.frames = frames
+        self.representation = representation
+        self.arrow_scale = arrow_scale
+        self.picked: dict | None = None
+        self._pick_callbacks: list[Callable[[dict], None]] = []
+        self._scheme_label = f"mlipviz{uuid.uuid4().hex[:8]}"
+        self._extra_components: list[str] = []
+        self._highlighted: int | None = None
+        self._uniform = _same_atoms_and_cell(frames)
+        self._rotations = [_standard_orientation(frames.cells[i], frames.pbc[i]) for i in
+                           (range(1) if self._uniform else range(len(frames)))]
+        self._values = None
+        self._arrows: dict[str, np.ndarray] = {}
+        self._color_settings = {}
+
+        self.ngl = nglview.NGLWidget(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
+                                     default_representation=False)
+        self.ngl.layout.height = height
+        self.ngl.observe(self._on_ngl_frame, "frame")
+        self.ngl.observe(self._on_pick, "picked")
+        self.slider = widgets.IntSlider(0, 0, max(len(frames) - 1, 0), description="frame",
+                                        continuous_update=False, layout={"width": "60%"})
+        self.play = widgets.Play(0, 0, max(len(frames) - 1, 0), interval=300, description="play")
+        widgets.jslink((self.play, "value"), (self.slider, "value"))
+        self.slider.observe(lambda change: setattr(self, "frame", change["new"]), "value")
+        self.legend = widgets.HTML()
+        self.pick_report = widgets.HTML("<i>click an atom to identify it</i>")
+        controls = [widgets.HBox([self.play, self.slider])] if len(frames) > 1 else []
+        super().__init__([self.ngl, *controls, self.legend, self.pick_report])
+
+        self.set_colors(color_by, cmap=cmap, vmin=vmin, vmax=vmax, symmetric=symmetric, label=label,
+                        _draw=False)
+        self._arrows = self._resolve_arrows(arrows)
+        self._draw_initial()
+
+    # -- public -----------------------------------------------------------------
+    @property
+    def atom_colors(self) -> AtomColors:
+        """Colours of the atoms of the current frame as drawn, and their legend."""
+        return self._shown_colors
+
+    def set_colors(self, color_by=None, cmap: str = "viridis", vmin: float | None = None,
+                   vmax: float | None = None, symmetric: bool = False, label: str = "", _draw: bool = True):
+        """Colour by element (None/"element"), a per-atom array name, or per-atom values.
+
+        The colour range is fixed over all frames (default: the finite values' range,
+        symmetric about 0 if ``symmetric``), so colours compare across frames.
+        """
+        if color_by is None or (isinstance(color_by, str) and color_by == "element"):
+            self._values = None
+        else:
+            self._values = self._per_atom(color_by, "color_by")
+            auto = value_range(self._values, symmetric)
+            vmin = auto[0] if vmin is None else float(vmin)
+            vmax = auto[1] if vmax is None else float(vmax)
+            label = label or (color_by if isinstance(color_by, str) else "")
+        self._color_settings = {"cmap": cmap, "vmin": vmin, "vmax": vmax, "label": label}
+        if _draw:
+            self._draw_atoms()
+
+    def set_arrows(self, arrows=None, scale: float | None = None):
+        """Show force arrows: a name, an array, or a dict of them (None hides them)."""
+        self._arrows = self._resolve_arrows(arrows)
+        if scale is not None:
+            self.arrow_scale = float(scale)
+        self._draw_arrows()
+
+    def highlight(self, atom: int | None, frame: int | None = None):
+        """Mark one atom (index within its frame) with a translucent halo; None clears it."""
+        if frame is not None and frame != self.frame:
+            self.frame = frame
+        if atom is not None and not 0 <= atom < self.frames.n_atoms[self.frame]:
+            raise IndexError(f"atom {atom} out of range for {self.frames.n_atoms[self.frame]} atoms "
+                             f"in frame {self.frame}")
+        self._highlighted = atom
+        self._draw_highlight()
+
+    def on_pick(self, callback: Callable[[dict], None]):
+        """Call ``callback({"frame", "atom", "element"})`` when the user clicks an atom."""
+        self._pick_callbacks.append(callback)
+
+    def pick(self, atom: int):
+        """Act as if the user clicked ``atom`` of the current frame."""
+        from ase.data import chemical_symbols
+
+        rows = self.frames.atoms_of(self.frame)
+        if not 0 <= atom < rows.stop - rows.start:
+            return
+        self.picked = {"frame": self.frame, "atom": int(atom),
+                       "element": chemical_symbols[self.frames.numbers[rows][atom]]}
+        value = "" if self._values is None else f", {self._color_settings['label']} = " \
+            f"{self._values[rows][atom]:.4g}"
+        self.pick_report.value = (f"<b>frame {self.frame}, atom {atom} ({self.picked['element']})</b>"
+                                  f"{value}")
+        self.highlight(atom)
+        for callback in self._pick_callbacks:
+            callback(self.picked)
+
+    # -- events -------------------------------------------------------------------
+    @traitlets.validate("frame")
+    def _valid_frame(self, proposal):
+        value = int(proposal["value"])
+        if not 0 <= value < len(self.frames):
+            raise traitlets.TraitError(f"frame {value} out of range for {len(self.frames)} frames")
+        return value
+
+    @traitlets.observe("frame")
+    def _on_frame(self, change):
+        self.slider.value = change["new"]
+        self._highlighted = None
+        if self._uniform:
+            self.ngl.frame = change["new"]  # nglview sends the coordinates
+            self._remove_representation(HIGHLIGHT_REPR)
+            if self._values is not None:
+                self._draw_atoms()
+            self._draw_arrows()
+        else:
+            self._redraw_structure()
+
+    def _on_ngl_frame(self, change):
+        if change["new"] != self.frame and 0 <= change["new"] < len(self.frames):
+            self.frame = change["new"]
+
+    def _on_pick(self, change):
+        picked = change["new"] or {}
+        atom = picked.get("atom1")
+        if atom is None or picked.get("component", 0) != 0:
+            return
+        self.pick(int(atom["index"]))
+
+    # -- data ----------------------------------------------------------------------
+    def _per_atom(self, spec, what: str) -> np.ndarray:
+        """Per-atom values (frames layout) from an array name or an array."""
+        f = self.frames
+        if isinstance(spec, str):
+            if spec in f.arrays:
+                return np.asarray(f.arrays[spec], dtype=np.float64)
+            if spec == "forces" and f.forces is not None:
+                return f.forces
+            raise KeyError(f"{what}='{spec}' is not a per-atom array of the frames "
+                           f"(they have: {', '.join(sorted(f.arrays)) or 'none'})")
+        values = np.asarray(spec, dtype=np.float64)
+        if len(values) == f.total_atoms:
+            return values
+        if self._uniform and len(values) == f.n_atoms[0]:
+            return np.tile(values, (len(f),) + (1,) * (values.ndim - 1))
+        raise ValueError(f"{what} has {len(values)} rows; expected one per atom of all frames "
+                         f"({f.total_atoms}) or of one frame ({f.n_atoms[0]})")
+
+    def _resolve_arrows(self, arrows) -> dict[str, np.ndarray]:
+        if arrows is None:
+            return {}
+        if not isinstance(arrows, dict):
+            arrows = {arrows if isinstance(arrows, str) else "arrows": arrows}
+        resolved = {}
+        for name, spec in arrows.items():
+            vectors = self._per_atom(spec, f"arrows['{name}']")
+            if vectors.ndim != 2 or vectors.shape[1] != 3:
+                raise ValueError(f"arrows['{name}'] must hold one 3-vector per atom, got shape {vectors.shape}")
+            resolved[name] = vectors
+        return resolved
+
+    def _colors_for(self, i: int) -> AtomColors:
+        rows = self.frames.atoms_of(i)
+        if self._values is None:
+            return element_colors(self.frames.numbers[rows])
+        s = self._color_settings
+        return continuous(self._values[rows], s["vmin"], s["vmax"], s["cmap"], s["label"])
+
+    def _rotation(self, i: int) -> np.ndarray:
+        return self._rotations[0 if self._uniform else i]
+
+    def coordinates(self, i: int) -> np.ndarray:
+        """Positions of frame ``i`` as drawn (rotated like the PDB cell nglview draws)."""
+        return self.frames.positions[self.frames.atoms_of(i)] @ self._rotation(i)
+
+    def structure_string(self, i: int) -> str:
+        return _pdb(self.frames, i, self.coordinates(i))
+
+    # -- drawing -------------------------------------------------------------------
+    def _send(self, method: str, target: str, args=None, **kwargs):
+        self.ngl._remote_call(method, target=target, args=args or [], kwargs=kwargs, fire_once=True)
+
+    def _draw_initial(self):
+        if self.frames.pbc[0].any():
+            self.ngl.add_representation("unitcell")
+        self._draw_atoms(archive=True)
+        self._draw_arrows()
+
+    def _draw_atoms(self, archive: bool = False):
+        from nglview.color import _ColorScheme
+
+        colors = self._colors_for(self.frame)
+        scheme = _ColorScheme(colors.selection_scheme(), self._scheme_label)
+        params = {"sele": "all", "color": scheme, "name": ATOMS_REPR, "component_index": 0,
+                  **({"radiusScale": 0.5, "aspectRatio": 1.6} if self.representation == "ball+stick" else {})}
+        self._remove_representation(ATOMS_REPR)
+        if archive:
+            self.ngl._remote_call("addRepresentation", target="compList", args=[self.representation],
+                                  kwargs=params)
+        else:
+            self._send("addRepresentation", "compList", [self.representation], **params)
+        self._shown_colors = colors
+        self._update_legend()
+
+    def _update_legend(self):
+        arrows = _arrow_legend(self._arrows, self.arrow_scale) if self._arrows else ""
+        self.legend.value = self._shown_colors.legend_html + arrows
+
+    def _remove_representation(self, name: str):
+        self._send("removeRepresentationsByName", "Widget", [name, 0])
+
+    def _draw_arrows(self):
+        for component in reversed(self._extra_components):
+            index = self.ngl._ngl_component_ids.index(component)
+            self.ngl._ngl_component_ids.remove(component)
+            self.ngl._ngl_component_names.pop(index)
+            self._send("removeComponent", "Stage", [index])
+        self._extra_components = []
+        self._update_legend()
+        if not self._arrows:
+            return
+        start = self.coordinates(self.frame)
+        rows = self.frames.atoms_of(self.frame)
+        rotation = self._rotation(self.frame)
+        shapes = []
+        for k, (name, vectors) in enumerate(self._arrows.items()):
+            color = ARROW_COLORS.get(name, OTHER_ARROW_COLORS[k % len(OTHER_ARROW_COLORS)])
+            ends = start + self.arrow_scale * (vectors[rows] @ rotation)
+            for a, b in zip(start.tolist(), ends.tolist()):
+                if a != b:
+                    shapes.append(("arrow", a, b, color, 0.08))
+        component = str(uuid.uuid4())
+        self._send("addShape", "Widget", ["mlipviz-arrows", shapes])
+        self.ngl._ngl_component_ids.append(component)
+        self.ngl._ngl_component_names.append("mlipviz-arrows")
+        self._extra_components.append(component)
+
+    def _draw_highlight(self):
+        self._remove_representation(HIGHLIGHT_REPR)
+        if self._highlighted is not None:
+            self._send("addRepresentation", "compList", ["spacefill"], sele=f"@{self._highlighted}",
+                       color="#ff00ff", opacity=0.45, radiusScale=0.9, name=HIGHLIGHT_REPR,
+                       component_index=0)
+
+    def _redraw_structure(self):
+        """Swap in frame ``self.frame`` as a new structure (atoms or cell differ between frames)."""
+        ngl = self.ngl
+        while ngl._ngl_component_ids:
+            ngl._ngl_component_ids.pop()
+            ngl._ngl_component_names.pop()
+            self._send("removeComponent", "Stage", [len(ngl._ngl_component_ids)])
+        self._extra_components = []
+        self._send("loadFile", "Stage", [{"type": "blob", "data": self.structure_string(self.frame),
+                                          "binary": False}], ext="pdb", defaultRepresentation=False)
+        ngl._ngl_component_ids.append(str(uuid.uuid4()))
+        ngl._ngl_component_names.append(f"frame {self.frame}")
+        if self.frames.pbc[self.frame].any():
+            self._send("addRepresentation", "compList", ["unitcell"], sele="all", component_index=0)
+        self._draw_atoms()
+        self._draw_arrows()
+
+
+class FramesTrajectory(nglview.Trajectory, nglview.Structure):
+    """nglview trajectory over `Frames` whose atoms and cell are the same in every frame."""
+
+    def __init__(self, viewer: Viewer):
+        nglview.Structure.__init__(self)
+        self.viewer = viewer
+        self.shown = True
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.viewer.frames)
+
+    def get_coordinates(self, index: int) -> np.ndarray:
+        return self.viewer.coordinates(index)
+
+    def get_structure_string(self) -> str:
+        return self.viewer.structure_string(0)
+
+
+class _FrameStructure(nglview.Structure):
+    def __init__(self, viewer: Viewer, index: int):
+        super().__init__()
+        self.viewer, self.index = viewer, index
+
+    def get_structure_string(self) -> str:
+        return self.viewer.structure_string(self.index)
+
+
+def _same_atoms_and_cell(frames: Frames) -> bool:
+    n = frames.n_atoms
+    if not np.all(n == n[0]):
+        return False
+    numbers = frames.numbers.reshape(len(frames), -1)
+    return bool(np.all(numbers == numbers[0]) and np.allclose(frames.cells, frames.cells[0])
+                and np.all(frames.pbc == frames.pbc[0]))
+
+
+def _standard_orientation(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """Rotation taking ``cell`` to the PDB convention (a along x, b in the xy plane)."""
+    if not pbc.any() or abs(np.linalg.det(cell)) < 1e-9:
+        return np.eye(3)
+    from ase.geometry import cell_to_cellpar, cellpar_to_cell
+
+    standard = cellpar_to_cell(cell_to_cellpar(cell))
+    return np.linalg.solve(cell, standard)
+
+
+def _pdb(frames: Frames, i: int, positions: np.ndarray) -> str:
+    """A PDB string of frame ``i`` with the given (already rotated) positions."""
+    from ase.data import chemical_symbols
+    from ase.geometry import cell_to_cellpar
+
+    lines = []
+    if frames.pbc[i].any():
+        a, b, c, alpha, beta, gamma = cell_to_cellpar(frames.cells[i])
+        lines.append(f"CRYST1{a:9.3f}{b:9.3f}{c:9.3f}{alpha:7.2f}{beta:7.2f}{gamma:7.2f} P 1           1")
+    numbers = frames.numbers[frames.atoms_of(i)]
+    for k, (z, (x, y, zc)) in enumerate(zip(numbers, positions)):
+        symbol = chemical_symbols[z]
+        lines.append(f"ATOM  {(k + 1) % 100000:5d} {symbol:<4s} MOL     1    "
+                     f"{x:8.3f}{y:8.3f}{zc:8.3f}  1.00  0.00          {symbol.upper():>2s}")
+    lines.append("END")
+    return "\n".join(lines) + "\n"
+
+
+def _arrow_legend(arrows: dict, scale: float) -> str:
+    items = []
+    for k, name in enumerate(arrows):
+        rgb = ARROW_COLORS.get(name, OTHER_ARROW_COLORS[k % len(OTHER_ARROW_COLORS)])
+        hex_color = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+        items.append(f"<span style='color:{hex_color};font-weight:bold'>&#8594; {name}</span>")
+    return (f"<div class='mlipviz-arrows' style='font-size:12px'>arrows: {' &nbsp; '.join(items)} "
+            f"(length {scale:g} Å per eV/Å)</div>")

@@ -1,0 +1,245 @@
+"""Widget state without a browser: colours, frames, arrows, linked selection, the Explorer."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nglview")
+pytest.importorskip("plotly")
+
+import mlipviz  # noqa: E402
+from conftest import rattled  # noqa: E402
+from mlipviz.widgets import Explorer, view  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cu_trajectory():
+    """Six rattled 32-atom Cu cells labelled with ASE's EMT calculator (same cell in every frame)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    base = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    images = []
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        atoms = base.copy()
+        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        images.append(atoms)
+    return mlipviz.read(images)
+
+
+@pytest.fixture(scope="module")
+def comparison(cu_trajectory):
+    return mlipviz.compare("chgnet", cu_trajectory, device="cpu", progress=False)
+
+
+def _expected_hex(value, vmin, vmax, cmap="viridis"):
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from mlipviz.widgets.colors import LEVELS
+
+    level = int(np.clip(round((value - vmin) / (vmax - vmin) * (LEVELS - 1)), 0, LEVELS - 1))
+    return to_hex(colormaps[cmap](level / (LEVELS - 1)))
+
+
+def test_colours_follow_the_array_with_a_fixed_range(cu_trajectory):
+    values = np.linspace(-1.0, 2.0, cu_trajectory.total_atoms)
+    values[5] = np.nan
+    viewer = view(cu_trajectory, color_by=values, label="test value")
+    colors = viewer.atom_colors
+    assert (colors.vmin, colors.vmax) == (-1.0, 2.0)  # range over all frames, not this one
+    first = values[:32]
+    for atom in (0, 7, 31):
+        assert colors.hex[atom] == _expected_hex(first[atom], -1.0, 2.0)
+    assert colors.hex[5] == "#bdbdbd"  # NaN is grey
+    # the selection scheme nglview receives covers every atom exactly once
+    selected = sorted(int(i) for _, sele in colors.selection_scheme() for i in sele[1:].split(","))
+    assert selected == list(range(32))
+    assert "test value" in viewer.legend.value and ">-1<" in viewer.legend.value and ">2<" in viewer.legend.value
+
+
+def test_element_colours_are_categorical(frames):
+    from ase.data.colors import jmol_colors
+    from matplotlib.colors import to_hex
+
+    viewer = view(frames)  # mixed sizes: structures are swapped per frame
+    viewer.frame = 2  # NaCl
+    rows = frames.atoms_of(2)
+    expected = [to_hex(jmol_colors[z]) for z in frames.numbers[rows]]
+    assert viewer.atom_colors.hex == expected
+    assert "Na" in viewer.legend.value and "Cl" in viewer.legend.value
+
+
+def test_frame_change_moves_trajectory_and_recolours(cu_trajectory):
+    values = np.arange(cu_trajectory.total_atoms, dtype=float)
+    viewer = view(cu_trajectory, color_by=values)
+    before = viewer.atom_colors.hex
+    viewer.frame = 4
+    assert viewer.ngl.frame == 4 and viewer.slider.value == 4
+    assert viewer.atom_colors.hex != before
+    assert viewer.atom_colors.hex[0] == _expected_hex(values[4 * 32], values.min(), values.max())
+    trajectory = viewer.ngl._trajlist[0]
+    np.testing.assert_allclose(trajectory.get_coordinates(4), cu_trajectory.positions[4 * 32:5 * 32], atol=1e-12)
+    viewer.slider.value = 2  # the slider drives the frame too
+    assert viewer.frame == 2 and viewer.ngl.frame == 2
+    with pytest.raises(Exception, match="out of range"):
+        viewer.frame = 6
+
+
+def test_ragged_frames_swap_structures(frames):
+    viewer = view(frames)
+    for i in (1, 3, 7):
+        viewer.frame = i
+        pdb = viewer.structure_string(i)
+        assert pdb.count("\nATOM") + pdb.startswith("ATOM") == frames.n_atoms[i]
+        assert len(viewer.ngl._ngl_component_ids) == 1
+
+
+def test_triclinic_cells_are_drawn_in_the_pdb_orientation(frames):
+    from ase.geometry import cellpar_to_cell, cell_to_cellpar
+
+    viewer = view(frames)
+    i = 0  # primitive (triclinic) Si cell
+    drawn = viewer.coordinates(i)
+    standard = cellpar_to_cell(cell_to_cellpar(frames.cells[i]))
+    original = frames.positions[frames.atoms_of(i)]
+    np.testing.assert_allclose(np.linalg.solve(standard.T, drawn.T).T,
+                               np.linalg.solve(frames.cells[i].T, original.T).T, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(drawn[0] - drawn[1]), np.linalg.norm(original[0] - original[1]))
+
+
+def test_arrows_and_picking(cu_trajectory):
+    viewer = view(cu_trajectory, arrows="forces")
+    assert "forces" in viewer.legend.value and len(viewer._extra_components) == 1
+    viewer.set_arrows(None)
+    assert viewer._extra_components == []
+    seen = []
+    viewer.on_pick(seen.append)
+    viewer.frame = 3
+    viewer.ngl.picked = {"atom1": {"index": 9, "name": "[MOL]1:A.CU"}, "component": 0}
+    assert seen == [{"frame": 3, "atom": 9, "element": "Cu"}]
+    assert "frame 3, atom 9 (Cu)" in viewer.pick_report.value
+    with pytest.raises(ValueError, match="one per atom"):
+        viewer.set_colors(np.ones(5))
+
+
+def _click(figure, trace_index: int, point_index: int):
+    """What the browser sends when a point is clicked."""
+    figure._js2py_pointsCallback = {"event_type": "plotly_click", "points": {
+        "xs": [0.0], "ys": [0.0], "point_indexes": [point_index], "trace_indexes": [trace_index]}}
+
+
+def test_error_map_links_plots_and_viewer(comparison):
+    emap = comparison.show()
+    assert emap.viewer.frame == 0
+    points = emap._points_trace
+    trace_index = list(emap.parity.data).index(points)
+    k = int(np.flatnonzero(np.asarray(points.customdata)[:, 0].astype(int) == 4)[5])
+    frame, atom = int(points.customdata[k][0]), int(points.customdata[k][1])
+    _click(emap.parity, trace_index, k)
+    assert emap.viewer.frame == frame == 4
+    assert emap.viewer.picked == {"frame": 4, "atom": atom, "element": "Cu"}
+    row = comparison.per_atom.query("frame == 4 and atom == @atom").iloc[0]
+    marker = emap.parity.data[-1]
+    np.testing.assert_allclose(marker.x, row[["fx_ref", "fy_ref", "fz_ref"]].to_numpy(float))
+    np.testing.assert_allclose(marker.y, row[["fx_pred", "fy_pred", "fz_pred"]].to_numpy(float))
+    assert emap.histogram.layout.shapes[0].x0 == pytest.approx(row["force_error"])
+    _click(emap.curve, 0, 2)  # per-frame curve
+    assert emap.viewer.frame == 2 and emap.curve.layout.shapes[0].x0 == 2
+    # picking in 3D marks the atom's components in the parity plot
+    emap.viewer.ngl.picked = {"atom1": {"index": 11}, "component": 0}
+    row = comparison.per_atom.query("frame == 2 and atom == 11").iloc[0]
+    np.testing.assert_allclose(emap.parity.data[-1].x, row[["fx_ref", "fy_ref", "fz_ref"]].to_numpy(float))
+
+
+def test_error_map_metric_and_summary(comparison):
+    emap = comparison.show()
+    force_error = comparison.per_atom["force_error"].to_numpy()
+    assert emap.viewer.atom_colors.vmax == pytest.approx(force_error.max())
+    colours = emap.viewer.atom_colors.hex
+    emap.metric_select.value = "dF = |F_pred| - |F_ref| (eV/Å)"
+    signed = comparison.per_atom["magnitude_error"].to_numpy()
+    assert emap.viewer.atom_colors.vmin == pytest.approx(-np.abs(signed).max())
+    assert emap.viewer.atom_colors.hex != colours
+    slope = comparison.softening().loc["chgnet", "slope"]
+    assert f"{slope:.3f}" in emap.summary.value and "Rare events" in emap.summary.value
+    emap.arrow_select["difference"].value = True
+    assert "difference" in emap.viewer.legend.value
+    # EMT labels carry per-atom energies, CHGNet predicts them: their difference is a metric
+    emap.metric_select.value = "per-atom energy error (eV)"
+    site = comparison.per_atom
+    np.testing.assert_allclose(site["site_energy_error"], site["site_energy_pred"] - site["site_energy_ref"])
+    without = comparison.frames.with_labels(energies=None)
+    plain = mlipviz.Comparison(without, comparison.predictions, mlipviz.Prediction.from_frames(without))
+    with pytest.raises(ValueError, match="not available"):
+        plain.show(metric="per-atom energy error (eV)")
+
+
+def test_parity_plot_turns_into_density_when_large(comparison, monkeypatch):
+    from mlipviz.widgets import error_map
+
+    monkeypatch.setattr(error_map, "MAX_POINTS", 100)
+    monkeypatch.setattr(error_map, "WORST_POINTS", 50)
+    emap = comparison.show()
+    assert emap.parity.data[0].type == "heatmap"
+    worst = np.abs(np.asarray(emap._points_trace.y) - np.asarray(emap._points_trace.x))
+    all_errors = np.abs(comparison.per_atom[["fx_pred", "fy_pred", "fz_pred"]].to_numpy()
+                        - comparison.per_atom[["fx_ref", "fy_ref", "fz_ref"]].to_numpy()).ravel()
+    assert len(worst) == 50 and worst.min() >= np.sort(all_errors)[-50] - 1e-12
+
+
+def test_explorer_shows_model_reasons_runs_and_cancels(cu_trajectory, tmp_path):
+    images = [cu_trajectory.to_atoms(i) for i in range(len(cu_trajectory))]
+    app = Explorer(structures=images)
+    table = mlipviz.available_models()
+    for name, row in table.iterrows():
+        assert app.model_boxes[name].disabled == (not row["available"])
+    for name, reason in app.unavailable.items():
+        assert reason == table.loc[name, "reason"] and reason
+    app.model_boxes["chgnet"].value = True
+    # cancel at the first progress report: the run stops with a readable message
+    app.progress.observe(lambda change: app.cancel(), "value")
+    app.run().join()
+    assert app.status.value == "stopped" and "cancelled" in app.message.value
+    app.progress.unobserve_all("value")
+    app.run().join()  # resumes from the checkpoint and finishes
+    assert app.status.value == "done", app.message.value
+    assert app.tabs.titles == ("summary", "error map")
+    assert app.comparison.summary().loc["chgnet", "force_mae_eV_A"] > 0
+
+
+def test_explorer_shows_errors_instead_of_dying(tmp_path):
+    app = Explorer()
+    app.run()
+    assert "choose a file" in app.message.value
+    app.upload.value = [{"name": "broken.xyz", "type": "", "size": 7, "content": memoryview(b"3\nxx\nH"),
+                         "last_modified": datetime.datetime.now()}]
+    assert app.load() is None
+    assert "broken.xyz" in app.message.value and app.status.value == "failed"
+
+
+def test_register_tab_plugs_into_the_explorer(comparison):
+    from mlipviz.widgets import explorer, register_tab
+
+    import ipywidgets
+
+    saved = dict(explorer._TABS)
+    try:
+        register_tab("frames", lambda cmp: ipywidgets.HTML(f"{len(cmp.frames)} frames"))
+        register_tab("broken", lambda cmp: 1 / 0)
+        app = Explorer()
+        app.comparison = comparison
+        app.show_results()
+        titles = app.tabs.titles
+        assert titles[-2:] == ("frames", "broken")
+        assert app.tabs.children[-2].value == "6 frames"
+        assert "ZeroDivisionError" in app.tabs.children[-1].value
+    finally:
+        explorer._TABS.clear()
+        explorer._TABS.update(saved)
