@@ -200,7 +200,7 @@ class ErrorMap(widgets.VBox):
         rows = [("softening scale s (fit through 0)", f"{soft['slope']:.3f}"),
                 ("R²", f"{soft['r2']:.3f}"), ("force MAE (eV/Å)", f"{soft['mae']:.3f}"),
                 ("cMAE after 1/s (eV/Å)", f"{soft['cmae']:.3f}"),
-                ("components", f"{soft['n_components']}")]
+                ("components", f"{int(soft['n_components'])}")]
         parts = ["<b>Softening</b> (Deng et al. 2025)", _table_html(rows)]
         try:
             rare = self.comparison.rare_events(atoms=self._rare_atoms()).summary.loc[self.model]

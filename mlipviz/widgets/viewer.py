@@ -241,6 +241,7 @@ class Viewer(widgets.VBox):
             self.ngl.add_representation("unitcell")
         self._draw_atoms(archive=True)
         self._draw_arrows()
+        self.ngl.center()
 
     def _draw_atoms(self, archive: bool = False):
         from nglview.color import _ColorScheme

@@ -1,0 +1,196 @@
+"""The error map in a real browser: JupyterLab on localhost, Debian Chromium driven by Playwright.
+
+Asserts that the nglview canvas draws atoms and changes colour with the metric, that the
+plotly parity plot renders, that clicking a parity point moves the viewer, and that the
+browser console stays free of errors. Screenshots go to ``$MLIPVIZ_SCREENSHOTS`` (default:
+the test's temporary folder). Skipped where Chromium or Playwright is missing, unless
+``MLIPVIZ_REQUIRE_BROWSER=1`` (as in ``.ci/run``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader",
+                  "--use-angle=swiftshader"]
+METRIC = "dF = |F_pred| - |F_ref| (eV/Å)"
+
+NOTEBOOK_CELLS = [
+    """import numpy as np
+from ase.build import bulk
+from ase.calculators.emt import EMT
+import mlipviz
+
+images = []
+rng = np.random.default_rng(7)
+for _ in range(4):
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+    atoms.calc = EMT()
+    atoms.get_forces()
+    images.append(atoms)
+cmp = mlipviz.compare("chgnet", mlipviz.read(images), device="cpu", progress=False)""",
+    "emap = cmp.show()\nemap",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _require(condition: bool, why: str):
+    if not condition:
+        if os.environ.get("MLIPVIZ_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on localhost with the test notebook; yields (url, folder)."""
+    _require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    for module in ("playwright", "jupyterlab"):
+        try:
+            __import__(module)
+        except ImportError:
+            _require(False, f"Python package {module} is missing")
+    import nbformat
+
+    folder = tmp_path_factory.mktemp("lab")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / "error_map.ipynb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("JupyterLab did not start:\n" + (folder / "server.log").read_text())
+                time.sleep(0.5)
+        yield f"{url}/lab/tree/error_map.ipynb?token={token}", folder
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from matplotlib.image import imread
+
+    return imread(io.BytesIO(png), format="png")[..., :3]
+
+
+def _drawn_fraction(image: np.ndarray) -> float:
+    """Share of pixels that are not the (white) background."""
+    return float((np.abs(image - 1.0).max(axis=-1) > 0.05).mean())
+
+
+def _wait_for(predicate, timeout: float, what: str, page=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value is not None and value is not False:
+            return value
+        (page.wait_for_timeout(500) if page else time.sleep(0.5))
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_error_map_in_jupyterlab(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, folder = lab
+    shots = Path(os.environ.get("MLIPVIZ_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    console_errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=False, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        try:
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook", timeout=90_000)
+            page.wait_for_timeout(2000)
+            accept = page.locator(".jp-Dialog .jp-mod-accept")
+            if accept.count():
+                accept.first.click()
+            news = page.locator(".jp-toast-button", has_text="No")  # "notified about Jupyter news?"
+            if news.count():
+                news.first.click()
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            # (a) the nglview canvas draws atoms ...
+            canvas = page.locator(".jp-OutputArea-output canvas").first
+            canvas.wait_for(timeout=240_000)
+            before = _wait_for(lambda: (lambda img: img if _drawn_fraction(img) > 0.01 else None)(
+                _pixels(canvas.screenshot())), 120, "atoms drawn in the nglview canvas", page)
+            page.wait_for_timeout(3000)  # let the first colour scheme settle
+            before = _pixels(canvas.screenshot())
+            page.screenshot(path=str(shots / "error_map_jupyterlab.png"), full_page=True)
+
+            # ... and changes colour when the metric changes
+            page.locator(".widget-dropdown", has_text="colour by").locator("select").select_option(label=METRIC)
+
+            def recoloured():
+                after = _pixels(canvas.screenshot())
+                changed = (np.abs(after - before).max(axis=-1) > 0.1).mean()
+                return after if changed > 0.005 else None
+            after = _wait_for(recoloured, 60, "the canvas to change colour", page)
+            assert _drawn_fraction(after) > 0.01
+            page.screenshot(path=str(shots / "error_map_recoloured.png"), full_page=True)
+
+            # (b) the parity plot renders with its points
+            parity = page.locator(".js-plotly-plot", has_text="force components").first
+            parity.wait_for(timeout=30_000)
+            points = parity.locator(".scatterlayer .trace").first.locator("path.point")
+            assert points.count() == 4 * 32 * 3
+
+            # (c) clicking a point of frame 3 moves the viewer to frame 3: take its most
+            # isolated point, so that no other point lies on top of it
+            data = parity.evaluate("gd => ({x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y), "
+                                   "c: gd.data[0].customdata.map(row => [Number(row[0]), Number(row[1])])})")
+            xy = np.column_stack([data["x"], data["y"]])
+            frames, atoms = np.array(data["c"]).T
+            gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+            k = int(np.argmax(np.where(frames == 3, gaps.min(axis=1), -1)))
+            points.nth(k).click(force=True)
+            report = page.get_by_text(f"frame 3, atom {atoms[k]} (Cu)")
+            report.wait_for(timeout=30_000)
+            readout = page.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
+            _wait_for(lambda: readout.inner_text().strip() == "3", 30, "the frame slider to read 3", page)
+            page.screenshot(path=str(shots / "error_map_clicked.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+        finally:
+            browser.close()
+    # (d) a clean console
+    assert console_errors == [], console_errors
