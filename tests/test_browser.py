@@ -58,9 +58,11 @@ def _require(condition: bool, why: str):
         pytest.skip(why)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(tmp_path_factory):
-    """A JupyterLab server on localhost with the test notebook; yields (url, folder)."""
+    """A fresh Jupyter server (JupyterLab, Notebook 7, Voila) on localhost with the test
+    notebooks, one per test (a front-end opened earlier leaves sessions and workspace state);
+    yields (url, token, folder)."""
     _require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
     for module in ("playwright", "jupyterlab"):
         try:
@@ -72,7 +74,11 @@ def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, folder / "error_map.ipynb")
+    for name in ("error_map", "error_map_notebook7", "error_map_voila"):  # one kernel each
+        nbformat.write(notebook, folder / f"{name}.ipynb")
+    empty = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    empty.metadata["kernelspec"] = notebook.metadata["kernelspec"]
+    nbformat.write(empty, folder / "empty.ipynb")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -93,7 +99,7 @@ def lab(tmp_path_factory):
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("JupyterLab did not start:\n" + (folder / "server.log").read_text())
                 time.sleep(0.5)
-        yield f"{url}/lab/tree/error_map.ipynb?token={token}", folder
+        yield url, token, folder
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -121,76 +127,130 @@ def _wait_for(predicate, timeout: float, what: str, page=None):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_error_map_in_jupyterlab(lab, tmp_path):
+@pytest.fixture
+def browser_page(tmp_path):
+    """A Chromium page that records console errors; yields (page, errors, screenshot folder)."""
     from playwright.sync_api import sync_playwright
 
-    url, folder = lab
     shots = Path(os.environ.get("MLIPVIZ_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    console_errors = []
+    errors = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=False, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
-        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         try:
-            page.goto(url)
-            page.wait_for_selector(".jp-Notebook", timeout=90_000)
-            page.wait_for_timeout(2000)
-            accept = page.locator(".jp-Dialog .jp-mod-accept")
-            if accept.count():
-                accept.first.click()
-            news = page.locator(".jp-toast-button", has_text="No")  # "notified about Jupyter news?"
-            if news.count():
-                news.first.click()
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-
-            # (a) the nglview canvas draws atoms ...
-            canvas = page.locator(".jp-OutputArea-output canvas").first
-            canvas.wait_for(timeout=240_000)
-            before = _wait_for(lambda: (lambda img: img if _drawn_fraction(img) > 0.01 else None)(
-                _pixels(canvas.screenshot())), 120, "atoms drawn in the nglview canvas", page)
-            page.wait_for_timeout(3000)  # let the first colour scheme settle
-            before = _pixels(canvas.screenshot())
-            page.screenshot(path=str(shots / "error_map_jupyterlab.png"), full_page=True)
-
-            # ... and changes colour when the metric changes
-            page.locator(".widget-dropdown", has_text="colour by").locator("select").select_option(label=METRIC)
-
-            def recoloured():
-                after = _pixels(canvas.screenshot())
-                changed = (np.abs(after - before).max(axis=-1) > 0.1).mean()
-                return after if changed > 0.005 else None
-            after = _wait_for(recoloured, 60, "the canvas to change colour", page)
-            assert _drawn_fraction(after) > 0.01
-            page.screenshot(path=str(shots / "error_map_recoloured.png"), full_page=True)
-
-            # (b) the parity plot renders with its points
-            parity = page.locator(".js-plotly-plot", has_text="force components").first
-            parity.wait_for(timeout=30_000)
-            points = parity.locator(".scatterlayer .trace").first.locator("path.point")
-            assert points.count() == 4 * 32 * 3
-
-            # (c) clicking a point of frame 3 moves the viewer to frame 3: take its most
-            # isolated point, so that no other point lies on top of it
-            data = parity.evaluate("gd => ({x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y), "
-                                   "c: gd.data[0].customdata.map(row => [Number(row[0]), Number(row[1])])})")
-            xy = np.column_stack([data["x"], data["y"]])
-            frames, atoms = np.array(data["c"]).T
-            gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
-            k = int(np.argmax(np.where(frames == 3, gaps.min(axis=1), -1)))
-            points.nth(k).click(force=True)
-            report = page.get_by_text(f"frame 3, atom {atoms[k]} (Cu)")
-            report.wait_for(timeout=30_000)
-            readout = page.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
-            _wait_for(lambda: readout.inner_text().strip() == "3", 30, "the frame slider to read 3", page)
-            page.screenshot(path=str(shots / "error_map_clicked.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(shots / "failure.png"), full_page=True)
-            print("browser console errors:", console_errors)
-            raise
+            yield page, errors, shots
         finally:
             browser.close()
+
+
+def _run_all_cells(page):
+    accept = page.locator(".jp-Dialog .jp-mod-accept")  # kernel choice on first open
+    if accept.count():
+        accept.first.click()
+    news = page.locator(".jp-toast-button", has_text="No")  # "notified about Jupyter news?"
+    if news.count():
+        news.first.click()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def _drawn_canvas(page, timeout: float = 240):
+    """The nglview canvas once it shows atoms, and its pixels."""
+    canvas = page.locator("canvas").first
+    canvas.wait_for(timeout=timeout * 1000)
+    _wait_for(lambda: _drawn_fraction(_pixels(canvas.screenshot())) > 0.01 or None, 120,
+              "atoms drawn in the nglview canvas", page)
+    page.wait_for_timeout(3000)  # let the first colour scheme settle
+    return canvas, _pixels(canvas.screenshot())
+
+
+def _parity(page):
+    parity = page.locator(".js-plotly-plot", has_text="force components").first
+    parity.wait_for(timeout=60_000)
+    return parity, parity.locator(".scatterlayer .trace").first.locator("path.point")
+
+
+def test_error_map_in_jupyterlab(lab, browser_page):
+    url, token, folder = lab
+    page, console_errors, shots = browser_page
+    try:
+        page.goto(f"{url}/lab/tree/error_map.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        page.wait_for_timeout(2000)
+        _run_all_cells(page)
+
+        # (a) the nglview canvas draws atoms ...
+        canvas, before = _drawn_canvas(page)
+        page.screenshot(path=str(shots / "error_map_jupyterlab.png"), full_page=True)
+
+        # ... and changes colour when the metric changes
+        page.locator(".widget-dropdown", has_text="colour by").locator("select").select_option(label=METRIC)
+
+        def recoloured():
+            after = _pixels(canvas.screenshot())
+            return after if (np.abs(after - before).max(axis=-1) > 0.1).mean() > 0.005 else None
+        after = _wait_for(recoloured, 60, "the canvas to change colour", page)
+        assert _drawn_fraction(after) > 0.01
+
+        # (b) the parity plot renders with its points
+        parity, points = _parity(page)
+        assert points.count() == 4 * 32 * 3
+
+        # (c) clicking a point of frame 3 moves the viewer to frame 3: take its most
+        # isolated point, so that no other point lies on top of it
+        data = parity.evaluate("gd => ({x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y), "
+                               "c: gd.data[0].customdata.map(row => [Number(row[0]), Number(row[1])])})")
+        xy = np.column_stack([data["x"], data["y"]])
+        frames, atoms = np.array(data["c"]).T
+        gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+        k = int(np.argmax(np.where(frames == 3, gaps.min(axis=1), -1)))
+        points.nth(k).click(force=True)
+        page.get_by_text(f"frame 3, atom {atoms[k]} (Cu)").wait_for(timeout=30_000)
+        readout = page.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
+        _wait_for(lambda: readout.inner_text().strip() == "3" or None, 30, "the frame slider to read 3", page)
+        page.screenshot(path=str(shots / "error_map_clicked.png"), full_page=True)
+        page.locator(".jp-OutputArea-output", has=parity).first.screenshot(path=str(shots / "error_map_output.png"))
+    except Exception:
+        page.screenshot(path=str(shots / "failure_jupyterlab.png"), full_page=True)
+        print("browser console errors:", console_errors)
+        raise
     # (d) a clean console
     assert console_errors == [], console_errors
+
+
+def _open(page, url: str, token: str, front_end: str, name: str):
+    if front_end == "notebook7":
+        page.goto(f"{url}/notebooks/{name}.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        page.wait_for_timeout(2000)
+        _run_all_cells(page)
+    else:  # Voila runs the notebook on the server and shows only the outputs
+        page.goto(f"{url}/voila/render/{name}.ipynb?token={token}", timeout=240_000)
+
+
+@pytest.mark.parametrize("front_end", ["notebook7", "voila"])
+def test_error_map_in_notebook7_and_voila(lab, browser_page, front_end):
+    """Draws and plots there too, adding no console errors to those the front-end logs for a
+    notebook without widgets (Notebook 7.6 and Voila 0.5 log some of their own)."""
+    url, token, folder = lab
+    page, console_errors, shots = browser_page
+    try:
+        baseline = set()  # what the front-end logs for a notebook without widgets, in its own page
+        empty_page = page.context.new_page()
+        empty_page.on("console", lambda msg: baseline.add(msg.text) if msg.type == "error" else None)
+        empty_page.on("pageerror", lambda exc: baseline.add(f"page error: {exc}"))
+        _open(empty_page, url, token, front_end, "empty")
+        empty_page.wait_for_timeout(5000)
+        _open(page, url, token, front_end, f"error_map_{front_end}")
+        _drawn_canvas(page)
+        _, points = _parity(page)
+        assert points.count() == 4 * 32 * 3
+        page.screenshot(path=str(shots / f"error_map_{front_end}.png"), full_page=True)
+    except Exception:
+        page.screenshot(path=str(shots / f"failure_{front_end}.png"), full_page=True)
+        print("browser console errors:", console_errors)
+        raise
+    assert set(console_errors) <= baseline, set(console_errors) - baseline

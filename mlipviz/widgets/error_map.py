@@ -42,8 +42,6 @@ class ErrorMap(widgets.VBox):
 
     def __init__(self, comparison: Comparison, model: str | None = None,
                  metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events=None):
-        import plotly.graph_objects as go
-
         self.comparison = comparison
         self._rare_spec = rare_events
         metrics = [label for label, (column, _) in METRICS.items() if column in comparison.per_atom]
@@ -60,15 +58,10 @@ class ErrorMap(widgets.VBox):
                                                   description="arrow Å per eV/Å", continuous_update=False,
                                                   style={"description_width": "initial"})
         self.viewer = Viewer(comparison.frames, representation="ball+stick")
-        self.parity = go.FigureWidget(layout=dict(PLOT, title="force components",
-                                                  xaxis_title="reference (eV/Å)",
-                                                  yaxis_title="predicted (eV/Å)"))
-        self.histogram = go.FigureWidget(layout=dict(PLOT, title="per-atom error", yaxis_title="atoms"))
-        self.curve = go.FigureWidget(layout=dict(PLOT, title="per-frame force error", xaxis_title="frame",
-                                                 yaxis_title="eV/Å"))
+        self.parity = self.histogram = self.curve = None  # made with their data by _show_model
         self.summary = widgets.HTML(layout={"width": "340px"})
-        self.message = widgets.HTML()
 
+        self._show_model()
         self.model_select.observe(lambda _: self._show_model(), "value")
         self.metric_select.observe(lambda _: self._show_metric(), "value")
         for box in self.arrow_select.values():
@@ -80,11 +73,10 @@ class ErrorMap(widgets.VBox):
         controls = widgets.HBox([self.model_select, self.metric_select])
         arrows = widgets.HBox([*self.arrow_select.values(), self.arrow_scale])
         super().__init__([
-            controls, arrows, self.message,
+            controls, arrows,
             widgets.HBox([self.viewer, widgets.VBox([self.parity])]),
             widgets.HBox([self.summary, self.histogram, self.curve]),
         ])
-        self._show_model()
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -161,10 +153,9 @@ class ErrorMap(widgets.VBox):
             go.Scatter(x=[], y=[], mode="markers", name="picked atom",
                        marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"color": "#ff00ff", "width": 3}}),
         ]
-        with self.parity.batch_update():
-            self.parity.data = []
-            self.parity.add_traces(traces)
-            self.parity.layout.legend = {"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.6)"}
+        self.parity = _render(self.parity, traces, title="force components", xaxis_title="reference (eV/Å)",
+                              yaxis_title="predicted (eV/Å)",
+                              legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.6)"})
         self._points_trace = self.parity.data[-4]
         self._points_trace.on_click(self._on_parity_click)
 
@@ -172,28 +163,24 @@ class ErrorMap(widgets.VBox):
         import plotly.graph_objects as go
 
         finite = values[np.isfinite(values)]
-        with self.histogram.batch_update():
-            self.histogram.data = []
-            self.histogram.add_trace(go.Histogram(x=finite, nbinsx=60, marker={"color": "#1f77b4"},
-                                                  name=self.metric_select.value))
-            self.histogram.layout.xaxis.title = self.metric_select.value
-            self.histogram.layout.yaxis.type = "log" if len(finite) > 1000 else "linear"
-            self.histogram.layout.shapes = []
+        trace = go.Histogram(x=finite, nbinsx=60, marker={"color": "#1f77b4"}, name=self.metric_select.value)
+        self.histogram = _render(self.histogram, [trace], title="per-atom error", yaxis_title="atoms",
+                                 xaxis_title=self.metric_select.value, shapes=[],
+                                 yaxis_type="log" if len(finite) > 1000 else "linear")
 
     def _draw_curve(self):
         import plotly.graph_objects as go
 
         table = self.comparison.per_frame
         table = table[table["model"] == self.model]
-        with self.curve.batch_update():
-            self.curve.data = []
-            for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE")):
-                self.curve.add_trace(go.Scatter(x=table["frame"], y=table[column], mode="lines+markers",
-                                                name=name, marker={"size": 5}))
-            self.curve.layout.legend = {"x": 0.02, "y": 0.98}
+        traces = [go.Scatter(x=table["frame"], y=table[column], mode="lines+markers", name=name,
+                             marker={"size": 5})
+                  for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE"))]
+        self.curve = _render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
+                             yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98},
+                             shapes=[_frame_line(self.viewer.frame)])
         for trace in self.curve.data:
             trace.on_click(self._on_curve_click)
-        self._mark_frame(self.viewer.frame)
 
     def _draw_summary(self):
         soft = self.comparison.softening().loc[self.model]
@@ -249,8 +236,26 @@ class ErrorMap(widgets.VBox):
              "line": {"color": "#ff00ff", "width": 2}}]
 
     def _mark_frame(self, frame: int):
-        self.curve.layout.shapes = [{"type": "line", "x0": frame, "x1": frame, "yref": "paper", "y0": 0,
-                                     "y1": 1, "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}]
+        self.curve.layout.shapes = [_frame_line(frame)]
+
+
+def _frame_line(frame: int) -> dict:
+    return {"type": "line", "x0": frame, "x1": frame, "yref": "paper", "y0": 0, "y1": 1,
+            "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}
+
+
+def _render(figure, traces, **layout):
+    """A FigureWidget made with its data (so front-ends that render later, like Voila, get
+    it in the widget state), or ``figure`` with its data and layout replaced."""
+    import plotly.graph_objects as go
+
+    if figure is None:
+        return go.FigureWidget(data=traces, layout=go.Layout(**PLOT, **layout))
+    with figure.batch_update():
+        figure.data = []
+        figure.add_traces(traces)
+        figure.update_layout(**layout)
+    return figure
 
 
 def _table_html(rows) -> str:

@@ -234,7 +234,14 @@ class Viewer(widgets.VBox):
 
     # -- drawing -------------------------------------------------------------------
     def _send(self, method: str, target: str, args=None, **kwargs):
-        self.ngl._remote_call(method, target=target, args=args or [], kwargs=kwargs, fire_once=True)
+        """Send one NGL call, not archived. In trajectory mode, once the front-end is up and
+        nglview's queue is empty, send at once (nglview's sender thread polls every 0.1 s);
+        structure swaps go through the queue, which waits for each load to finish."""
+        ngl = self.ngl
+        if self._uniform and ngl.loaded and not ngl._remote_call_thread.q:
+            ngl.send(ngl._get_remote_call_msg(method, target=target, args=args or [], kwargs=kwargs))
+        else:
+            ngl._remote_call(method, target=target, args=args or [], kwargs=kwargs, fire_once=True)
 
     def _draw_initial(self):
         if self.frames.pbc[0].any():
