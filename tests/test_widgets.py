@@ -212,6 +212,7 @@ def test_explorer_shows_model_reasons_runs_and_cancels(cu_trajectory, tmp_path):
     assert app.status.value == "done", app.message.value
     assert app.tabs.titles == ("summary", "error map")
     assert app.comparison.summary().loc["chgnet", "force_mae_eV_A"] > 0
+    assert [m.name for m in app.result.models] == ["chgnet"] and app.result.reference is None
 
 
 def test_explorer_shows_errors_instead_of_dying(tmp_path):
@@ -231,10 +232,10 @@ def test_register_tab_plugs_into_the_explorer(comparison):
 
     saved = dict(explorer._TABS)
     try:
-        register_tab("frames", lambda cmp: ipywidgets.HTML(f"{len(cmp.frames)} frames"))
-        register_tab("broken", lambda cmp: 1 / 0)
+        register_tab("frames", lambda run: ipywidgets.HTML(f"{len(run.comparison.frames)} frames"))
+        register_tab("broken", lambda run: 1 / 0)
         app = Explorer()
-        app.comparison = comparison
+        app.result = explorer.Run(comparison, [], None, "cpu")
         app.show_results()
         titles = app.tabs.titles
         assert titles[-2:] == ("frames", "broken")

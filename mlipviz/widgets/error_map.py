@@ -58,8 +58,9 @@ class ErrorMap(widgets.VBox):
                                                   description="arrow Å per eV/Å", continuous_update=False,
                                                   style={"description_width": "initial"})
         self.viewer = Viewer(comparison.frames, representation="ball+stick")
+        self.viewer.layout.width = "480px"
         self.parity = self.histogram = self.curve = None  # made with their data by _show_model
-        self.summary = widgets.HTML(layout={"width": "340px"})
+        self.summary = widgets.HTML(layout={"width": "360px", "margin": "30px 0 0 10px"})
 
         self._show_model()
         self.model_select.observe(lambda _: self._show_model(), "value")
@@ -74,8 +75,8 @@ class ErrorMap(widgets.VBox):
         arrows = widgets.HBox([*self.arrow_select.values(), self.arrow_scale])
         super().__init__([
             controls, arrows,
-            widgets.HBox([self.viewer, widgets.VBox([self.parity])]),
-            widgets.HBox([self.summary, self.histogram, self.curve]),
+            widgets.HBox([self.viewer, widgets.VBox([self.curve, self.histogram])]),
+            widgets.HBox([self.parity, self.summary]),
         ])
 
     # -- state ---------------------------------------------------------------------
@@ -165,7 +166,7 @@ class ErrorMap(widgets.VBox):
         finite = values[np.isfinite(values)]
         trace = go.Histogram(x=finite, nbinsx=60, marker={"color": "#1f77b4"}, name=self.metric_select.value)
         self.histogram = _render(self.histogram, [trace], title="per-atom error", yaxis_title="atoms",
-                                 xaxis_title=self.metric_select.value, shapes=[],
+                                 xaxis_title=self.metric_select.value, shapes=[], height=270,
                                  yaxis_type="log" if len(finite) > 1000 else "linear")
 
     def _draw_curve(self):
@@ -177,7 +178,7 @@ class ErrorMap(widgets.VBox):
                              marker={"size": 5})
                   for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE"))]
         self.curve = _render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
-                             yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98},
+                             yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98}, height=270,
                              shapes=[_frame_line(self.viewer.frame)])
         for trace in self.curve.data:
             trace.on_click(self._on_curve_click)

@@ -1,6 +1,7 @@
 """The Explorer app: load structures, pick models and a reference, run, explore the results.
 
-Result tabs plug in through `register_tab(title, build)`: ``build(comparison)`` returns a
+Result tabs plug in through `register_tab(title, build)`: ``build(run)`` gets a `Run`
+(the comparison and the loaded models, reference and device that made it) and returns a
 widget. The app itself computes nothing: it calls `mlipviz.read`, `mlipviz.compare` and
 the tabs' builders.
 """
@@ -11,16 +12,29 @@ import html
 import tempfile
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import ipywidgets as widgets
 
 from ..analysis.compare import Comparison
 from ..errors import MlipvizError
 from ..frames import Frames
+from ..models.base import Model
 
-_TABS: dict[str, Callable[[Comparison], widgets.Widget]] = {}
+
+@dataclass
+class Run:
+    """What a result tab gets: the comparison and what produced it (to run more with)."""
+
+    comparison: Comparison
+    models: list[Model]
+    reference: Any  # None (the structures' labels), a reference calculator, or a model
+    device: str
+
+
+_TABS: dict[str, Callable[[Run], widgets.Widget]] = {}
 
 FILE_LABELS = "labels in the structures"
 PYSCF = "PySCF (molecules)"
@@ -28,12 +42,12 @@ GPAW = "GPAW (periodic, PAW plane waves)"
 MODEL_PREFIX = "model: "
 
 
-def register_tab(title: str, build: Callable[[Comparison], widgets.Widget]) -> None:
-    """Add a result tab to every Explorer: ``build(comparison)`` returns its widget."""
+def register_tab(title: str, build: Callable[[Run], widgets.Widget]) -> None:
+    """Add a result tab to every Explorer: ``build(run)`` returns its widget."""
     _TABS[title] = build
 
 
-def result_tabs() -> dict[str, Callable[[Comparison], widgets.Widget]]:
+def result_tabs() -> dict[str, Callable[[Run], widgets.Widget]]:
     """The registered result tabs, in order."""
     return dict(_TABS)
 
@@ -56,7 +70,7 @@ class Explorer(widgets.VBox):
         from ..models import available_models
 
         self.frames: Frames | None = None
-        self.comparison: Comparison | None = None
+        self.result: Run | None = None
         self._object = structures
         self._extra_models = {getattr(m, "name", type(m).__name__): m for m in (models or [])}
         self._cancel = threading.Event()
@@ -219,13 +233,20 @@ class Explorer(widgets.VBox):
             raise Cancelled(f"cancelled during {name} after {done} of {total} frames; "
                             "run again to resume from the finished batches")
 
-    def _run(self, models, reference):
+    @property
+    def comparison(self) -> Comparison | None:
+        return None if self.result is None else self.result.comparison
+
+    def _run(self, specs, reference):
         from ..analysis.compare import compare
+        from ..models import load_model
 
         try:
-            self.comparison = compare(models, self.frames, reference=reference, device=self.device.value,
-                                      progress=False, checkpoint_dir=self._workdir.name,
-                                      callback=self._progress)
+            self.status.value = "loading models..."
+            models = [load_model(spec, device=self.device.value) for spec in specs]
+            comparison = compare(models, self.frames, reference=reference, device=self.device.value,
+                                 progress=False, checkpoint_dir=self._workdir.name, callback=self._progress)
+            self.result = Run(comparison, models, reference, self.device.value)
             self.status.value = "done"
             self.show_results()
         except Exception as exc:
@@ -238,7 +259,7 @@ class Explorer(widgets.VBox):
         children, titles = [], []
         for title, build in _TABS.items():
             try:
-                children.append(build(self.comparison))
+                children.append(build(self.result))
             except Exception as exc:
                 children.append(widgets.HTML(_error_html(exc)))
             titles.append(title)
@@ -267,14 +288,14 @@ def _describe(obj) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _summary_tab(comparison: Comparison) -> widgets.Widget:
-    soft = comparison.softening()
-    return widgets.HTML("<b>Errors</b>" + comparison.summary().to_html(float_format="%.4f")
-                        + "<b>Softening scale</b> (Deng et al. 2025)" + soft.to_html(float_format="%.4f"))
+def _summary_tab(run: Run) -> widgets.Widget:
+    cmp = run.comparison
+    return widgets.HTML("<b>Errors</b>" + cmp.summary().to_html(float_format="%.4f")
+                        + "<b>Softening scale</b> (Deng et al. 2025)" + cmp.softening().to_html(float_format="%.4f"))
 
 
-def _error_map_tab(comparison: Comparison) -> widgets.Widget:
-    return comparison.show()
+def _error_map_tab(run: Run) -> widgets.Widget:
+    return run.comparison.show()
 
 
 register_tab("summary", _summary_tab)

@@ -108,7 +108,7 @@ class Viewer(widgets.VBox):
             auto = value_range(self._values, symmetric)
             vmin = auto[0] if vmin is None else float(vmin)
             vmax = auto[1] if vmax is None else float(vmax)
-            label = label or (color_by if isinstance(color_by, str) else "")
+            label = label or (color_by if isinstance(color_by, str) else "value")
         self._color_settings = {"cmap": cmap, "vmin": vmin, "vmax": vmax, "label": label}
         if _draw:
             self._draw_atoms()
@@ -190,7 +190,9 @@ class Viewer(widgets.VBox):
         if isinstance(spec, str):
             if spec in f.arrays:
                 return np.asarray(f.arrays[spec], dtype=np.float64)
-            if spec == "forces" and f.forces is not None:
+            if spec == "forces":
+                if f.forces is None:
+                    raise KeyError(f"{what}='forces', but the frames carry no reference forces")
                 return f.forces
             raise KeyError(f"{what}='{spec}' is not a per-atom array of the frames "
                            f"(they have: {', '.join(sorted(f.arrays)) or 'none'})")
