@@ -5,7 +5,9 @@ Layers, one way: ``frames``/``io`` (structures) -> ``models`` (uMLIPs) -> ``anal
 """
 
 from . import errors, reference
+from .analysis import scan
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
+from .analysis.stability import md_stability
 from .frames import Frames
 from .io import read
 from .models import available_models, load_model
@@ -15,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "load_comparison", "load_model", "read", "reference", "view",
+    "errors", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
 ]
 
 

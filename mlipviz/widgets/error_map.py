@@ -251,7 +251,7 @@ def _render(figure, traces, **layout):
     import plotly.graph_objects as go
 
     if figure is None:
-        return go.FigureWidget(data=traces, layout=go.Layout(**PLOT, **layout))
+        return go.FigureWidget(data=traces, layout=go.Layout(**{**PLOT, **layout}))
     with figure.batch_update():
         figure.data = []
         figure.add_traces(traces)
