@@ -1,0 +1,96 @@
+"""MD stability: does a short NVT run with a model stay physical, and when does it fail?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..frames import Frames
+
+
+@dataclass
+class Stability:
+    """``table``: one row per model (steps done, failed?, why, when, extremes seen, drift);
+    ``trajectories``: model -> the sampled `Frames` (for the viewer), up to the failure."""
+
+    table: pd.DataFrame
+    trajectories: dict[str, Frames]
+
+
+def md_stability(models, atoms, temperature: float = 1000.0, steps: int = 1000, timestep: float = 1.0,
+                 friction: float = 0.01, seed: int = 0, sample_every: int = 10, min_distance: float = 0.6,
+                 max_force: float = 50.0, max_energy_change: float = 1.0, device: str = "auto") -> Stability:
+    """Run Langevin NVT (ASE) with each model from the same start and velocities.
+
+    A run fails at the first step where two atoms come closer than ``min_distance`` Å,
+    a force exceeds ``max_force`` eV/Å, or the potential energy per atom moves more than
+    ``max_energy_change`` eV from its start. ``timestep`` in fs, ``friction`` per fs.
+    The energy drift is the slope of a linear fit of the total energy per atom (eV/atom/ps).
+    """
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.neighborlist import neighbor_list
+
+    from ..io import frames_from_atoms
+    from ..models import load_model
+    from ..models.base import ModelCalculator
+
+    specs = models if isinstance(models, (list, tuple)) else [models]
+    rows, trajectories = [], {}
+    for spec in specs:
+        model = load_model(spec, device=device)
+        system = atoms.copy()
+        system.calc = ModelCalculator(model)
+        MaxwellBoltzmannDistribution(system, temperature_K=temperature, rng=np.random.default_rng(seed))
+        dyn = Langevin(system, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
+                       rng=np.random.default_rng(seed + 1), logfile=None)
+        n = len(system)
+        e_start = system.get_potential_energy() / n
+        samples, times, totals = [], [], []
+        failure = {"reason": None, "step": None}
+        seen = {"min_distance": np.inf, "max_force": 0.0}
+
+        def check():
+            step = dyn.nsteps
+            distances = neighbor_list("d", system, min_distance + 2.0)
+            closest = float(distances.min()) if len(distances) else np.inf
+            force = float(np.linalg.norm(system.get_forces(), axis=1).max())
+            e_pot = system.get_potential_energy() / n
+            seen["min_distance"] = min(seen["min_distance"], closest)
+            seen["max_force"] = max(seen["max_force"], force)
+            times.append(step * timestep / 1000)
+            totals.append(e_pot + system.get_kinetic_energy() / n)
+            reason = (f"atoms {closest:.2f} Å apart" if closest < min_distance else
+                      f"force {force:.1f} eV/Å" if force > max_force else
+                      f"potential energy moved {e_pot - e_start:+.2f} eV/atom"
+                      if abs(e_pot - e_start) > max_energy_change else None)
+            if step % sample_every == 0 or reason:
+                snap = system.copy()
+                snap.info.update(step=step, time_ps=step * timestep / 1000)
+                samples.append(snap)
+            if reason and failure["reason"] is None:
+                failure.update(reason=reason, step=step)
+                raise _Stop
+
+        try:
+            check()
+            for _ in range(steps):
+                dyn.run(1)
+                check()
+        except _Stop:
+            pass
+        slope = np.polyfit(times, totals, 1)[0] if len(times) > 2 else np.nan
+        rows.append({"model": model.name, "steps_done": dyn.nsteps, "stable": failure["reason"] is None,
+                     "failure": failure["reason"], "failure_step": failure["step"],
+                     "failure_time_ps": None if failure["step"] is None else failure["step"] * timestep / 1000,
+                     "min_distance_seen": seen["min_distance"], "max_force_seen": seen["max_force"],
+                     "energy_drift_eV_atom_ps": slope})
+        trajectories[model.name] = frames_from_atoms(samples)
+    return Stability(pd.DataFrame(rows).set_index("model"), trajectories)
+
+
+class _Stop(Exception):
+    pass
