@@ -210,7 +210,7 @@ def test_explorer_shows_model_reasons_runs_and_cancels(cu_trajectory, tmp_path):
     app.progress.unobserve_all("value")
     app.run().join()  # resumes from the checkpoint and finishes
     assert app.status.value == "done", app.message.value
-    assert app.tabs.titles == ("summary", "error map")
+    assert app.tabs.titles == ("summary", "error map", "PES scan")
     assert app.comparison.summary().loc["chgnet", "force_mae_eV_A"] > 0
     assert [m.name for m in app.result.models] == ["chgnet"] and app.result.reference is None
 

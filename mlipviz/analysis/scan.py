@@ -57,7 +57,13 @@ class Scan:
         return raw - self.offsets[method] if aligned else raw
 
     def force_along(self, method: str) -> np.ndarray | None:
-        """-dE/dq at each point from the forces (None where the scan has no tangent)."""
+        """-dE/dq at each point from the forces, or for EOS scans from the stress (N times
+        the pressure, as q is the volume per atom); None where neither applies."""
+        if self.kind == "eos":
+            stress = self._prediction(method).stress
+            if stress is None:
+                return None
+            return -self.frames.n_atoms * np.trace(stress, axis1=1, axis2=2) / 3
         if self.tangents is None:
             return None
         forces = self._prediction(method).forces
@@ -203,7 +209,7 @@ def diatomic(element_a: str, element_b: str, distances, models, reference=None, 
 
 def strain(atoms, strains, models, reference=None, align: str = "minimum", **kwargs) -> Scan:
     """Isotropic linear strains (0.98 = 2 % compression), positions scaled with the cell;
-    energy against volume per atom. Force along = pressure (-dE/dV, eV/Å³)."""
+    energy against volume per atom. Force along = -dE/dv from the stress."""
     strains = np.asarray(strains, dtype=np.float64)
     geometries = []
     for s in strains:

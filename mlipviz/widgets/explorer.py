@@ -300,3 +300,12 @@ def _error_map_tab(run: Run) -> widgets.Widget:
 
 register_tab("summary", _summary_tab)
 register_tab("error map", _error_map_tab)
+
+
+def _scan_tab(run: Run) -> widgets.Widget:
+    from .scan_view import ScanTab
+
+    return ScanTab(run)
+
+
+register_tab("PES scan", _scan_tab)

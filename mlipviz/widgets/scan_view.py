@@ -1,0 +1,135 @@
+"""PES scan curves linked to the 3D viewer, and the Explorer's scan tab."""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..analysis.scan import REFERENCE, Scan, barriers, birch_murnaghan
+from .viewer import Viewer
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+
+
+class ScanView(widgets.VBox):
+    """Energy (and force along the scan) of every method; the slider or a click on a point
+    shows that geometry in the viewer."""
+
+    def __init__(self, scan: Scan):
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self.scan = scan
+        self.viewer = Viewer(scan.frames)
+        self.viewer.layout.width = "460px"
+        table = scan.table
+        has_force = table["force_along"].notna().any()
+        figure = make_subplots(rows=2 if has_force else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+        for k, method in enumerate(scan.methods):
+            rows = table[table["method"] == method]
+            style = {"color": "black", "width": 2.5} if method == REFERENCE else {"color": COLORS[k % len(COLORS)]}
+            figure.add_trace(go.Scatter(x=rows[scan.coordinate_label], y=rows["energy_aligned"], name=method,
+                                        mode="lines+markers", line=style, legendgroup=method), row=1, col=1)
+            if has_force:
+                figure.add_trace(go.Scatter(x=rows[scan.coordinate_label], y=rows["force_along"], name=method,
+                                            mode="lines+markers", line=style, legendgroup=method,
+                                            showlegend=False), row=2, col=1)
+        figure.update_layout(width=520, height=520 if has_force else 360, title=f"{scan.kind} scan",
+                             margin={"l": 60, "r": 10, "t": 40, "b": 45}, shapes=[self._marker(0)])
+        figure.update_yaxes(title_text=f"energy (eV, aligned: {scan.alignment})", row=1, col=1)
+        if has_force:
+            figure.update_yaxes(title_text="force along scan (-dE/dq)", row=2, col=1)
+        figure.update_xaxes(title_text=scan.coordinate_label, row=2 if has_force else 1, col=1)
+        self.figure = go.FigureWidget(figure)
+        for trace in self.figure.data:
+            trace.on_click(self._on_click)
+        self.summary = widgets.HTML(_summary_html(scan), layout={"margin": "0 0 0 10px"})
+        self.viewer.observe(lambda change: self._mark(change["new"]), "frame")
+        super().__init__([widgets.HBox([self.viewer, self.figure]), self.summary])
+
+    def _on_click(self, trace, points, state=None):
+        if points.point_inds:
+            self.viewer.frame = int(points.point_inds[0])
+
+    def _marker(self, point: int) -> dict:
+        x = float(self.scan.coordinate[point])
+        return {"type": "line", "x0": x, "x1": x, "xref": "x", "yref": "paper", "y0": 0, "y1": 1,
+                "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}
+
+    def _mark(self, point: int):
+        self.figure.layout.shapes = [self._marker(point)]
+
+
+def _summary_html(scan: Scan) -> str:
+    parts = [f"<b>alignment</b>: {scan.alignment}"]
+    tables = {"curvature at the reference minimum": scan.curvature}
+    if scan.kind == "eos":
+        tables["Birch-Murnaghan fit (per atom)"] = lambda: birch_murnaghan(scan)
+    if scan.kind == "path":
+        tables["barriers (eV)"] = lambda: barriers(scan)
+    for title, make in tables.items():
+        try:
+            parts.append(f"<b>{title}</b>" + make().to_html(float_format="%.4g"))
+        except Exception as exc:  # e.g. no interior minimum: say why, keep the rest
+            parts.append(f"<b>{title}</b>: {html.escape(str(exc))}")
+    return "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
+
+
+class ScanTab(widgets.VBox):
+    """Explorer tab: scan the first structure with the run's models against its reference."""
+
+    KINDS = {"strain (equation of state)": "eos", "displacement of one atom": "displacement"}
+
+    def __init__(self, run):
+        self.run = run
+        atoms = run.comparison.frames.to_atoms(0)
+        self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan")
+        self.range = widgets.FloatRangeSlider(value=(-0.04, 0.04), min=-0.2, max=0.2, step=0.01,
+                                              description="range", readout_format=".2f")
+        self.points = widgets.IntSlider(9, 5, 25, description="points")
+        self.atom = widgets.BoundedIntText(0, min=0, max=len(atoms) - 1, description="atom")
+        self.direction = widgets.Dropdown(options=["x", "y", "z"], description="direction")
+        self.button = widgets.Button(description="scan", button_style="primary")
+        self.button.on_click(lambda _: self.start())
+        self.status = widgets.HTML()
+        self.output = widgets.VBox()
+        self._thread = None
+        super().__init__([widgets.HBox([self.kind, self.range, self.points]),
+                          widgets.HBox([self.atom, self.direction, self.button, self.status]), self.output])
+
+    def start(self) -> threading.Thread | None:
+        if self.run.reference is None:
+            self.status.value = ("<span style='color:#a00'>a scan needs a live reference or a model as "
+                                 "reference (the file's labels hold no scan points)</span>")
+            return None
+        self.button.disabled = True
+        self.status.value = "scanning..."
+        self._thread = threading.Thread(target=self._scan, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def _scan(self):
+        from ..analysis import scan as scans
+        from .explorer import _error_html
+
+        atoms = self.run.comparison.frames.to_atoms(0)
+        atoms.calc = None
+        lo, hi = self.range.value
+        grid = np.linspace(lo, hi, self.points.value)
+        common = {"models": self.run.models, "reference": self.run.reference, "device": self.run.device}
+        try:
+            if self.KINDS[self.kind.value] == "eos":
+                result = scans.strain(atoms, 1 + grid, **common)
+            else:
+                direction = np.eye(3)["xyz".index(self.direction.value)]
+                result = scans.displacement(atoms, self.atom.value, direction, grid, **common)
+            self.output.children = [ScanView(result)]
+            self.status.value = "done"
+        except Exception as exc:
+            self.status.value = "failed"
+            self.output.children = [widgets.HTML(_error_html(exc))]
+        finally:
+            self.button.disabled = False

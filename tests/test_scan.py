@@ -1,0 +1,166 @@
+"""PES scans and MD stability with real models (CHGNet, M3GNet) and real ASE calculators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+import mlipviz
+from mlipviz import examples, scan
+from mlipviz.errors import InputError
+
+
+class Harmonic(Calculator):
+    """E = ½ (x - x0)ᵀ K (x - x0): a test potential whose Hessian is exactly K."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, k_matrix, x0, **kwargs):
+        super().__init__(**kwargs)
+        self.k_matrix, self.x0 = np.asarray(k_matrix), np.asarray(x0).ravel()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        dx = self.atoms.positions.ravel() - self.x0
+        self.results = {"energy": 0.5 * dx @ self.k_matrix @ dx,
+                        "forces": -(self.k_matrix @ dx).reshape(-1, 3)}
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    return mlipviz.load_model("chgnet", device="cpu")
+
+
+def test_eos_fit_agrees_with_ase(chgnet):
+    from ase.eos import EquationOfState
+    from ase.units import GPa
+
+    result = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(0.95, 1.05, 9), models=[chgnet], reference=EMT())
+    fits = scan.birch_murnaghan(result)
+    for method in ("chgnet", "reference"):
+        energies = result.energy(method, aligned=False)  # one atom per cell: per atom already
+        v0, e0, b0 = EquationOfState(result.coordinate, energies, eos="birchmurnaghan").fit()
+        assert fits.loc[method, "V0"] == pytest.approx(v0, rel=1e-6)
+        assert fits.loc[method, "E0"] == pytest.approx(e0, abs=1e-6)
+        assert fits.loc[method, "B0_GPa"] == pytest.approx(b0 / GPa, rel=1e-4)
+    # the force along an EOS scan comes from the stress: -dE/dv, v the volume per atom
+    fine = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(0.97, 1.03, 61), models=[EMT()], reference=EMT())
+    slope = np.gradient(fine.energy("reference"), fine.coordinate)
+    np.testing.assert_allclose(fine.force_along("reference")[3:-3], -slope[3:-3], atol=2e-3)
+
+
+def test_hessian_of_a_harmonic_potential_gives_its_frequencies():
+    """Linear symmetric triatomic with springs k: ω_s = sqrt(k/m), ω_a = sqrt(k (1/m + 2/M))."""
+    from ase import units
+
+    k = 10.0  # eV/Å², springs along z between neighbours
+    molecule = Atoms("OCO", positions=[[0, 0, -1.16], [0, 0, 0], [0, 0, 1.16]])
+    m, big_m = molecule.get_masses()[0], molecule.get_masses()[1]
+    k_matrix = np.zeros((9, 9))
+    for i, j in ((0, 1), (1, 2)):
+        a, b = 3 * i + 2, 3 * j + 2
+        k_matrix[a, a] += k
+        k_matrix[b, b] += k
+        k_matrix[a, b] -= k
+        k_matrix[b, a] -= k
+    harmonic = Harmonic(k_matrix, molecule.positions)
+    result = scan.phonon_mode(molecule, models=[Harmonic(k_matrix, molecule.positions)], reference=harmonic,
+                              modes=[7, 8], amplitudes=[-0.02, 0.0, 0.02])
+    to_thz = np.sqrt(units._e / (1e-20 * units._amu)) / (2 * np.pi) / 1e12
+    expected = sorted([np.sqrt(k / m) * to_thz, np.sqrt(k * (1 / m + 2 / big_m)) * to_thz])
+    np.testing.assert_allclose(result.frequencies["reference"][-2:], expected, rtol=1e-6)
+    np.testing.assert_allclose(result.hessians["reference"], k_matrix, atol=1e-8)
+    np.testing.assert_allclose(result.table.filter(like="curvature_ratio").to_numpy(), 1.0, rtol=1e-9)
+
+
+def test_a_model_against_itself_has_curvature_ratio_one(chgnet):
+    si = bulk("Si", "diamond", a=5.43)
+    result = scan.displacement(si, 0, [1, 1, 0], np.linspace(-0.15, 0.15, 7), models=[chgnet], reference=chgnet)
+    assert result.curvature().loc["chgnet", "ratio_to_reference"] == pytest.approx(1.0, abs=1e-12)
+    modes = scan.phonon_mode(si, models=[chgnet], reference=chgnet, amplitudes=[-0.03, 0.0, 0.03])
+    np.testing.assert_allclose(modes.table.filter(like="curvature_ratio").to_numpy(), 1.0, atol=1e-9)
+    assert len(modes.table) == 3 and set(modes.scans) == set(modes.table.index)
+
+
+def test_force_along_is_minus_the_energy_slope():
+    distances = np.linspace(2.0, 3.0, 101)
+    result = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="none")
+    energy = result.energy("reference")
+    slope = np.gradient(energy, distances)
+    np.testing.assert_allclose(result.force_along("reference")[5:-5], -slope[5:-5], atol=2e-3)
+
+
+def test_alignments():
+    distances = np.linspace(1.9, 6.0, 12)
+    last = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="last")
+    assert all(last.energy(m)[-1] == 0 for m in last.methods)
+    lowest = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="minimum")
+    assert all(np.min(lowest.energy(m)) == 0 for m in lowest.methods)
+    atoms = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="atoms")
+    single = Atoms("Cu", positions=[[0, 0, 0]])
+    single.calc = EMT()
+    assert atoms.offsets["reference"] == pytest.approx(2 * single.get_potential_energy())
+    assert atoms.table["energy_aligned"].iloc[0] == pytest.approx(
+        atoms.energy("reference", aligned=False)[0] - 2 * single.get_potential_energy())
+    with pytest.raises(ValueError, match="align must be"):
+        scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="zero")
+
+
+def test_scans_on_bundled_data_with_chgnet_and_m3gnet(chgnet):
+    if "si-vacancy-migration" not in examples.list():
+        pytest.skip("si-vacancy-migration not generated")
+    frames = examples.load("si-vacancy-migration")
+    neb = frames[[i for i, d in enumerate(frames.info) if d["kind"] == "neb"]]
+    result = scan.path(neb, models=[chgnet, "m3gnet"])  # reference: the GPAW PBE labels
+    table = scan.barriers(result)
+    assert set(table.index) == {"chgnet", "m3gnet", "reference"}
+    assert table.loc["reference", "barrier"] == pytest.approx(neb.energy.max() - neb.energy[0])
+    assert table.loc["reference", "barrier_error"] == 0 and np.isfinite(table["barrier"]).all()
+    assert result.table["path_length"].is_monotonic_increasing
+
+
+def test_scan_reference_from_labelled_frames(chgnet):
+    if "diatomics" not in examples.list():
+        pytest.skip("diatomics not generated")
+    labelled = examples.load("diatomics", level="pbe")
+    o2 = labelled[[i for i, d in enumerate(labelled.info) if d["molecule"] == "O2"]]
+    distances = [d["distance"] for d in o2.info]
+    result = scan.diatomic("O", "O", distances, models=[chgnet], reference=o2, align="last")
+    np.testing.assert_allclose(result.energy("reference", aligned=False), o2.energy)
+    with pytest.raises(InputError, match="geometry"):
+        scan.diatomic("O", "O", [1.234], models=[chgnet], reference=o2)
+
+
+def test_curvature_needs_a_bracketed_minimum():
+    result = scan.diatomic("Cu", "Cu", np.linspace(3.0, 5.0, 6), models=[EMT()], reference=EMT())
+    with pytest.raises(InputError, match="end point"):
+        result.curvature()
+
+
+def test_md_stability_reports_failures(chgnet):
+    si = bulk("Si", "diamond", a=5.43, cubic=True)
+    stable = mlipviz.md_stability([chgnet], si, temperature=600, steps=20, sample_every=5)
+    row = stable.table.loc["chgnet"]
+    assert row["stable"] and row["steps_done"] == 20 and row["failure"] is None
+    assert len(stable.trajectories["chgnet"]) == 5  # steps 0, 5, 10, 15, 20
+    # Si neighbours sit 2.35 Å apart: a 2.5 Å threshold must stop the run at its first step
+    strict = mlipviz.md_stability([chgnet], si, temperature=600, steps=20, min_distance=2.5)
+    row = strict.table.loc["chgnet"]
+    assert not row["stable"] and row["failure_step"] == 0 and "apart" in row["failure"]
+    assert row["min_distance_seen"] == pytest.approx(5.43 * np.sqrt(3) / 4, abs=0.01)
+
+
+def test_scan_view_slider_and_clicks_move_the_viewer():
+    pytest.importorskip("nglview")
+    result = scan.diatomic("Cu", "Cu", np.linspace(1.9, 5.0, 9), models=[EMT()], reference=EMT())
+    view = result.show()
+    view.viewer.slider.value = 3
+    assert view.viewer.frame == 3 and view.figure.layout.shapes[0].x0 == pytest.approx(result.coordinate[3])
+    view.figure._js2py_pointsCallback = {"event_type": "plotly_click", "points": {
+        "xs": [0.0], "ys": [0.0], "point_indexes": [6], "trace_indexes": [0]}}
+    assert view.viewer.frame == 6
+    np.testing.assert_allclose(view.viewer.coordinates(6)[1, 2], result.coordinate[6])
