@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -251,8 +252,11 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
         parts = []
         for name, (_, spin) in DIATOMICS.items():
-            # singlets may break spin symmetry where the restricted solution is unstable
-            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin, broken_symmetry=spin == 0)
+            # singlets may break spin symmetry where the restricted solution is unstable; not for
+            # CCSD(T) of two electrons, exact (full CI in the basis) from the restricted reference
+            exact = method == "CCSD(T)" and name == "H2"
+            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin,
+                                          broken_symmetry=spin == 0 and not exact)
             refs[level] = ref
             subset = frames[[i for i, d in enumerate(frames.info) if d["molecule"] == name]]
             log(f"diatomics: {name}, {len(subset)} points, {ref.level_of_theory()}")
@@ -274,7 +278,9 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
         "(H2 and N2 singlets, O2 and Si2 triplet ground states); unrestricted references for "
         "triplets; for singlets restricted, unless the restricted solution is unstable (stretched "
-        "bonds), then the lower spin-symmetry-broken unrestricted one (info 'reference_scf').\n"
+        "bonds), then the lower spin-symmetry-broken unrestricted one (info 'reference_scf'); "
+        "except H2 at CCSD(T), always from the restricted reference: with two electrons CCSD is "
+        "exact (full CI in the basis) from any reference, and (T) vanishes.\n"
         f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
         f"molecule kept: {counts}.\n"
         f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "
@@ -311,11 +317,15 @@ def main():
         timings[name] = round(time.perf_counter() - start, 1)
         log(f"{name}: {timings[name]} s")
     record = args.out / "run_times.json"
-    previous = json.loads(record.read_text()) if record.exists() else {}
-    previous.update({name: {"seconds": s, "cpus": __import__("os").cpu_count(),
-                            "date": time.strftime("%Y-%m-%d")} for name, s in timings.items()})
-    record.write_text(json.dumps(previous, indent=2) + "\n")
-    log(f"total {sum(timings.values()):.0f} s; run times in {record}")
+    runs = json.loads(record.read_text()) if record.exists() else []
+    if isinstance(runs, dict):  # the first format: one entry per dataset
+        runs = [{"seconds": {k: v["seconds"] for k, v in runs.items()},
+                 "cpus": next(iter(runs.values()))["cpus"], "date": next(iter(runs.values()))["date"]}]
+    runs.append({"seconds": timings, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                 "cache": str(mlipviz.reference.base.default_cache_dir())})
+    record.write_text(json.dumps(runs, indent=2) + "\n")
+    log(f"total {sum(timings.values()):.0f} s; every run's times in {record} (finished frames come "
+        "from the reference cache, so a rerun costs only what changed)")
 
 
 if __name__ == "__main__":

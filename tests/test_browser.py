@@ -46,6 +46,10 @@ for _ in range(4):
     images.append(atoms)
 cmp = mlipviz.compare("chgnet", mlipviz.read(images), device="cpu", progress=False)""",
     "emap = cmp.show()\nemap",
+    # ragged frames: the viewer swaps whole structures (here after it is displayed)
+    """mixed = mlipviz.view([bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43) * (2, 1, 1)])
+mixed""",
+    "mixed.frame = 1",
 ]
 
 pytestmark = pytest.mark.slow
@@ -213,6 +217,13 @@ def test_error_map_in_jupyterlab(lab, browser_page):
         _wait_for(lambda: readout.inner_text().strip() == "3" or None, 30, "the frame slider to read 3", page)
         page.screenshot(path=str(shots / "error_map_clicked.png"), full_page=True)
         page.locator(".jp-OutputArea-output", has=parity).first.screenshot(path=str(shots / "error_map_output.png"))
+
+        # (e) a viewer of frames with different atoms draws the swapped-in structure
+        swapped = page.locator("canvas").nth(1)
+        swapped.scroll_into_view_if_needed()
+        _wait_for(lambda: _drawn_fraction(_pixels(swapped.screenshot())) > 0.01 or None, 60,
+                  "the swapped structure to be drawn", page)
+        page.get_by_text("Si", exact=True).first.wait_for(timeout=30_000)  # element legend of frame 1
     except Exception:
         page.screenshot(path=str(shots / "failure_jupyterlab.png"), full_page=True)
         print("browser console errors:", console_errors)

@@ -90,15 +90,23 @@ class PySCF(ReferenceCalculator):
                      basis=self.basis, charge=self.charge, spin=self._spin(atoms), unit="Angstrom",
                      verbose=0, max_memory=self.max_memory_mb)
 
-    def _solve(self, mol):
-        """Converged method object and energy (Hartree) for ``mol``; also spin contamination."""
-        from pyscf import cc, dft, mp, scf
+    def _solve(self, mol, start=None):
+        """Converged method object and energy (Hartree) for ``mol``; also spin contamination.
 
-        mf = self._scf(mol, restricted=mol.spin == 0)
-        if mol.spin == 0 and self.broken_symmetry:
-            unrestricted = self._scf(mol, restricted=False, guess=mf)
-            if unrestricted.e_tot < mf.e_tot - 1e-8:
-                mf = unrestricted
+        ``start``: a converged SCF of a nearby geometry to continue from (same kind, its
+        density as the guess), so that finite differences stay on one solution branch.
+        """
+        from pyscf import cc, mp
+
+        if start is not None:
+            dm = start.make_rdm1()
+            mf = self._scf(mol, restricted=dm.ndim == 2, dm0=dm)
+        else:
+            mf = self._scf(mol, restricted=mol.spin == 0)
+            if mol.spin == 0 and self.broken_symmetry:
+                unrestricted = self._scf(mol, restricted=False, guess=mf)
+                if unrestricted.e_tot < mf.e_tot - 1e-8:
+                    mf = unrestricted
         diagnostics = {"scf": type(mf).__name__}
         if self.is_dft or self.method == "HF":
             return mf, mf, float(mf.e_tot), diagnostics
@@ -109,10 +117,13 @@ class PySCF(ReferenceCalculator):
         post = cc.CCSD(mf, frozen=frozen)
         post.conv_tol = self.conv_tol * 10
         post.max_cycle = 200
-        post.kernel()
-        if not post.converged:  # damp the amplitude updates and try once more
-            post.level_shift = 0.3
-            post.kernel(post.t1, post.t2)
+        try:
+            post.kernel()
+        except np.linalg.LinAlgError:  # DIIS extrapolation singular (e.g. two electrons: exact at once)
+            post.converged = False
+        if not post.converged:  # without DIIS, damped amplitude updates, from the start
+            post.diis, post.level_shift = False, 0.3
+            post.kernel()
         if not post.converged:
             raise RuntimeError("CCSD amplitudes did not converge")
         energy = float(post.e_tot)
@@ -121,7 +132,7 @@ class PySCF(ReferenceCalculator):
             energy += float(post.ccsd_t())
         return mf, post, energy, diagnostics
 
-    def _scf(self, mol, restricted: bool, guess=None):
+    def _scf(self, mol, restricted: bool, guess=None, dm0=None):
         """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
         from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix),
         then follows internal instabilities downhill: how spin symmetry breaks at
@@ -135,7 +146,7 @@ class PySCF(ReferenceCalculator):
             mf = (scf.RHF if restricted else scf.UHF)(mol)
         mf.conv_tol = self.conv_tol
         mf.max_cycle = 300
-        mf.kernel(dm0=None if guess is None else _mixed_guess(guess))
+        mf.kernel(dm0=dm0 if dm0 is not None else None if guess is None else _mixed_guess(guess))
         if not mf.converged:  # level shift and damping, from where it got to
             mf.level_shift, mf.damp = 0.5, 0.5
             mf.kernel(dm0=mf.make_rdm1())
@@ -147,6 +158,9 @@ class PySCF(ReferenceCalculator):
                 if stable:
                     break
                 mf.kernel(dm0=mf.make_rdm1(mo, mf.mo_occ))
+        if not mf.converged:  # second-order (Newton) SCF from where it got to
+            mf = mf.newton()
+            mf.kernel(dm0=mf.make_rdm1())
         if not mf.converged:
             raise RuntimeError(f"SCF did not converge ({type(mf).__name__})")
         return mf
@@ -157,8 +171,8 @@ class PySCF(ReferenceCalculator):
 
         return int(elements.chemcore(mol))
 
-    def _energy(self, atoms, positions) -> float:
-        return self._solve(self._molecule(atoms, positions))[2]
+    def _energy(self, atoms, positions, start=None) -> float:
+        return self._solve(self._molecule(atoms, positions), start)[2]
 
     def _compute(self, atoms) -> dict:
         mol = self._molecule(atoms)
@@ -170,23 +184,26 @@ class PySCF(ReferenceCalculator):
             gradient = solved.nuc_grad_method().kernel()  # Hartree/Bohr
             forces = -np.asarray(gradient) * Hartree / Bohr
         else:
-            forces = self._finite_difference_forces(atoms)
+            forces = self._finite_difference_forces(atoms, mf)
         return {"energy": energy_ha * Hartree, "forces": forces, "meta": meta}
 
-    def _finite_difference_forces(self, atoms) -> np.ndarray:
+    def _finite_difference_forces(self, atoms, start) -> np.ndarray:
+        """Central differences, each displaced SCF continued from ``start`` (the SCF at ``atoms``)."""
         h, pos = self.fd_step, atoms.positions
         if len(atoms) == 2:
             bond = pos[1] - pos[0]
             unit = bond / np.linalg.norm(bond)
             shift = np.array([-unit, unit]) * h / 2  # bond length +- h
-            dE_dr = (self._energy(atoms, pos + shift) - self._energy(atoms, pos - shift)) / (2 * h) * Hartree
+            dE_dr = (self._energy(atoms, pos + shift, start) - self._energy(atoms, pos - shift, start)) \
+                / (2 * h) * Hartree
             return np.array([dE_dr * unit, -dE_dr * unit])
         forces = np.zeros_like(pos)
         for a in range(len(atoms)):
             for k in range(3):
                 step = np.zeros_like(pos)
                 step[a, k] = h
-                forces[a, k] = -(self._energy(atoms, pos + step) - self._energy(atoms, pos - step)) / (2 * h)
+                forces[a, k] = -(self._energy(atoms, pos + step, start)
+                                 - self._energy(atoms, pos - step, start)) / (2 * h)
         return forces * Hartree
 
 
