@@ -203,3 +203,29 @@ def test_broken_symmetry_dissociates_h2_correctly(cache):
     assert e_r.energy[0] > e_b.energy[0] + 1.0  # eV: RHF's ionic contamination at 6 Å
     near = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])  # stable: stays restricted
     assert broken.evaluate(mlipviz.read(near), n_jobs=1, progress=False).info[0]["reference_scf"] == "RHF"
+
+
+def test_broken_symmetry_dissociates_n2_into_quartet_atoms(cache):
+    """Stretched N2 (a triple bond): the broken-symmetry UHF reaches two high-spin (quartet)
+    N atoms with opposite spins, twice the atom's UHF energy, computed independently."""
+    from ase import Atoms
+    from pyscf import gto, scf
+
+    n2 = Atoms("N2", positions=[[0, 0, 0], [0, 0, 6.0]])
+    broken = mlipviz.reference.PySCF(method="HF", basis="6-31G", broken_symmetry=True, cache_dir=cache)
+    labelled = broken.evaluate(mlipviz.read(n2), n_jobs=1, progress=False)
+    atom = scf.UHF(gto.M(atom="N 0 0 0", basis="6-31G", spin=3, verbose=0)).run().e_tot * Hartree
+    assert labelled.info[0]["reference_scf"] == "UHF"
+    assert labelled.energy[0] == pytest.approx(2 * atom, abs=1e-3)
+
+
+def test_ccsd_t_finite_differences_stay_on_one_branch(cache):
+    """At a stretched, spin-broken N2 the displaced energies continue from the central SCF:
+    the force matches the slope of separately converged energies a little further apart."""
+    from ase import Atoms
+
+    ref = mlipviz.reference.PySCF(method="CCSD(T)", basis="6-31G", broken_symmetry=True, cache_dir=cache)
+    frames = mlipviz.read([Atoms("N2", positions=[[0, 0, 0], [0, 0, r]]) for r in (2.19, 2.2, 2.21)])
+    labelled = ref.evaluate(frames, n_jobs=1, progress=False)
+    slope = (labelled.energy[2] - labelled.energy[0]) / 0.02
+    assert labelled.forces[3, 2] == pytest.approx(-slope, abs=0.02)

@@ -17,6 +17,9 @@ WAVEFUNCTION_METHODS = ("HF", "MP2", "CCSD", "CCSD(T)")
 ANALYTIC = ("HF", "MP2", "CCSD", "DFT")
 
 
+BROKEN_SYMMETRY = "lowest UHF from guess=mix and antiparallel atoms, stability following"
+
+
 class PySCF(ReferenceCalculator):
     """A live PySCF calculation on a finite (non-periodic) structure.
 
@@ -25,7 +28,9 @@ class PySCF(ReferenceCalculator):
     otherwise; ``spin`` defaults to ``atoms.info["spin"]``, else 0 or 1 from the electron
     count. ``broken_symmetry=True`` lets closed shells fall to an unrestricted
     (spin-symmetry-broken) solution when the restricted one is unstable, as at stretched
-    bonds; each frame's info says which reference was used (``reference_scf``). ``frozen_core`` freezes core orbitals in correlated methods (standard with
+    bonds: the lowest of the UHF solutions reached from the mixed HOMO/LUMO guess and, for
+    two atoms, from high-spin atoms with opposite spins, each followed down its internal
+    instabilities; each frame's info says which reference was used (``reference_scf``). ``frozen_core`` freezes core orbitals in correlated methods (standard with
     valence basis sets such as cc-pVTZ). Forces are analytic for HF, DFT, MP2 and CCSD, and
     central finite differences of the energy (step ``fd_step`` Å) for CCSD(T); each frame's
     info says which (``reference_forces``). For two-atom structures the finite difference is
@@ -55,7 +60,8 @@ class PySCF(ReferenceCalculator):
     @property
     def forces_method(self) -> str:
         kind = "DFT" if self.is_dft else self.method
-        return "analytic" if kind in ANALYTIC else f"central finite differences (h = {self.fd_step} Å)"
+        return "analytic" if kind in ANALYTIC else (f"central finite differences (h = {self.fd_step} Å, "
+                                                     "displaced SCFs continued from the central one)")
 
     def settings(self) -> dict:
         import pyscf
@@ -64,7 +70,7 @@ class PySCF(ReferenceCalculator):
                 "basis": self.basis, "charge": self.charge, "spin": self.spin,
                 "frozen_core": self.frozen_core and not self.is_dft and self.method != "HF",
                 "conv_tol": self.conv_tol, "forces": self.forces_method,
-                **({"broken_symmetry": True} if self.broken_symmetry else {})}
+                **({"broken_symmetry": BROKEN_SYMMETRY} if self.broken_symmetry else {})}
 
     def level_of_theory(self) -> str:
         s = self.settings()
@@ -104,7 +110,14 @@ class PySCF(ReferenceCalculator):
         else:
             mf = self._scf(mol, restricted=mol.spin == 0)
             if mol.spin == 0 and self.broken_symmetry:
-                unrestricted = self._scf(mol, restricted=False, guess=mf)
+                candidates = [self._scf(mol, restricted=False, guess=mf)]
+                if mol.natm == 2:  # also from high-spin atoms with opposite spins
+                    try:
+                        candidates.append(self._scf(mol, restricted=False, dm0=_antiparallel_atoms_guess(mol),
+                                                    follow=True))
+                    except RuntimeError:
+                        pass
+                unrestricted = min(candidates, key=lambda c: c.e_tot)
                 if unrestricted.e_tot < mf.e_tot - 1e-8:
                     mf = unrestricted
         diagnostics = {"scf": type(mf).__name__}
@@ -132,7 +145,7 @@ class PySCF(ReferenceCalculator):
             energy += float(post.ccsd_t())
         return mf, post, energy, diagnostics
 
-    def _scf(self, mol, restricted: bool, guess=None, dm0=None):
+    def _scf(self, mol, restricted: bool, guess=None, dm0=None, follow: bool = False):
         """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
         from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix),
         then follows internal instabilities downhill: how spin symmetry breaks at
@@ -152,7 +165,7 @@ class PySCF(ReferenceCalculator):
             mf.kernel(dm0=mf.make_rdm1())
             mf.level_shift, mf.damp = 0, 0
             mf.kernel(dm0=mf.make_rdm1())
-        if not restricted and guess is not None:
+        if not restricted and (guess is not None or follow):
             for _ in range(5):
                 mo, _, stable, _ = mf.stability(return_status=True)
                 if stable:
@@ -205,6 +218,34 @@ class PySCF(ReferenceCalculator):
                 forces[a, k] = -(self._energy(atoms, pos + step, start)
                                  - self._energy(atoms, pos - step, start)) / (2 * h)
         return forces * Hartree
+
+
+def _antiparallel_atoms_guess(mol) -> np.ndarray:
+    """Alpha and beta densities of a two-atom molecule from each atom's high-spin UHF density,
+    the second atom's spins flipped: the broken-symmetry start for a dissociating bond."""
+    from pyscf import gto, scf
+
+    blocks = []
+    for atom in range(2):
+        symbol = mol.atom_symbol(atom)
+        n_electrons = gto.charge(symbol)
+        spin = min(n_electrons, _HIGH_SPIN.get(symbol, n_electrons % 2))
+        single = gto.M(atom=[[symbol, (0.0, 0.0, 0.0)]], basis={symbol: mol._basis[symbol]}, spin=spin,
+                       verbose=0)
+        atomic = scf.UHF(single).run(conv_tol=1e-8, max_cycle=200)
+        blocks.append(atomic.make_rdm1())
+    n = mol.nao_nr()
+    start, stop = [mol.aoslice_by_atom()[a][2:4] for a in range(2)]
+    dm = np.zeros((2, n, n))
+    for (a0, a1), block, flip in ((start, blocks[0], False), (stop, blocks[1], True)):
+        dm[0, a0:a1, a0:a1] = block[1] if flip else block[0]
+        dm[1, a0:a1, a0:a1] = block[0] if flip else block[1]
+    return dm
+
+
+#: 2S of the atoms' ground states (Hund's rule), for the antiparallel-atoms guess
+_HIGH_SPIN = {"H": 1, "Li": 1, "B": 1, "C": 2, "N": 3, "O": 2, "F": 1, "Na": 1, "Al": 1, "Si": 2, "P": 3,
+              "S": 2, "Cl": 1}
 
 
 def _mixed_guess(restricted) -> np.ndarray:
