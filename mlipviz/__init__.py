@@ -17,14 +17,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
+    "errors", "examples", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
 ]
 
 
 def __getattr__(name):
-    """The widgets (``view``, ``Explorer``) load on first use: they need Jupyter packages."""
-    if name in ("view", "Explorer"):
-        from . import widgets
+    """Load on first use: the widgets (``view``, ``Explorer``; they need Jupyter packages) and
+    the bundled ``examples``."""
+    from importlib import import_module
 
-        return getattr(widgets, name)
+    if name in ("view", "Explorer"):
+        return getattr(import_module(f"{__name__}.widgets"), name)
+    if name == "examples":
+        return import_module(f"{__name__}.examples")
     raise AttributeError(f"module 'mlipviz' has no attribute '{name}'")

@@ -47,6 +47,10 @@ VACANCY = {"temperature_K": 1230, "timestep_fs": 1.0, "friction_per_fs": 0.01,
            "equilibration_steps": 200, "sample_every": 50, "snapshots": 10, "neb_images": 7}
 GPAW_VACANCY = {"ecut": 300.0, "kpts": (1, 1, 1), "smearing": 0.05}
 
+GPAW_ENERGY_ZERO = ("GPAW total energies are relative to GPAW's isolated spherical reference atoms, "
+                    "not to VASP's zero (which MPtrj-trained models learned): compare energy "
+                    "differences, forces and stresses, not absolute energies.")
+
 DIATOMICS = {"H2": ("H", 0), "N2": ("N", 0), "O2": ("O", 2), "Si2": ("Si", 2)}  # spin = 2S
 DISTANCES = np.round(np.linspace(0.5, 5.0, 25), 4)
 BASIS = "cc-pVTZ"
@@ -164,7 +168,7 @@ def high_energy_states(out_dir: Path, jobs: int) -> str:
         "What it is not: not the paper's VASP/PBE(+U) data on WBM materials, and not converged to "
         "Materials Project settings (a 400 eV cutoff and coarse k-point grids keep the script "
         "within its time budget); the paper's 20 ps trajectories are here "
-        f"{_md_ps(HIGH_ENERGY):g} ps per material.")
+        f"{_md_ps(HIGH_ENERGY):g} ps per material. {GPAW_ENERGY_ZERO}")
     write("high-energy-states", out_dir, {"pbe": labelled}, description, {"relaxed": mlipviz.read(relaxed)})
     return description
 
@@ -226,7 +230,7 @@ def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not the paper's AIMD/VASP data; the path is the uMLIP's NEB path "
         "evaluated with DFT, not a DFT-relaxed NEB; Γ-only k-sampling and a 300 eV cutoff keep "
-        "the cost down; the MD snapshots need not contain a hop.")
+        f"the cost down; the MD snapshots need not contain a hop. {GPAW_ENERGY_ZERO}")
     relaxed = mlipviz.read([initial, final])
     write("si-vacancy-migration", out_dir, {"pbe": labelled}, description, {"relaxed": relaxed})
     return description
