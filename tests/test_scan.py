@@ -164,3 +164,17 @@ def test_scan_view_slider_and_clicks_move_the_viewer():
         "xs": [0.0], "ys": [0.0], "point_indexes": [6], "trace_indexes": [0]}}
     assert view.viewer.frame == 6
     np.testing.assert_allclose(view.viewer.coordinates(6)[1, 2], result.coordinate[6])
+
+
+def test_labelled_frames_as_reference_are_matched_by_geometry():
+    distances = np.linspace(1.9, 4.0, 8)
+    dimers = []
+    for r in distances[::-1]:  # another order than the scan's: matched by geometry, not position
+        dimer = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, r]])
+        dimer.calc = EMT()
+        dimer.get_forces()
+        dimers.append(dimer)
+    labelled = mlipviz.read(dimers)
+    result = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=labelled, align="none")
+    np.testing.assert_allclose(result.energy("reference"), labelled.energy[::-1])
+    np.testing.assert_allclose(result.energy("reference"), result.energy(result.comparison.models[0]))

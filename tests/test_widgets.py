@@ -244,3 +244,20 @@ def test_register_tab_plugs_into_the_explorer(comparison):
     finally:
         explorer._TABS.clear()
         explorer._TABS.update(saved)
+
+
+def test_explorer_scan_tab_runs_a_scan(comparison):
+    from ase.calculators.emt import EMT
+
+    from mlipviz.widgets.explorer import Run
+    from mlipviz.widgets.scan_view import ScanTab, ScanView
+
+    model = mlipviz.load_model("chgnet", device="cpu")
+    tab = ScanTab(Run(comparison, [model], EMT(), "cpu"))
+    tab.points.value = 5
+    tab.start().join()
+    assert tab.status.value == "done" and isinstance(tab.output.children[0], ScanView)
+    shown = tab.output.children[0].scan
+    assert shown.kind == "eos" and len(shown.coordinate) == 5 and shown.methods == ["chgnet", "reference"]
+    no_reference = ScanTab(Run(comparison, [model], None, "cpu"))
+    assert no_reference.start() is None and "live reference" in no_reference.status.value
