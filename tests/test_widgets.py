@@ -261,3 +261,15 @@ def test_explorer_scan_tab_runs_a_scan(comparison):
     assert shown.kind == "eos" and len(shown.coordinate) == 5 and shown.methods == ["chgnet", "reference"]
     no_reference = ScanTab(Run(comparison, [model], None, "cpu"))
     assert no_reference.start() is None and "live reference" in no_reference.status.value
+
+
+def test_explorer_runs_again_on_other_structures(cu_trajectory):
+    images = [cu_trajectory.to_atoms(i) for i in range(2)]
+    app = Explorer(structures=images)
+    app.model_boxes["chgnet"].value = True
+    app.run().join()
+    assert app.status.value == "done", app.message.value
+    app._object = [cu_trajectory.to_atoms(i) for i in range(2, 5)]  # another structure set, same model
+    app.run().join()
+    assert app.status.value == "done", app.message.value
+    assert len(app.comparison.frames) == 3

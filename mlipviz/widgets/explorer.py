@@ -62,7 +62,7 @@ class Explorer(widgets.VBox):
     ``structures``: an optional Python object for the "object" source (anything
     `mlipviz.read` accepts). ``models``: extra models (`Model` objects or ASE
     calculators) offered next to the registry. Finished model batches are checkpointed in
-    a temporary folder, so a cancelled run resumes where it stopped.
+    a temporary folder (one per structure set), so a cancelled run resumes where it stopped.
     """
 
     def __init__(self, structures=None, models=None):
@@ -245,7 +245,8 @@ class Explorer(widgets.VBox):
             self.status.value = "loading models..."
             models = [load_model(spec, device=self.device.value) for spec in specs]
             comparison = compare(models, self.frames, reference=reference, device=self.device.value,
-                                 progress=False, checkpoint_dir=self._workdir.name, callback=self._progress)
+                                 progress=False, callback=self._progress,
+                                 checkpoint_dir=Path(self._workdir.name) / self.frames.fingerprint()[:16])
             self.result = Run(comparison, models, reference, self.device.value)
             self.status.value = "done"
             self.show_results()
