@@ -308,8 +308,7 @@ def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
     for i in range(len(frames)):
         d = steps[min(i, len(steps) - 1)] + (steps[i - 1] if 0 < i < len(steps) else 0)
         tangents.append((d / np.linalg.norm(d)).ravel())
-    geometries = [frames.to_atoms(i) for i in range(len(frames))] if reference is not None else frames
-    return _evaluate("path", geometries, s, "path_length", models, reference, align, tangents, **kwargs)
+    return _evaluate("path", frames, s, "path_length", models, reference, align, tangents, **kwargs)
 
 
 def barriers(scan: Scan) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Presentation only: values come in, hex colours and HTML come out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,21 +41,19 @@ def _colormap(name: str):
                          "e.g. 'viridis', 'magma', 'RdBu_r'") from exc
 
 
+@lru_cache(maxsize=64)
 def _hex_table(cmap: str, levels: int = LEVELS) -> np.ndarray:
     rgba = _colormap(cmap)(np.linspace(0, 1, levels))
     rgb = np.round(rgba[:, :3] * 255).astype(int)
     return np.array([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb])
 
 
-_TABLES: dict[str, np.ndarray] = {}
 NAN_COLOR = "#bdbdbd"
 
 
 def continuous(values, vmin: float, vmax: float, cmap: str = "viridis", label: str = "") -> AtomColors:
     """Map ``values`` onto ``cmap`` between ``vmin`` and ``vmax``; NaN atoms are grey."""
-    if cmap not in _TABLES:
-        _TABLES[cmap] = _hex_table(cmap)
-    table = _TABLES[cmap]
+    table = _hex_table(cmap)
     values = np.asarray(values, dtype=np.float64)
     span = vmax - vmin if vmax > vmin else 1.0
     level = np.clip(((values - vmin) / span * (len(table) - 1)).round(), 0, len(table) - 1)

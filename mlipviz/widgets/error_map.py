@@ -95,6 +95,7 @@ class ErrorMap(widgets.VBox):
     # -- drawing ---------------------------------------------------------------------
     def _show_model(self):
         self._atoms = self._table()
+        self._softening = self.comparison.softening().loc[self.model]
         self._draw_parity()
         self._draw_curve()
         self._draw_summary()
@@ -139,7 +140,7 @@ class ErrorMap(widgets.VBox):
         self._points = {"frame": frame[order], "atom": atom[order]}
         lo = float(np.nanmin([ref[keep].min(), pred[keep].min()])) if keep.any() else -1.0
         hi = float(np.nanmax([ref[keep].max(), pred[keep].max()])) if keep.any() else 1.0
-        slope = self.comparison.softening().loc[self.model, "slope"]
+        slope = self._softening["slope"]
         scatter = go.Scatter if len(order) <= SVG_POINTS else go.Scattergl
         traces += [
             scatter(x=ref[order], y=pred[order], mode="markers", name=label,
@@ -184,7 +185,7 @@ class ErrorMap(widgets.VBox):
             trace.on_click(self._on_curve_click)
 
     def _draw_summary(self):
-        soft = self.comparison.softening().loc[self.model]
+        soft = self._softening
         rows = [("softening scale s (fit through 0)", f"{soft['slope']:.3f}"),
                 ("R²", f"{soft['r2']:.3f}"), ("force MAE (eV/Å)", f"{soft['mae']:.3f}"),
                 ("cMAE after 1/s (eV/Å)", f"{soft['cmae']:.3f}"),

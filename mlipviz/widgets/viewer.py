@@ -275,12 +275,16 @@ class Viewer(widgets.VBox):
     def _remove_representation(self, name: str):
         self._send("removeRepresentationsByName", "Widget", [name, 0])
 
+    def _remove_component(self, component: str):
+        """Remove one nglview component, keeping nglview's own bookkeeping in step."""
+        index = self.ngl._ngl_component_ids.index(component)
+        self.ngl._ngl_component_ids.pop(index)
+        self.ngl._ngl_component_names.pop(index)
+        self._send("removeComponent", "Stage", [index])
+
     def _draw_arrows(self):
         for component in reversed(self._extra_components):
-            index = self.ngl._ngl_component_ids.index(component)
-            self.ngl._ngl_component_ids.remove(component)
-            self.ngl._ngl_component_names.pop(index)
-            self._send("removeComponent", "Stage", [index])
+            self._remove_component(component)
         self._extra_components = []
         self._update_legend()
         if not self._arrows:
@@ -311,10 +315,8 @@ class Viewer(widgets.VBox):
     def _redraw_structure(self):
         """Swap in frame ``self.frame`` as a new structure (atoms or cell differ between frames)."""
         ngl = self.ngl
-        while ngl._ngl_component_ids:
-            ngl._ngl_component_ids.pop()
-            ngl._ngl_component_names.pop()
-            self._send("removeComponent", "Stage", [len(ngl._ngl_component_ids)])
+        for component in reversed(list(ngl._ngl_component_ids)):
+            self._remove_component(component)
         self._extra_components = []
         self._send("loadFile", "Stage", [{"type": "blob", "data": self.structure_string(self.frame),
                                           "binary": False}], ext="pdb", defaultRepresentation=False)
