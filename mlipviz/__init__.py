@@ -1,10 +1,10 @@
 """mlipviz: find out where and why universal machine-learning interatomic potentials fail.
 
 Layers, one way: ``frames``/``io`` (structures) -> ``models`` (uMLIPs) -> ``analysis``
-(errors, softening, rare events) -> widgets.
+(errors, softening, rare events, scans, latent space) -> widgets.
 """
 
-from . import errors, reference
+from . import errors, latent, reference
 from .analysis import scan
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
 from .analysis.stability import md_stability
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "examples", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
+    "errors", "examples", "latent", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
 ]
 
 

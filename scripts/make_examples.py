@@ -52,6 +52,7 @@ GPAW_ENERGY_ZERO = ("GPAW total energies are relative to GPAW's isolated spheric
                     "differences, forces and stresses, not absolute energies.")
 
 DIATOMICS = {"H2": ("H", 0), "N2": ("N", 0), "O2": ("O", 2), "Si2": ("Si", 2)}  # spin = 2S
+ATOM_SPIN = {"H": 1, "N": 3, "O": 2, "Si": 2}  # ground-state atoms (Hund's rule), the dissociation limits
 DISTANCES = np.round(np.linspace(0.5, 5.0, 25), 4)
 BASIS = "cc-pVTZ"
 
@@ -164,6 +165,10 @@ def high_energy_states(out_dir: Path, jobs: int) -> str:
         f"k-point grids per material {grids}. Energies are GPAW free energies, forces in eV/Å, "
         "stress in eV/Å³ (ASE sign).\n"
         f"Part 'relaxed': the {UMLIP}-relaxed starting structures (no DFT labels).\n"
+        "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
+        f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
+        "means the curve reaches the right limit; a positive offset is the error of a single "
+        "determinant there (e.g. triplet O2 dissociating into an Ms = 1 and an Ms = 0 atom).\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not the paper's VASP/PBE(+U) data on WBM materials, and not converged to "
         "Materials Project settings (a 400 eV cutoff and coarse k-point grids keep the script "
@@ -227,6 +232,10 @@ def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
         f"Labels: {ref.level_of_theory()}; settings {json.dumps(ref.settings())}. GPAW PBE barrier "
         f"along the {UMLIP} NEB path: {barrier:.3f} eV (highest image minus the first).\n"
         "Part 'relaxed': the relaxed initial and final vacancy structures (no DFT labels).\n"
+        "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
+        f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
+        "means the curve reaches the right limit; a positive offset is the error of a single "
+        "determinant there (e.g. triplet O2 dissociating into an Ms = 1 and an Ms = 0 atom).\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not the paper's AIMD/VASP data; the path is the uMLIP's NEB path "
         "evaluated with DFT, not a DFT-relaxed NEB; Γ-only k-sampling and a 300 eV cutoff keep "
@@ -252,19 +261,25 @@ def diatomics(out_dir: Path, jobs: int) -> str:
             dimer.info.update(molecule=name, distance=float(r), spin=spin)
             structures.append(dimer)
     frames = mlipviz.read(structures, min_distance=0.4)
-    levels, dropped, refs = {}, {}, {}
+    levels, dropped, refs, limits = {}, {}, {}, {}
     for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
         parts = []
-        for name, (_, spin) in DIATOMICS.items():
-            # singlets may break spin symmetry where the restricted solution is unstable; not for
+        for name, (element, spin) in DIATOMICS.items():
+            # the lowest SCF solution (spins localise on the atoms at stretched bonds); not for
             # CCSD(T) of two electrons, exact (full CI in the basis) from the restricted reference
             exact = method == "CCSD(T)" and name == "H2"
-            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin,
-                                          broken_symmetry=spin == 0 and not exact)
+            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin, broken_symmetry=not exact)
             refs[level] = ref
             subset = frames[[i for i, d in enumerate(frames.info) if d["molecule"] == name]]
             log(f"diatomics: {name}, {len(subset)} points, {ref.level_of_theory()}")
             parts.append(ref.evaluate(subset, n_jobs=jobs, on_error="nan"))
+            atom = mlipviz.read(Atoms(element))
+            atom_energy = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=ATOM_SPIN[element]) \
+                .evaluate(atom, n_jobs=1, progress=False).energy[0]
+            last = np.flatnonzero(np.isfinite(parts[-1].energy))[-1]
+            limits.setdefault(level, {})[name] = {
+                "distance": subset.info[last]["distance"],
+                "minus_two_atoms_eV": round(float(parts[-1].energy[last] - 2 * atom_energy), 4)}
         labelled = mlipviz.Frames.concatenate(parts)
         levels[level] = labelled
         dropped[level] = [i for i, d in enumerate(labelled.info) if "reference_error" in d]
@@ -280,11 +295,12 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     description = (
         "diatomics: homonuclear dimer curves, made by mlipviz's scripts/make_examples.py.\n"
         f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
-        "(H2 and N2 singlets, O2 and Si2 triplet ground states); unrestricted references for "
-        "triplets; for singlets restricted, unless the restricted solution is unstable (stretched "
-        "bonds), then the lower spin-symmetry-broken unrestricted one (info 'reference_scf'); "
-        "except H2 at CCSD(T), always from the restricted reference: with two electrons CCSD is "
-        "exact (full CI in the basis) from any reference, and (T) vanishes.\n"
+        "(H2 and N2 singlets, O2 and Si2 triplet ground states). SCF references: the lowest "
+        f"solution found ({mlipviz.reference.pyscf_calc.BROKEN_SYMMETRY}): restricted for singlets "
+        "near equilibrium, unrestricted with spins localised on the atoms at stretched bonds (info "
+        "'reference_scf', spin contamination in 'reference_s2'); except H2 at CCSD(T), always from "
+        "the restricted reference: with two electrons CCSD is exact (full CI in the basis) from any "
+        "reference, and (T) vanishes.\n"
         f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
         f"molecule kept: {counts}.\n"
         f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "
@@ -294,10 +310,14 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         f"CCSD(T) points with T1 diagnostic > 0.02 (multireference character, single-reference "
         f"CCSD(T) unreliable): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
         "info 'reference_t1_diagnostic'.\n"
+        "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
+        f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
+        "means the curve reaches the right limit; a positive offset is the error of a single "
+        "determinant there (e.g. triplet O2 dissociating into an Ms = 1 and an Ms = 0 atom).\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not complete-basis-set limit values, not multireference (MRCI) curves; "
-        "where singlets break spin symmetry (stretched N2 and H2) the curves are spin-contaminated "
-        "single-reference results, and points beyond the T1 threshold are qualitative only.")
+        "stretched-bond points are spin-contaminated single-reference results, and points beyond "
+        "the T1 threshold are qualitative only.")
     write("diatomics", out_dir, levels, description)
     return description
 

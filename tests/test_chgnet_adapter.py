@@ -162,3 +162,26 @@ def test_bare_weights_path(model, frames, prediction):
     assert bare.meta["version"] == "0.3.0"
     pred = bare.predict(frames[:2], progress=False)
     np.testing.assert_allclose(pred.energy, prediction.energy[:2], rtol=0, atol=TOL_E)
+
+
+def test_embeddings_equal_chgnet_atom_fea_and_layer_choice(model, frames, prediction):
+    """Default embeddings are chgnet's own ``return_atom_feas`` output (a separate pass through
+    ``CHGNet.predict_structure``); another block changes the features, not the predictions."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    emb = model.predict(frames, batch_size=3, return_embeddings=True, progress=False).embeddings
+    for i in range(len(frames)):
+        structure = AseAtomsAdaptor.get_structure(frames.to_atoms(i))
+        own = model.net.predict_structure(structure, task="e", return_atom_feas=True)["atom_fea"]
+        np.testing.assert_allclose(emb[frames.atoms_of(i)], own, rtol=0, atol=1e-4)
+    assert model.embedding_layers == 4
+    try:
+        first = model.use_embedding_layer(1).predict(frames, batch_size=3, return_embeddings=True,
+                                                     progress=False)
+        assert "block 1 of 4" in model.embedding_layer
+    finally:
+        model.use_embedding_layer(None)
+    assert first.embeddings.shape == emb.shape and not np.allclose(first.embeddings, emb)
+    np.testing.assert_allclose(first.forces, prediction.forces, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="embedding_layer=0"):
+        model.use_embedding_layer(0)

@@ -211,3 +211,20 @@ def test_models_dir_lookup(no_weights, small_model_path):
     assert model.meta["weights"] == str(models / "mace-mp-0-medium.model")
     assert model.meta["training_data"] == registry.get_card("mace-mp-0").training_data
     assert model.elements == frozenset(ELEMENTS)
+
+
+def test_embedding_layer_choice_equals_mace_descriptors(small_model_path, calc64, frames):
+    """``embedding_layer=k``: the scalar channels of interaction layer k alone, the last block
+    of MACE's own ``get_descriptors(num_layers=k)``; energies and forces unchanged."""
+    first = mlipviz.load_model(small_model_path, device="cpu", dtype="float64", embedding_layer=1)
+    assert first.embedding_layers == 2 and first.embedding_width == 8 and "layer 1 of 2" in first.embedding_layer
+    emb = first.predict(frames, batch_size=3, return_embeddings=True, progress=False).embeddings
+    for i in range(len(frames)):
+        ref = calc64.get_descriptors(frames.to_atoms(i), invariants_only=True, num_layers=1)
+        np.testing.assert_allclose(emb[frames.atoms_of(i)], ref[:, -8:], rtol=0, atol=1e-10)
+    second = first.use_embedding_layer(2).predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    full = first.use_embedding_layer(None).predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    np.testing.assert_array_equal(second.embeddings, full.embeddings[:, 8:])
+    np.testing.assert_array_equal(second.forces, full.forces)
+    with pytest.raises(mlipviz.errors.InputError, match="embedding_layer=3.*1 to 2"):
+        first.use_embedding_layer(3)

@@ -149,3 +149,22 @@ def test_offline_without_weights_fails_fast(tmp_path, monkeypatch):
     message = str(info.value)
     assert "m3gnet" in message and str(empty) in message and "no-cache" in message
     assert "huggingface.co" in message
+
+
+def test_embedding_layers_equal_matgl_feature_dict(model, frames):
+    """Each block's embeddings equal the node features matgl's own calculator leaves in
+    ``M3GNet.feature_dict`` after a separate single-structure pass."""
+    calc = model.calculator()
+    assert model.embedding_layers == 3
+    try:
+        for block in (1, 3):
+            emb = model.use_embedding_layer(block).predict(frames, batch_size=3, return_embeddings=True,
+                                                           progress=False).embeddings
+            assert f"block {block} of 3" in model.embedding_layer
+            for i in (0, len(frames) - 1):
+                calc.get_potential_energy(frames.to_atoms(i))
+                own = model.net.feature_dict[f"gc_{block}"]["node_feat"].detach().numpy()
+                np.testing.assert_allclose(emb[frames.atoms_of(i)], own, rtol=0, atol=1e-4)
+    finally:
+        model.net.feature_dict = {}
+        model.use_embedding_layer(None)

@@ -229,3 +229,37 @@ def test_ccsd_t_finite_differences_stay_on_one_branch(cache):
     labelled = ref.evaluate(frames, n_jobs=1, progress=False)
     slope = (labelled.energy[2] - labelled.energy[0]) / 0.02
     assert labelled.forces[3, 2] == pytest.approx(-slope, abs=0.02)
+
+
+def test_broken_symmetry_localises_triplet_o2_spins_on_the_atoms(cache):
+    """Stretched triplet O2: the simple UHF keeps delocalised orbitals; the broken-symmetry
+    search finds the lower solution of an Ms = 1 atom and an open-shell Ms = 0 atom (one
+    alpha p electron moved to beta), whose energy is the sum of the two atoms' UHF energies,
+    computed independently."""
+    from ase import Atoms
+    from pyscf import gto, scf
+
+    triplet = scf.UHF(gto.M(atom="O 0 0 0", basis="6-31G", spin=2, verbose=0)).run(conv_tol=1e-10)
+    # the open-shell Ms = 0 atom: the triplet's alpha orbitals, one singly occupied p orbital
+    # (the one least in the beta space) holding a beta electron instead; kept there by MOM
+    occupied = np.flatnonzero(triplet.mo_occ[0] > 0)
+    beta = triplet.mo_coeff[1][:, triplet.mo_occ[1] > 0]
+    in_beta = np.linalg.norm(beta.T @ triplet.get_ovlp() @ triplet.mo_coeff[0][:, occupied], axis=0)
+    single = occupied[np.argmin(in_beta)]
+    occupation = np.zeros((2, len(triplet.mo_occ[0])))
+    occupation[0, occupied], occupation[0, single] = 1, 0
+    occupation[1, occupied[in_beta > 0.5]], occupation[1, single] = 1, 1
+    orbitals = np.array([triplet.mo_coeff[0]] * 2)
+    open_shell = scf.addons.mom_occ(scf.UHF(gto.M(atom="O 0 0 0", basis="6-31G", spin=0, verbose=0)),
+                                    orbitals, occupation)
+    open_shell.run(dm0=open_shell.make_rdm1(orbitals, occupation), conv_tol=1e-10)
+    atoms_sum = (triplet.e_tot + open_shell.e_tot) * Hartree
+
+    o2 = mlipviz.read(Atoms("O2", positions=[[0, 0, 0], [0, 0, 6.0]]))
+    simple = mlipviz.reference.PySCF(method="HF", basis="6-31G", spin=2, cache_dir=cache)
+    broken = mlipviz.reference.PySCF(method="HF", basis="6-31G", spin=2, broken_symmetry=True, cache_dir=cache)
+    e_simple = simple.evaluate(o2, n_jobs=1, progress=False).energy[0]
+    e_broken = broken.evaluate(o2, n_jobs=1, progress=False).energy[0]
+    assert open_shell.spin_square()[0] == pytest.approx(1.0, abs=1e-3)  # the open-shell Ms = 0 atom
+    assert e_broken == pytest.approx(atoms_sum, abs=2e-3)
+    assert e_broken < e_simple - 0.1

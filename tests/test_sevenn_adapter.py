@@ -122,3 +122,27 @@ def test_unsupported_element_names_frame_and_atom(model, mixed_structures):
 def test_float64_is_refused():
     with pytest.raises(ValueError, match="float32 only"):
         mlipviz.load_model("sevennet-0", device="cpu", dtype="float64")
+
+
+def test_embedding_layer_choice_equals_sevennet_calculator_features(model, calc, frames):
+    """Block k's scalar channels equal those captured from SevenNet's own calculator (its own
+    model instance) at the same module, one structure at a time."""
+    import sevenn._keys as KEY
+
+    assert model.embedding_layers == 5
+    try:
+        emb = model.use_embedding_layer(2).predict(frames, batch_size=3, return_embeddings=True,
+                                                   progress=False).embeddings
+        module, index, description = model._embedding_module, model._scalar_index, model.embedding_layer
+    finally:
+        model.use_embedding_layer(None)
+    assert emb.shape[1] == len(index) and "block 2 of 5" in description
+    captured = []
+    hook = calc.model._modules[module].register_forward_hook(
+        lambda mod, inputs, output: captured.append(output[KEY.NODE_FEATURE].detach()))
+    try:
+        for i in range(len(frames)):
+            calc.get_potential_energy(frames.to_atoms(i))
+            np.testing.assert_allclose(emb[frames.atoms_of(i)], captured[-1][:, index].numpy(), rtol=0, atol=1e-4)
+    finally:
+        hook.remove()

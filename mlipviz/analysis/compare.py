@@ -22,7 +22,7 @@ FORMAT_VERSION = 1
 
 def compare(models, frames, reference=None, batch_size: int | None = None, progress: bool = True,
             device: str = "auto", checkpoint_dir: str | Path | None = None,
-            angle_min_force: float = ANGLE_MIN_FORCE, callback=None) -> "Comparison":
+            angle_min_force: float = ANGLE_MIN_FORCE, callback=None, embeddings: bool = False) -> "Comparison":
     """Evaluate one or more models and a reference on the same frames.
 
     ``models``: a `Model`, a registry name, a weights path, an ASE calculator, or a list
@@ -31,7 +31,9 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     the same frames. ``checkpoint_dir`` keeps each model's finished batches on disk so an
     interrupted comparison resumes. ``callback(name, done, total)`` runs after each batch
     of the reference (name ``"reference"``) and of each model; an exception it raises
-    stops the comparison (finished batches stay in ``checkpoint_dir``).
+    stops the comparison (finished batches stay in ``checkpoint_dir``). ``embeddings=True``
+    keeps each model's per-atom embeddings from the same forward pass (models that have
+    none, such as plain ASE calculators, keep None), for `mlipviz.latent`.
     """
     from ..models import load_model
 
@@ -56,7 +58,8 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     for model in loaded:
         name = _unique(model.name, predictions)
         predictions[name] = model.predict(frames, batch_size=batch_size, progress=progress,
-                                          checkpoint=checkpoint(name), callback=_named(callback, name))
+                                          checkpoint=checkpoint(name), callback=_named(callback, name),
+                                          return_embeddings=embeddings and model.embedding_layer is not None)
     return Comparison(frames, predictions, ref, angle_min_force=angle_min_force)
 
 

@@ -59,13 +59,22 @@ def _detect_backend(path: Path) -> str:
         f"{sorted(_PIP_NAMES)}")
 
 
-def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None) -> Model:
+def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None,
+               embedding_layer: int | None = None) -> Model:
     """A `Model` from a registry name, a weights path, an ASE ``Calculator`` or a `Model`.
 
     Names: see `available_models`. ``device="auto"`` uses CUDA when present;
     ``model.device`` tells. ``dtype`` is ``"float32"`` or ``"float64"`` where the
     backend supports it. ``backend`` forces the package that reads a weights path.
+    ``embedding_layer``: the interaction block whose per-atom features
+    ``predict(return_embeddings=True)`` returns (1 to ``model.embedding_layers``; default:
+    the adapter's documented layer, ``model.embedding_layer`` describes it).
     """
+    model = _load(spec, device, dtype, backend)
+    return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
+
+
+def _load(spec, device: str, dtype: str, backend: str | None) -> Model:
     if isinstance(spec, Model):
         return spec
     if callable(getattr(spec, "as_model", None)):  # e.g. mlipviz.reference calculators

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..errors import CheckpointMismatchError, MlipvizError, UnsupportedElementError
+from ..errors import CheckpointMismatchError, InputError, MlipvizError, UnsupportedElementError
 from ..frames import Frames
 
 PER_FRAME = ("energy", "stress")
@@ -84,8 +84,8 @@ class Model:
     Attributes: ``name``, ``device`` ("cpu"/"cuda"), ``dtype`` ("float32"/"float64"),
     ``cutoff`` (Å), ``elements`` (atomic numbers it covers, or None for any),
     ``embedding_layer`` and ``embedding_width`` (what `predict(return_embeddings=True)`
-    returns), ``meta``
-    (version, weights path, training data).
+    returns; ``embedding_layers`` interaction blocks to choose from with
+    `use_embedding_layer`), ``meta`` (version, weights path, training data).
     """
 
     name: str = "model"
@@ -95,6 +95,7 @@ class Model:
     elements: frozenset[int] | None = None
     embedding_layer: str | None = None
     embedding_width: int | None = None
+    embedding_layers: int = 0
     has_stress: bool = True
     has_energies: bool = False
     #: atoms per forward pass when ``batch_size`` is not given.
@@ -111,6 +112,22 @@ class Model:
     def calculator(self):
         """The model's own ASE calculator, using the same weights."""
         raise NotImplementedError
+
+    def _choose_embedding_layer(self, layer: int | None) -> None:
+        """Extract embeddings after interaction block ``layer`` (None: the default); set
+        ``embedding_layer`` and ``embedding_width`` to say what they are."""
+        raise NotImplementedError
+
+    def use_embedding_layer(self, layer: int | None) -> "Model":
+        """Return embeddings from interaction block ``layer`` (1 to ``embedding_layers``) from
+        now on; None restores the default layer. Returns the model."""
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))
+                                  or not 1 <= layer <= self.embedding_layers):
+            choice = (f"interaction blocks 1 to {self.embedding_layers}" if self.embedding_layers
+                      else "no choice of embedding layer")
+            raise InputError(f"embedding_layer={layer!r}: model {self.name} has {choice}")
+        self._choose_embedding_layer(None if layer is None else int(layer))
+        return self
 
     # -- public ---------------------------------------------------------------
     def predict(self, frames, batch_size: int | None = None, return_embeddings: bool = False,
@@ -229,7 +246,8 @@ class _Checkpoint:
     def __init__(self, path, frames: Frames, model: Model, embeddings: bool):
         self.path = Path(path)
         self.key = {"frames": frames.fingerprint(), "model": model.name,
-                    "weights": str(model.meta.get("weights", "")), "embeddings": bool(embeddings)}
+                    "weights": str(model.meta.get("weights", "")),
+                    "embeddings": model.embedding_layer if embeddings else False}
 
     def load(self) -> dict[int, Prediction]:
         import h5py

@@ -110,8 +110,9 @@ class CHGNetModel(Model):
     ``elements``: atomic numbers 1..N where N is the number of rows of the atom
     embedding table (``atom_embedding.embedding.num_embeddings``, 94 for the
     pretrained models); CHGNet indexes that table by Z-1. ``embedding_layer``:
-    ``atom_fea``, the 64-wide atom features after the third interaction block,
-    i.e. the input of the last atom convolution (chgnet's ``return_atom_feas``).
+    ``atom_fea``, the 64-wide atom features after the third of four interaction
+    blocks, i.e. the input of the last atom convolution (chgnet's
+    ``return_atom_feas``); ``use_embedding_layer(k)`` takes those after block k.
     ``energies``: CHGNet site energies (readout MLP per atom + the composition
     model's per-element reference), which sum to the total energy.
     """
@@ -138,10 +139,8 @@ class CHGNetModel(Model):
         self.cutoff = float(conv.atom_graph_cutoff)
         n_types = net.atom_embedding.embedding.num_embeddings
         self.elements = frozenset(range(1, n_types + 1))
-        self.embedding_width = int(net.atom_fea_dim)
-        self.embedding_layer = (f"CHGNet atom_fea: atom features after interaction block "
-                                f"{net.n_conv - 1} of {net.n_conv}, input of the last atom "
-                                f"convolution (width {net.atom_fea_dim})")
+        self.embedding_layers = int(net.n_conv)
+        self._choose_embedding_layer(None)
         weights_path = Path(weights) if weights is not None else (package_weights(card) or [None])[0]
         self.name = card.name if card is not None else _stem(Path(weights))
         comp = net.model_args.get("composition_model")
@@ -260,6 +259,15 @@ class CHGNetModel(Model):
         return np.diag(span + 2 * self.cutoff + 10.0)
 
     # -- evaluation -----------------------------------------------------------
+    def _choose_embedding_layer(self, layer: int | None) -> None:
+        net = self.net
+        self._embedding_block = net.n_conv - 1 if layer is None else layer
+        self.embedding_width = int(net.atom_fea_dim)
+        what = (f"atom_fea: atom features after interaction block {net.n_conv - 1} of {net.n_conv}, "
+                "input of the last atom convolution" if layer is None
+                else f"atom features after interaction block {layer} of {net.n_conv}")
+        self.embedding_layer = f"CHGNet {what} (width {net.atom_fea_dim})"
+
     def _evaluate(self, frames, return_embeddings: bool) -> dict:
         from ase import units
 
@@ -365,10 +373,18 @@ class CHGNetModel(Model):
         numbers = torch.as_tensor(np.concatenate([g["numbers"] for g in graphs]), dtype=torch.long,
                                   device=self.device)
         n_atoms = torch.as_tensor([len(g["numbers"]) for g in graphs], device=self.device)
+        captured = []
+        hook = (net.atom_conv_layers[self._embedding_block - 1].register_forward_hook(
+            lambda module, inputs, output: captured.append(output)) if return_embeddings else None)
+        try:
+            with torch.enable_grad():
+                batch, positions, strains = self._batched_graph(graphs)
+                out = net._compute(batch, compute_force=False, compute_stress=False,
+                                   return_site_energies=net.mlp_first)
+        finally:
+            if hook is not None:
+                hook.remove()
         with torch.enable_grad():
-            batch, positions, strains = self._batched_graph(graphs)
-            out = net._compute(batch, compute_force=False, compute_stress=False,
-                               return_site_energies=net.mlp_first, return_atom_feas=return_embeddings)
             if net.mlp_first:  # energy = sum of site energies (all pretrained CHGNets)
                 site = torch.cat(list(out["site_energies"]))
                 total = site.sum()
@@ -394,5 +410,5 @@ class CHGNetModel(Model):
             site = site.detach()
             if comp is not None:
                 site = site + comp.fc.weight.detach()[0, numbers - 1]
-        feas = torch.cat(list(out["atom_fea"])).detach() if return_embeddings else None
+        feas = captured[0].detach() if return_embeddings else None
         return energy, forces.detach(), stress.detach(), site, feas

@@ -137,15 +137,8 @@ class MACEModel(Model):
         irreps_out = o3.Irreps(str(net.products[0].linear.irreps_out))
         self._l_max = irreps_out.lmax
         self._num_inv = irreps_out.dim // (self._l_max + 1) ** 2
-        per_layer = [irreps_out.dim] * self._num_layers
-        per_layer[-1] = self._num_inv
-        self._to_keep = int(np.sum(per_layer))
-        width = self._num_inv * self._num_layers
-        self.embedding_layer = (
-            f"MACE invariant node descriptors (get_descriptors, invariants_only=True): scalar "
-            f"channels of all {self._num_layers} interaction layers concatenated, "
-            f"{self._num_layers}x{self._num_inv} = {width} wide")
-        self.embedding_width = width
+        self.embedding_layers = self._num_layers
+        self._choose_embedding_layer(None)
 
         self.meta = {
             "backend": "mace", "version": card.version if card is not None else None,
@@ -156,6 +149,21 @@ class MACEModel(Model):
             "model_class": type(net).__name__, "r_max": self.cutoff,
             "num_interactions": self._num_layers, "head": head,
         }
+
+    def _choose_embedding_layer(self, layer: int | None) -> None:
+        """Default: the scalar channels of all interaction layers, concatenated (MACE's
+        ``get_descriptors(invariants_only=True)``); ``layer`` k: those of layer k alone."""
+        n, width = self._num_layers, self._num_inv
+        if layer is None:
+            self._embedding_columns = slice(0, n * width)
+            self.embedding_layer = (
+                f"MACE invariant node descriptors (get_descriptors, invariants_only=True): scalar "
+                f"channels of all {n} interaction layers concatenated, {n}x{width} = {n * width} wide")
+        else:
+            self._embedding_columns = slice((layer - 1) * width, layer * width)
+            self.embedding_layer = (f"MACE invariant node descriptors of interaction layer {layer} of "
+                                    f"{n} (its {width} scalar channels)")
+        self.embedding_width = self._embedding_columns.stop - self._embedding_columns.start
 
     # -- evaluation -----------------------------------------------------------
     def _batch(self, frames: Frames):
@@ -194,7 +202,7 @@ class MACEModel(Model):
         if return_embeddings:
             inv = extract_invariant(out["node_feats"], num_layers=self._num_layers,
                                     num_features=self._num_inv, l_max=self._l_max)
-            result["embeddings"] = inv[:, :self._to_keep].detach().cpu().numpy()
+            result["embeddings"] = inv[:, self._embedding_columns].detach().cpu().numpy()
         return result
 
     def calculator(self):

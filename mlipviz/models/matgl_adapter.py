@@ -93,7 +93,8 @@ class MatGLModel(Model):
     element list the node-embedding table is built on (89 elements for the
     pretrained M3GNets: H-Pu without Po, At, Rn, Fr, Ra). ``embedding_layer``:
     node features after the last M3GNet graph block (``feature_dict["gc_<n>"]
-    ["node_feat"]``, the readout's input), width ``dim_node_embedding`` (64).
+    ["node_feat"]``, the readout's input), width ``dim_node_embedding`` (64);
+    ``use_embedding_layer(k)`` takes those after block k (``gc_<k>``).
     ``energies``: the per-atom readout of extensive models,
     ``data_std * readout_i + data_mean / n_atoms + element_ref(Z_i)``, which sums
     to the total energy; None for intensive models or with the ZBL term.
@@ -127,11 +128,9 @@ class MatGLModel(Model):
         n_blocks = getattr(net, "n_blocks", None)
         width = getattr(getattr(net, "embedding", None), "dim_node_embedding", None)
         self._node_width = int(width) if is_m3gnet and width else None
-        self._embedding_key = f"gc_{n_blocks}" if is_m3gnet and n_blocks else None
-        self.embedding_width = self._node_width
-        self.embedding_layer = (f"M3GNet node_feat after graph block {n_blocks} of {n_blocks} "
-                                f"(readout input, width {self._node_width})"
-                                if self._embedding_key else None)
+        self.embedding_layers = int(n_blocks) if is_m3gnet and n_blocks else 0
+        if self.embedding_layers:
+            self._choose_embedding_layer(None)
         self.has_energies = (is_m3gnet and not net.is_intensive
                              and not getattr(potential, "calc_repuls", False))
         self.name = card.name if card is not None else Path(folder).name
@@ -149,6 +148,14 @@ class MatGLModel(Model):
             "threebody_cutoff": float(getattr(net, "threebody_cutoff", float("nan"))),
             "embedding_width": self._node_width,
         }
+
+    def _choose_embedding_layer(self, layer: int | None) -> None:
+        n = self.embedding_layers
+        block = n if layer is None else layer
+        self._embedding_key = f"gc_{block}"
+        self.embedding_width = self._node_width
+        readout = "readout input, " if block == n else ""
+        self.embedding_layer = f"M3GNet node_feat after graph block {block} of {n} ({readout}width {self._node_width})"
 
     def calculator(self):
         """matgl's ``PESCalculator`` on the same potential, stress in eV/Å^3 (ASE convention)."""

@@ -114,16 +114,9 @@ class SevenNetModel(Model):
         gates = [name for name in net._modules if name.endswith("_equivariant_gate")]
         if not gates:
             raise ModelNotAvailableError(f"SevenNet checkpoint {weights}: no interaction block found")
-        self._embedding_module = max(gates, key=lambda n: int(n.split("_")[0]))
-        irreps = net._modules[self._embedding_module].gate.irreps_out
-        # scalar (0e) channels of the block's output; SevenNet-0's last block has only those
-        self._scalar_index = torch.tensor(
-            [i for (mul, ir), sl in zip(irreps, irreps.slices()) if ir.l == 0
-             for i in range(sl.start, sl.stop)], dtype=torch.long)
-        self.embedding_width = len(self._scalar_index)
-        self.embedding_layer = (
-            f"SevenNet node features after the last interaction block "
-            f"('{self._embedding_module}', output {irreps}): {self.embedding_width} scalar channels")
+        self._gates = sorted(gates, key=lambda n: int(n.split("_")[0]))
+        self.embedding_layers = len(self._gates)
+        self._choose_embedding_layer(None)
 
         self.meta = {
             "backend": "sevenn", "version": card.version if card is not None else None,
@@ -134,6 +127,21 @@ class SevenNetModel(Model):
             "trained_with_sevenn": config.get("version"), "cutoff": self.cutoff,
             "num_interactions": len(gates),
         }
+
+    def _choose_embedding_layer(self, layer: int | None) -> None:
+        """The scalar (0e) channels of an interaction block's output; default the last block's
+        (SevenNet-0's last block outputs only those)."""
+        block = self.embedding_layers if layer is None else layer
+        self._embedding_module = self._gates[block - 1]
+        irreps = self.net._modules[self._embedding_module].gate.irreps_out
+        self._scalar_index = torch.tensor(
+            [i for (mul, ir), sl in zip(irreps, irreps.slices()) if ir.l == 0
+             for i in range(sl.start, sl.stop)], dtype=torch.long)
+        self.embedding_width = len(self._scalar_index)
+        which = "the last interaction block" if block == self.embedding_layers else \
+            f"interaction block {block} of {self.embedding_layers}"
+        self.embedding_layer = (f"SevenNet node features after {which} ('{self._embedding_module}', "
+                                f"output {irreps}): {self.embedding_width} scalar channels")
 
     def _batch(self, frames: Frames):
         import sevenn._keys as KEY

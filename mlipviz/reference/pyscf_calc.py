@@ -17,7 +17,8 @@ WAVEFUNCTION_METHODS = ("HF", "MP2", "CCSD", "CCSD(T)")
 ANALYTIC = ("HF", "MP2", "CCSD", "DFT")
 
 
-BROKEN_SYMMETRY = "lowest UHF from guess=mix and antiparallel atoms, stability following"
+BROKEN_SYMMETRY = ("lowest UHF from guess=mix (closed shells), the default guess (open shells) and, for "
+                   "two atoms, atom-localised spins; each followed down its internal instabilities")
 
 
 class PySCF(ReferenceCalculator):
@@ -26,15 +27,20 @@ class PySCF(ReferenceCalculator):
     ``method``: "HF", "MP2", "CCSD", "CCSD(T)", or a DFT functional PySCF knows
     ("PBE", "B3LYP", ...). Restricted for closed shells (``spin`` = 2S = 0), unrestricted
     otherwise; ``spin`` defaults to ``atoms.info["spin"]``, else 0 or 1 from the electron
-    count. ``broken_symmetry=True`` lets closed shells fall to an unrestricted
-    (spin-symmetry-broken) solution when the restricted one is unstable, as at stretched
-    bonds: the lowest of the UHF solutions reached from the mixed HOMO/LUMO guess and, for
-    two atoms, from high-spin atoms with opposite spins, each followed down its internal
-    instabilities; each frame's info says which reference was used (``reference_scf``). ``frozen_core`` freezes core orbitals in correlated methods (standard with
-    valence basis sets such as cc-pVTZ). Forces are analytic for HF, DFT, MP2 and CCSD, and
-    central finite differences of the energy (step ``fd_step`` Å) for CCSD(T); each frame's
-    info says which (``reference_forces``). For two-atom structures the finite difference is
-    taken along the bond only (two energies; the force is along the bond by symmetry).
+    count. ``broken_symmetry=True`` searches for the lowest SCF solution where the simple one
+    is unstable, as at stretched bonds: closed shells may fall to an unrestricted
+    (spin-symmetry-broken) solution, open shells to one with spins localised on the atoms.
+    Candidates: the mixed HOMO/LUMO guess (closed shells), the default guess (open shells)
+    and, for two atoms, atoms with their ground-state spins (the second atom's spin set so
+    the total is ``spin``, flipped if needed), each followed down its internal instabilities;
+    each frame's info says which reference was used (``reference_scf``). ``frozen_core``
+    freezes core orbitals in correlated methods (standard with valence basis sets such as
+    cc-pVTZ). Forces are analytic for HF, DFT, MP2 and CCSD, and central finite differences
+    of the energy (step ``fd_step`` Å) for CCSD(T), each displaced calculation continued
+    from the central one (SCF density and CCSD amplitudes) so that it stays on the same
+    solution; each frame's info says which (``reference_forces``). For two-atom structures
+    the finite difference is taken along the bond only (two energies; the force is along
+    the bond by symmetry).
     """
 
     code = "PySCF"
@@ -61,7 +67,7 @@ class PySCF(ReferenceCalculator):
     def forces_method(self) -> str:
         kind = "DFT" if self.is_dft else self.method
         return "analytic" if kind in ANALYTIC else (f"central finite differences (h = {self.fd_step} Å, "
-                                                     "displaced SCFs continued from the central one)")
+                                                     "displaced SCF and CCSD continued from the central one)")
 
     def settings(self) -> dict:
         import pyscf
@@ -99,27 +105,17 @@ class PySCF(ReferenceCalculator):
     def _solve(self, mol, start=None):
         """Converged method object and energy (Hartree) for ``mol``; also spin contamination.
 
-        ``start``: a converged SCF of a nearby geometry to continue from (same kind, its
-        density as the guess), so that finite differences stay on one solution branch.
+        ``start``: the converged (SCF, CCSD) of a nearby geometry to continue from (same
+        kind; its density and amplitudes as the guesses), so that finite differences stay on
+        one solution branch.
         """
-        from pyscf import cc, mp
+        from pyscf import mp
 
         if start is not None:
-            dm = start.make_rdm1()
+            dm = start[0].make_rdm1()
             mf = self._scf(mol, restricted=dm.ndim == 2, dm0=dm)
         else:
-            mf = self._scf(mol, restricted=mol.spin == 0)
-            if mol.spin == 0 and self.broken_symmetry:
-                candidates = [self._scf(mol, restricted=False, guess=mf)]
-                if mol.natm == 2:  # also from high-spin atoms with opposite spins
-                    try:
-                        candidates.append(self._scf(mol, restricted=False, dm0=_antiparallel_atoms_guess(mol),
-                                                    follow=True))
-                    except RuntimeError:
-                        pass
-                unrestricted = min(candidates, key=lambda c: c.e_tot)
-                if unrestricted.e_tot < mf.e_tot - 1e-8:
-                    mf = unrestricted
+            mf = self._lowest_scf(mol)
         diagnostics = {"scf": type(mf).__name__}
         if self.is_dft or self.method == "HF":
             return mf, mf, float(mf.e_tot), diagnostics
@@ -127,23 +123,31 @@ class PySCF(ReferenceCalculator):
         if self.method == "MP2":
             post = mp.MP2(mf, frozen=frozen).run()
             return mf, post, float(post.e_tot), diagnostics
-        post = cc.CCSD(mf, frozen=frozen)
-        post.conv_tol = self.conv_tol * 10
-        post.max_cycle = 200
-        try:
-            post.kernel()
-        except np.linalg.LinAlgError:  # DIIS extrapolation singular (e.g. two electrons: exact at once)
-            post.converged = False
-        if not post.converged:  # without DIIS, damped amplitude updates, from the start
-            post.diis, post.level_shift = False, 0.3
-            post.kernel()
-        if not post.converged:
-            raise RuntimeError("CCSD amplitudes did not converge")
+        post = _converged_ccsd(mf, frozen, self.conv_tol * 10,
+                               None if start is None else (start[1].t1, start[1].t2))
         energy = float(post.e_tot)
         diagnostics["t1_diagnostic"] = float(_t1_diagnostic(post))
         if self.method == "CCSD(T)":
             energy += float(post.ccsd_t())
         return mf, post, energy, diagnostics
+
+    def _lowest_scf(self, mol):
+        """The simple SCF (restricted for closed shells), or with ``broken_symmetry`` the
+        lowest of it and the unrestricted candidates."""
+        mf = self._scf(mol, restricted=mol.spin == 0)
+        if not self.broken_symmetry:
+            return mf
+        candidates = [mf, self._scf(mol, restricted=False, guess=mf) if mol.spin == 0
+                      else self._scf(mol, restricted=False, dm0=mf.make_rdm1(), follow=True)]
+        if mol.natm == 2:
+            guess = _atoms_guess(mol)
+            if guess is not None:
+                try:
+                    candidates.append(self._scf(mol, restricted=False, dm0=guess, follow=True))
+                except RuntimeError:
+                    pass
+        lowest = min(candidates, key=lambda c: c.e_tot)
+        return lowest if lowest.e_tot < mf.e_tot - 1e-8 else mf
 
     def _scf(self, mol, restricted: bool, guess=None, dm0=None, follow: bool = False):
         """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
@@ -197,11 +201,12 @@ class PySCF(ReferenceCalculator):
             gradient = solved.nuc_grad_method().kernel()  # Hartree/Bohr
             forces = -np.asarray(gradient) * Hartree / Bohr
         else:
-            forces = self._finite_difference_forces(atoms, mf)
+            forces = self._finite_difference_forces(atoms, (mf, solved))
         return {"energy": energy_ha * Hartree, "forces": forces, "meta": meta}
 
     def _finite_difference_forces(self, atoms, start) -> np.ndarray:
-        """Central differences, each displaced SCF continued from ``start`` (the SCF at ``atoms``)."""
+        """Central differences, each displaced calculation continued from ``start`` (the SCF
+        and CCSD at ``atoms``)."""
         h, pos = self.fd_step, atoms.positions
         if len(atoms) == 2:
             bond = pos[1] - pos[0]
@@ -220,30 +225,71 @@ class PySCF(ReferenceCalculator):
         return forces * Hartree
 
 
-def _antiparallel_atoms_guess(mol) -> np.ndarray:
-    """Alpha and beta densities of a two-atom molecule from each atom's high-spin UHF density,
-    the second atom's spins flipped: the broken-symmetry start for a dissociating bond."""
-    from pyscf import gto, scf
+def _atoms_guess(mol) -> np.ndarray | None:
+    """Alpha and beta densities of a two-atom molecule from each atom's high-spin UHF, the
+    second atom with as many alpha electrons moved to beta (same orbitals) as make up
+    ``mol.spin``, its spins flipped when its share is negative: the start for a dissociating
+    bond (N2 singlet: two antiparallel quartets; O2 triplet: an Ms = 1 and an Ms = 0 atom).
+    None when no such split exists."""
+    from pyscf import gto
 
-    blocks = []
-    for atom in range(2):
-        symbol = mol.atom_symbol(atom)
-        n_electrons = gto.charge(symbol)
-        spin = min(n_electrons, _HIGH_SPIN.get(symbol, n_electrons % 2))
-        single = gto.M(atom=[[symbol, (0.0, 0.0, 0.0)]], basis={symbol: mol._basis[symbol]}, spin=spin,
-                       verbose=0)
-        atomic = scf.UHF(single).run(conv_tol=1e-8, max_cycle=200)
-        blocks.append(atomic.make_rdm1())
+    symbols = [mol.atom_symbol(a) for a in range(2)]
+    high = [_HIGH_SPIN.get(x, gto.charge(x) % 2) for x in symbols]
+    second = mol.spin - high[0]
+    if abs(second) > high[1] or (high[1] - abs(second)) % 2:
+        return None
+    blocks = [_atom_density(mol, symbols[0], high[0], 0),
+              _atom_density(mol, symbols[1], high[1], (high[1] - abs(second)) // 2)]
     n = mol.nao_nr()
-    start, stop = [mol.aoslice_by_atom()[a][2:4] for a in range(2)]
+    slices = [mol.aoslice_by_atom()[a][2:4] for a in range(2)]
     dm = np.zeros((2, n, n))
-    for (a0, a1), block, flip in ((start, blocks[0], False), (stop, blocks[1], True)):
+    for (a0, a1), block, flip in zip(slices, blocks, (False, second < 0)):
         dm[0, a0:a1, a0:a1] = block[1] if flip else block[0]
         dm[1, a0:a1, a0:a1] = block[0] if flip else block[1]
     return dm
 
 
-#: 2S of the atoms' ground states (Hund's rule), for the antiparallel-atoms guess
+def _atom_density(mol, symbol: str, spin: int, moved: int) -> np.ndarray:
+    """Alpha and beta densities of one atom (``mol``'s basis) from its UHF at 2S = ``spin``,
+    with the ``moved`` highest alpha electrons put into the beta orbitals most like theirs."""
+    from pyscf import gto, scf
+
+    atom = gto.M(atom=[[symbol, (0.0, 0.0, 0.0)]], basis={symbol: mol._basis[symbol]}, spin=spin, verbose=0)
+    mf = scf.UHF(atom).run(conv_tol=1e-8, max_cycle=200)
+    occ = [o.copy() for o in mf.mo_occ]
+    overlap = atom.intor("int1e_ovlp")
+    for _ in range(moved):
+        top = int(np.flatnonzero(occ[0])[-1])
+        likeness = np.abs(mf.mo_coeff[1].T @ overlap @ mf.mo_coeff[0][:, top])
+        likeness[occ[1] > 0] = -1
+        occ[0][top], occ[1][int(likeness.argmax())] = 0, 1
+    return mf.make_rdm1(mf.mo_coeff, np.array(occ))
+
+
+def _converged_ccsd(mf, frozen, conv_tol: float, amplitudes=None):
+    """CCSD amplitudes converged from ``amplitudes`` (else MP2), retrying from scratch with a
+    larger DIIS space and level shift, then without DIIS, when they do not converge."""
+    from pyscf import cc
+
+    post = cc.CCSD(mf, frozen=frozen)
+    post.conv_tol, post.max_cycle = conv_tol, 200
+    attempts = ({}, {"diis_space": 12, "level_shift": 0.2}, {"diis": False, "level_shift": 0.3})
+    for i, settings in enumerate(attempts):
+        for key, value in settings.items():
+            setattr(post, key, value)
+        try:
+            if i == 0 and amplitudes is not None:
+                post.kernel(t1=amplitudes[0], t2=amplitudes[1])
+            else:
+                post.kernel()
+        except np.linalg.LinAlgError:  # DIIS extrapolation singular (e.g. two electrons: exact at once)
+            post.converged = False
+        if post.converged:
+            return post
+    raise RuntimeError("CCSD amplitudes did not converge")
+
+
+#: 2S of the atoms' ground states (Hund's rule), for the atoms guess
 _HIGH_SPIN = {"H": 1, "Li": 1, "B": 1, "C": 2, "N": 3, "O": 2, "F": 1, "Na": 1, "Al": 1, "Si": 2, "P": 3,
               "S": 2, "Cl": 1}
 

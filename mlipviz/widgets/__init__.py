@@ -1,8 +1,8 @@
 """Jupyter widgets: thin views over `Frames` and analysis results (nglview, plotly, ipywidgets).
 
 ``view`` (3D viewer), ``ErrorMap`` (what ``Comparison.show()`` returns), ``ScanView`` (what
-``Scan.show()`` returns), ``Explorer`` (the app) and ``register_tab`` (plug a result tab into
-the Explorer).
+``Scan.show()`` returns), ``LatentMap`` (what ``mlipviz.latent.show()`` returns), ``Explorer``
+(the app) and ``register_tab`` (plug a result tab into the Explorer).
 """
 
 import warnings
@@ -13,7 +13,8 @@ with warnings.catch_warnings():  # nglview 3.1.4 imports the deprecated pkg_reso
 
 from .error_map import ErrorMap
 from .explorer import Explorer, register_tab, result_tabs
+from .latent_map import LatentMap
 from .scan_view import ScanView
 from .viewer import Viewer, view
 
-__all__ = ["ErrorMap", "Explorer", "ScanView", "Viewer", "register_tab", "result_tabs", "view"]
+__all__ = ["ErrorMap", "Explorer", "LatentMap", "ScanView", "Viewer", "register_tab", "result_tabs", "view"]

@@ -245,7 +245,7 @@ class Explorer(widgets.VBox):
             self.status.value = "loading models..."
             models = [load_model(spec, device=self.device.value) for spec in specs]
             comparison = compare(models, self.frames, reference=reference, device=self.device.value,
-                                 progress=False, callback=self._progress,
+                                 progress=False, callback=self._progress, embeddings=True,
                                  checkpoint_dir=Path(self._workdir.name) / self.frames.fingerprint()[:16])
             self.result = Run(comparison, models, reference, self.device.value)
             self.status.value = "done"
@@ -310,3 +310,12 @@ def _scan_tab(run: Run) -> widgets.Widget:
 
 
 register_tab("PES scan", _scan_tab)
+
+
+def _latent_tab(run: Run) -> widgets.Widget:
+    from .latent_map import LatentTab
+
+    return LatentTab(run)
+
+
+register_tab("latent space", _latent_tab)

@@ -60,7 +60,7 @@ class Viewer(widgets.VBox):
         self._pick_callbacks: list[Callable[[dict], None]] = []
         self._scheme_label = f"mlipviz{uuid.uuid4().hex[:8]}"
         self._extra_components: list[str] = []
-        self._highlighted: int | None = None
+        self._highlighted: list[int] = []
         self._uniform = _same_atoms_and_cell(frames)
         self._rotations = [_standard_orientation(frames.cells[i], frames.pbc[i]) for i in
                            (range(1) if self._uniform else range(len(frames)))]
@@ -120,15 +120,23 @@ class Viewer(widgets.VBox):
             self.arrow_scale = float(scale)
         self._draw_arrows()
 
-    def highlight(self, atom: int | None, frame: int | None = None):
-        """Mark one atom (index within its frame) with a translucent halo; None clears it."""
+    def highlight(self, atoms, frame: int | None = None):
+        """Mark atoms (one index or several, within the frame) with a translucent halo; None
+        or an empty list clears them."""
         if frame is not None and frame != self.frame:
             self.frame = frame
-        if atom is not None and not 0 <= atom < self.frames.n_atoms[self.frame]:
-            raise IndexError(f"atom {atom} out of range for {self.frames.n_atoms[self.frame]} atoms "
-                             f"in frame {self.frame}")
-        self._highlighted = atom
+        chosen = [] if atoms is None else [int(a) for a in np.atleast_1d(atoms)]
+        n = int(self.frames.n_atoms[self.frame])
+        bad = [a for a in chosen if not 0 <= a < n]
+        if bad:
+            raise IndexError(f"atom {bad[0]} out of range for {n} atoms in frame {self.frame}")
+        self._highlighted = chosen
         self._draw_highlight()
+
+    @property
+    def highlighted(self) -> list[int]:
+        """The atoms of the current frame marked by `highlight`."""
+        return list(self._highlighted)
 
     def on_pick(self, callback: Callable[[dict], None]):
         """Call ``callback({"frame", "atom", "element"})`` when the user clicks an atom."""
@@ -162,7 +170,7 @@ class Viewer(widgets.VBox):
     @traitlets.observe("frame")
     def _on_frame(self, change):
         self.slider.value = change["new"]
-        self._highlighted = None
+        self._highlighted = []
         if self._uniform:
             self.ngl.frame = change["new"]  # nglview sends the coordinates
             self._remove_representation(HIGHLIGHT_REPR)
@@ -307,8 +315,9 @@ class Viewer(widgets.VBox):
 
     def _draw_highlight(self):
         self._remove_representation(HIGHLIGHT_REPR)
-        if self._highlighted is not None:
-            self._send("addRepresentation", "compList", ["spacefill"], sele=f"@{self._highlighted}",
+        if self._highlighted:
+            self._send("addRepresentation", "compList", ["spacefill"],
+                       sele="@" + ",".join(map(str, self._highlighted)),
                        color="#ff00ff", opacity=0.45, radiusScale=0.9, name=HIGHLIGHT_REPR,
                        component_index=0)
 

@@ -1,0 +1,310 @@
+"""A model's latent space: per-atom embeddings projected to 2D (PCA, UMAP) and
+out-of-distribution scores (distance to the nearest atoms of a reference set).
+
+Embeddings come as arrays ``(n_atoms, width)``, `Prediction`s or `Comparison`s made with
+``embeddings=True``; results are arrays and DataFrames. A projection can be fitted on one
+set (a reference set) and applied to another, so new atoms land on a fixed map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..models.base import Prediction
+from .compare import Comparison
+
+METHODS = ("umap", "pca")
+STANDARDIZE = ("zscore", "l2", "none")
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def embeddings_of(source, model: str | None = None) -> tuple[np.ndarray, str | None]:
+    """``(embeddings, model name)`` from an array, a `Prediction` or a `Comparison`
+    (``model`` picks one of its models; default the first that has embeddings)."""
+    if isinstance(source, Comparison):
+        having = [name for name, p in source.predictions.items() if p.embeddings is not None]
+        if model is None:
+            if not having:
+                raise InputError("this comparison holds no embeddings; run "
+                                 "mlipviz.compare(..., embeddings=True)")
+            model = having[0]
+        if model not in source.predictions:
+            raise InputError(f"no model '{model}' in this comparison (models: {', '.join(source.models)})")
+        if model not in having:
+            raise InputError(f"the comparison holds no embeddings of model '{model}' (with embeddings: "
+                             f"{', '.join(having) or 'none'}); run mlipviz.compare(..., embeddings=True)")
+        return np.asarray(source.predictions[model].embeddings, dtype=np.float64), model
+    if isinstance(source, Prediction):
+        if source.embeddings is None:
+            raise InputError(f"prediction of model '{source.model}' holds no embeddings; "
+                             "predict with return_embeddings=True")
+        if model is not None and source.model != model:
+            raise InputError(f"embeddings of model '{source.model}' given where model '{model}' is meant")
+        return np.asarray(source.embeddings, dtype=np.float64), source.model
+    array = np.asarray(source, dtype=np.float64)
+    if array.ndim != 2 or len(array) == 0:
+        raise InputError(f"embeddings must be a non-empty (n_atoms, width) array, got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if len(bad):
+        raise InputError(f"embeddings of {len(bad)} atom(s) are not finite (first: row {bad[0]})")
+    return array, model
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation fitted on one set and applied to any: ``zscore`` (per-feature mean
+    and standard deviation; constant features left unscaled), ``l2`` (each atom's vector to
+    unit length) or ``none``."""
+
+    kind: str
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, x: np.ndarray, kind: str) -> "Scaler":
+        if kind not in STANDARDIZE:
+            raise InputError(f"standardize must be one of {STANDARDIZE}, got {kind!r}")
+        if kind != "zscore":
+            return cls(kind)
+        std = x.std(axis=0)
+        return cls(kind, x.mean(axis=0), np.where(std > 1e-12 * max(float(std.max()), 1.0), std, 1.0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "zscore":
+            return (x - self.mean) / self.scale
+        if self.kind == "l2":
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            return x / np.where(norm > 0, norm, 1.0)
+        return x
+
+
+class PCA:
+    """Principal components of the fit set (eigenvectors of its covariance), each signed so
+    that its largest-magnitude loading is positive (scikit-learn's convention)."""
+
+    def __init__(self, x: np.ndarray, n_components: int):
+        self.mean = x.mean(axis=0)
+        centred = x - self.mean
+        covariance = centred.T @ centred / max(len(x) - 1, 1)
+        values, vectors = np.linalg.eigh(covariance)
+        order = np.argsort(values)[::-1][:n_components]
+        components = vectors[:, order].T
+        signs = np.sign(components[np.arange(len(order)), np.abs(components).argmax(axis=1)])
+        self.components = components * signs[:, None]
+        total = values.clip(min=0).sum()
+        self.explained_variance_ratio = values[order].clip(min=0) / total if total > 0 else np.zeros(len(order))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) @ self.components.T
+
+
+@dataclass
+class Projection:
+    """Atoms of a latent space on a 2D (or ``n_components``-D) map.
+
+    ``coords``: the projected atoms (rows as in the source); ``fit_coords``: the atoms the
+    map was fitted on (``coords`` itself when fitted on the source); ``method``, ``model``,
+    ``settings``; ``explained_variance_ratio`` for PCA. `transform` puts other atoms of
+    the same model on this map.
+    """
+
+    coords: np.ndarray
+    fit_coords: np.ndarray
+    method: str
+    model: str | None
+    settings: dict
+    explained_variance_ratio: np.ndarray | None = None
+    scaler: Scaler = field(default=None, repr=False)
+    reducer: object = field(default=None, repr=False)
+
+    def transform(self, source, model: str | None = None) -> np.ndarray:
+        x, _ = embeddings_of(source, model or self.model)
+        if x.shape[1] != self.settings["width"]:
+            raise InputError(f"embeddings are {x.shape[1]} wide; this map was fitted on "
+                             f"{self.settings['width']}-wide ones")
+        return np.asarray(self.reducer.transform(self.scaler(x)))
+
+
+def project(source, method: str = "umap", fit_on=None, model: str | None = None,
+            standardize: str = "zscore", n_components: int = 2, seed: int | None = 0,
+            n_neighbors: int = 15, min_dist: float = 0.1) -> Projection:
+    """Project per-atom embeddings to ``n_components`` dimensions with UMAP or PCA.
+
+    ``source``, ``fit_on``: embeddings (array, `Prediction` or `Comparison`; ``model``
+    picks a comparison's model). The map is fitted on ``fit_on`` (default: ``source``)
+    and ``source`` is placed on it, so new atoms land on a fixed map. ``standardize``:
+    see `Scaler`, fitted on the fit set. UMAP (umap-learn) uses ``n_neighbors``,
+    ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and
+    single-threaded; None lets it use every core). Results are cached in memory, keyed
+    by the data and settings, so asking again (e.g. to recolour) never recomputes.
+    """
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    x, name = embeddings_of(source, model)
+    fit, _ = (x, name) if fit_on is None else embeddings_of(fit_on, name)
+    if fit.shape[1] != x.shape[1]:
+        raise InputError(f"embeddings to project are {x.shape[1]} wide but the fit set's are "
+                         f"{fit.shape[1]} wide: both must come from the same model and layer")
+    settings = {"standardize": standardize, "n_components": int(n_components), "width": x.shape[1]}
+    if method == "umap":
+        settings.update(seed=seed, n_neighbors=int(n_neighbors), min_dist=float(min_dist))
+    key = (_digest(x), None if fit_on is None else _digest(fit), method, name, tuple(sorted(settings.items())))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    scaler = Scaler.fit(fit, standardize)
+    fit_scaled = scaler(fit)
+    ratio = None
+    if method == "pca":
+        reducer = PCA(fit_scaled, n_components)
+        fit_coords = reducer.transform(fit_scaled)
+        ratio = reducer.explained_variance_ratio
+    else:
+        reducer = _umap(fit_scaled, n_components, seed, n_neighbors, min_dist)
+        fit_coords = np.asarray(reducer.embedding_)
+    coords = fit_coords if fit_on is None else np.asarray(reducer.transform(scaler(x)))
+    result = Projection(coords, fit_coords, method, name, settings, ratio, scaler, reducer)
+    _CACHE[key] = result
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result
+
+
+def clear_cache() -> None:
+    """Forget the cached projections (they hold their fitted maps)."""
+    _CACHE.clear()
+
+
+def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float):
+    import warnings
+
+    import umap
+
+    if len(x) <= n_neighbors:
+        raise InputError(f"UMAP needs more atoms than n_neighbors={n_neighbors}; got {len(x)} "
+                         "(use method='pca' or a smaller n_neighbors)")
+    with warnings.catch_warnings():  # "n_jobs value 1 overridden by setting random_state"
+        warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+        return umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
+                         random_state=seed).fit(x)
+
+
+def _digest(x: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8), digest_size=16).hexdigest() + str(x.shape)
+
+
+def ood_score(source, fit_on=None, model: str | None = None, k: int = 10,
+              standardize: str = "zscore") -> np.ndarray:
+    """Out-of-distribution score of each atom: the mean distance from its embedding to the
+    ``k`` nearest atoms of the reference set ``fit_on`` (default: the source itself, each
+    atom leaving itself out), in the reference set's standardised embedding space (not
+    the 2D map), divided by the median of the same leave-one-out distance among the
+    reference atoms. About 1 in distribution; larger means further from anything in the
+    reference set."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x, name = embeddings_of(source, model)
+    ref = x if fit_on is None else embeddings_of(fit_on, name)[0]
+    if ref.shape[1] != x.shape[1]:
+        raise InputError(f"embeddings are {x.shape[1]} wide but the reference set's are {ref.shape[1]} wide")
+    if k < 1 or len(ref) <= k:
+        raise InputError(f"k={k} nearest neighbours need a reference set of more than k atoms "
+                         f"(it has {len(ref)})")
+    scaler = Scaler.fit(ref, standardize)
+    ref_scaled = scaler(ref)
+    index = NearestNeighbors(n_neighbors=k + 1).fit(ref_scaled)
+    within = index.kneighbors(ref_scaled, k + 1, return_distance=True)[0][:, 1:].mean(axis=1)
+    positive = within[within > 0]
+    if not len(positive):
+        raise InputError("every atom of the reference set has k identical neighbours in embedding "
+                         "space; the score has no scale (use a more varied reference set or a smaller k)")
+    scale = float(np.median(positive))
+    if fit_on is None:
+        return within / scale
+    return index.kneighbors(scaler(x), k, return_distance=True)[0].mean(axis=1) / scale
+
+
+def ood_correlation(comparison: Comparison, fit_on=None, k: int = 10, error: str = "force_error",
+                    standardize: str = "zscore") -> pd.DataFrame:
+    """Spearman rank correlation between each model's OOD score and its per-atom ``error``
+    (a column of ``comparison.per_atom``: "force_error" |dF|, "angle_error", ...), one row
+    per model with embeddings."""
+    rows = []
+    for name, pred in comparison.predictions.items():
+        if pred.embeddings is not None:
+            score = ood_score(comparison, fit_on, name, k, standardize)
+            values = comparison.per_atom.loc[comparison.per_atom["model"] == name, error].to_numpy()
+            rows.append(_correlation(name, score, values, error, k, fit_on))
+    if not rows:
+        raise InputError("no model in this comparison has embeddings; run mlipviz.compare(..., embeddings=True)")
+    return pd.DataFrame(rows).set_index("model")
+
+
+def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, k: int, fit_on) -> dict:
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(values) & np.isfinite(score)
+    rho, p = spearmanr(score[ok], values[ok]) if ok.sum() > 2 else (np.nan, np.nan)
+    return {"model": model, "error": error, "spearman_rho": float(rho), "p_value": float(p),
+            "atoms": int(ok.sum()), "k": k,
+            "reference_set": "the same atoms (leave-one-out)" if fit_on is None else "fit_on"}
+
+
+@dataclass
+class LatentSpace:
+    """Every embedded model of a comparison on its own map, with OOD scores.
+
+    ``table``: one row per model, frame and atom: element, force errors (from
+    ``comparison.per_atom``), map coordinates ``x``, ``y`` and ``ood_score``.
+    ``projections``: model -> `Projection`. ``correlation``: `ood_correlation` with |dF|.
+    """
+
+    comparison: Comparison
+    table: pd.DataFrame
+    projections: dict[str, Projection]
+    correlation: pd.DataFrame
+    settings: dict
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.projections)
+
+    def show(self, **kwargs):
+        """The interactive map (`mlipviz.widgets.LatentMap`); needs the widget extras."""
+        from ..widgets.latent_map import LatentMap
+
+        return LatentMap(self, **kwargs)
+
+
+def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=None, k: int = 10,
+            standardize: str = "zscore", **projection) -> LatentSpace:
+    """Project each embedded model's atoms (``models``: names, default all with embeddings)
+    and score them against ``fit_on`` (a `Comparison` of the same models on a reference
+    set; default the atoms themselves) on 2D maps. ``projection``: further `project`
+    settings (``seed``, ``n_neighbors``, ``min_dist``)."""
+    embedded = [n for n, p in comparison.predictions.items() if p.embeddings is not None]
+    names = embedded if models is None else list(models)
+    if not names:
+        raise InputError("no model in this comparison has embeddings; run mlipviz.compare(..., embeddings=True)")
+    per_atom = comparison.per_atom
+    tables, projections, rows = [], {}, []
+    for name in names:
+        proj = project(comparison, method, fit_on, name, standardize, n_components=2, **projection)
+        score = ood_score(comparison, fit_on, name, k, standardize)
+        table = per_atom[per_atom["model"] == name].reset_index(drop=True)
+        table["x"], table["y"], table["ood_score"] = proj.coords[:, 0], proj.coords[:, 1], score
+        rows.append(_correlation(name, score, table["force_error"].to_numpy(), "force_error", k, fit_on))
+        projections[name] = proj
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    table["model"] = pd.Categorical(table["model"].astype(str), categories=names)
+    return LatentSpace(comparison, table, projections, pd.DataFrame(rows).set_index("model"),
+                       {"method": method, "k": k, "standardize": standardize, "fit_on": fit_on is not None,
+                        **projection})

@@ -1,0 +1,175 @@
+"""Latent space: projections against scikit-learn and umap-learn, OOD scores on real CHGNet
+embeddings, rank correlations against scipy, and the linked map widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("umap")
+pytest.importorskip("chgnet")
+
+import mlipviz  # noqa: E402
+from mlipviz import latent  # noqa: E402
+from mlipviz.errors import InputError  # noqa: E402
+
+
+def clusters(seed=0, n=150, width=12):
+    """Three well-separated Gaussian clusters in ``width`` dimensions, labels alongside."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(3, width))
+    labels = np.repeat(np.arange(3), n)
+    return centres[labels] + rng.normal(size=(3 * n, width)), labels
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mlipviz.load_model("chgnet", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def comparison(model):
+    """CHGNet against the bundled GPAW PBE labels, embeddings kept."""
+    frames = mlipviz.examples.load("high-energy-states")
+    return mlipviz.compare(model, frames, progress=False, embeddings=True)
+
+
+def test_pca_matches_scikit_learn():
+    from sklearn.decomposition import PCA
+
+    x, _ = clusters()
+    ours = latent.project(x, method="pca", standardize="none", n_components=3)
+    theirs = PCA(n_components=3).fit(x)
+    np.testing.assert_allclose(ours.coords, theirs.transform(x), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.explained_variance_ratio, theirs.explained_variance_ratio_, rtol=1e-10)
+    scaled = latent.project(x, method="pca", standardize="zscore")
+    z = (x - x.mean(0)) / x.std(0)
+    np.testing.assert_allclose(np.abs(scaled.coords), np.abs(PCA(2).fit_transform(z)), rtol=0, atol=1e-8)
+
+
+def test_umap_is_seeded_and_transform_lands_training_points_on_their_own_spot():
+    x, labels = clusters(seed=1)
+    fitted = latent.project(x, method="umap", seed=3)
+    latent.clear_cache()
+    again = latent.project(x, method="umap", seed=3)
+    np.testing.assert_array_equal(fitted.coords, again.coords)  # fixed seed: the same map
+    placed = fitted.transform(x[::10])
+    span = np.ptp(fitted.coords, axis=0).max()
+    moved = np.linalg.norm(placed - fitted.coords[::10], axis=1)
+    assert np.median(moved) < 0.05 * span
+    centres = np.array([fitted.coords[labels == c].mean(0) for c in range(3)])
+    nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
+    np.testing.assert_array_equal(nearest, labels[::10])  # each point lands in its own cluster
+
+
+def test_projection_is_cached_not_recomputed():
+    x, _ = clusters(seed=2)
+    first = latent.project(x, method="umap", seed=0)
+    assert latent.project(x.copy(), method="umap", seed=0) is first  # same data and settings
+    assert latent.project(x, method="umap", seed=1) is not first
+    assert latent.project(x, method="pca") is not first
+
+
+def test_fit_on_one_set_transform_another(model):
+    from ase.build import bulk
+
+    base = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+    rng = np.random.default_rng(0)
+    train = []
+    for _ in range(6):
+        atoms = base.copy()
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        train.append(atoms)
+    reference = model.predict(mlipviz.read(train), return_embeddings=True, progress=False)
+    new = model.predict(mlipviz.read(train[:2]), return_embeddings=True, progress=False)
+    projection = latent.project(new, method="pca", fit_on=reference)
+    # the first two structures are part of the fit set: the same spots on the fixed map (up to
+    # float32 differences between batches of 2 and 6 structures)
+    np.testing.assert_allclose(projection.coords, projection.fit_coords[:len(new.embeddings)], atol=1e-3)
+    with pytest.raises(InputError, match="64 wide but the fit set's are 3 wide"):
+        latent.project(new, method="pca", fit_on=np.zeros((10, 3)))
+
+
+def test_ood_score_is_high_for_an_atom_unlike_the_reference_set(model):
+    """Reference: rattled bulk diamond Si. A Si2 dimer in vacuum is unlike any of it; a
+    slightly different rattle of the bulk is not."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    base = bulk("Si", "diamond", a=5.43, cubic=True)
+    bulks = []
+    for seed in range(8):
+        atoms = base.copy()
+        atoms.rattle(0.04, seed=seed)
+        bulks.append(atoms)
+    reference = model.predict(mlipviz.read(bulks), return_embeddings=True, progress=False)
+    test_bulk = base.copy()
+    test_bulk.rattle(0.04, seed=99)
+    dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.3]], cell=[12, 12, 12], pbc=True)
+    test = model.predict(mlipviz.read([test_bulk, dimer]), return_embeddings=True, progress=False)
+    score = latent.ood_score(test, fit_on=reference, k=5)
+    in_distribution, dimer_atoms = score[:8], score[8:]
+    assert np.all(in_distribution < 3.0)
+    assert dimer_atoms.min() > 5 * in_distribution.max()
+    within = latent.ood_score(reference, k=5)  # leave-one-out within the reference set: ~1
+    assert 0.5 < np.median(within) < 1.5
+
+
+def test_analyse_correlation_equals_scipy_and_table_rows(comparison):
+    from scipy.stats import spearmanr
+
+    space = latent.analyse(comparison, method="pca", k=5)
+    model = comparison.models[0]
+    rows = space.table[space.table["model"] == model]
+    assert len(rows) == comparison.frames.total_atoms
+    np.testing.assert_array_equal(rows["frame"], comparison.frames.frame_index)
+    score = latent.ood_score(comparison, model=model, k=5)
+    np.testing.assert_array_equal(rows["ood_score"], score)
+    rho = spearmanr(score, comparison.per_atom["force_error"]).statistic
+    assert space.correlation.loc[model, "spearman_rho"] == pytest.approx(rho, abs=1e-12)
+    assert latent.ood_correlation(comparison, k=5).loc[model, "spearman_rho"] == pytest.approx(rho, abs=1e-12)
+    pca = latent.project(comparison, method="pca")
+    np.testing.assert_array_equal(rows[["x", "y"]].to_numpy(), pca.coords)
+
+
+def test_without_embeddings_the_error_says_how_to_get_them(model):
+    frames = mlipviz.examples.load("high-energy-states")[:2]
+    plain = mlipviz.compare(model, frames, progress=False)
+    with pytest.raises(InputError, match=r"embeddings=True"):
+        latent.project(plain)
+    with pytest.raises(InputError, match=r"no model 'mace'"):
+        latent.project(mlipviz.compare(model, frames, progress=False, embeddings=True), model="mace")
+
+
+def test_widget_links_selection_and_picking(comparison):
+    pytest.importorskip("nglview")
+    from mlipviz.widgets import LatentMap, result_tabs
+
+    cmp = comparison
+    two = mlipviz.Comparison(cmp.frames, {"chgnet": cmp.predictions["chgnet"],
+                                          "chgnet-b": cmp.predictions["chgnet"]}, cmp.reference)
+    space = latent.analyse(two, method="pca", k=5)
+    widget = latent.show(space, color_by="ood_score")
+    assert isinstance(widget, LatentMap) and widget.models == ["chgnet", "chgnet-b"]
+    maps = widget.maps
+    assert [t.type for t in maps.data[:2]] == ["scattergl", "scattergl"]
+    np.testing.assert_array_equal(maps.data[0].marker.color, space.table["ood_score"][:cmp.frames.total_atoms])
+
+    offsets = cmp.frames.offsets
+    chosen = [int(offsets[3]) + 1, int(offsets[3]) + 4, int(offsets[5])]  # two atoms in frame 3, one in 5
+    widget.select(chosen)
+    assert list(maps.data[0].selectedpoints) == chosen == list(maps.data[1].selectedpoints)
+    assert widget.viewer.frame == 3 and widget.viewer.highlighted == [1, 4]
+    widget.viewer.frame = 5  # the selection follows the frame
+    assert widget.viewer.highlighted == [0]
+
+    widget.viewer.frame = 2
+    widget.viewer.pick(7)
+    row = int(offsets[2]) + 7
+    for k in range(2):
+        marker = maps.data[2 + k]
+        assert marker.x[0] == pytest.approx(space.table["x"][row]) and marker.y[0] == pytest.approx(space.table["y"][row])
+
+    widget.color_select.value = "element"
+    assert widget.maps.data[0].marker.color[0].startswith("#") and widget.maps.layout.showlegend
+    assert "latent space" in result_tabs()
