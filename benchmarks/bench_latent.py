@@ -6,10 +6,14 @@ PCA and OOD scores of 100,000 real per-atom embeddings.
 1. For each model that loads here, `predict` on the bundled high-energy-states frames with and
    without ``return_embeddings``, alternating, ``--repeats`` times each; reports the median
    times and their ratio (the extraction overhead).
-2. CHGNet embeddings of ``--atoms`` atoms (rattled copies of the same frames, 7 elements),
-   then `mlipviz.latent.project` with UMAP (fixed seed: reproducible, single-threaded; and
-   seed=None: all cores), PCA, and `ood_score` (k = 10, leave-one-out). The UMAP time
-   excludes numba's one-off compilation, measured separately on 2,000 atoms.
+2. CHGNet embeddings of ``--atoms`` atoms (rattled copies of the same frames, 7 elements;
+   CHGNet 0.2.0 as the reference), then `mlipviz.latent.project` with UMAP (fixed seed:
+   reproducible, single-threaded; and seed=None: all cores), PCA, and `ood_score` (k = 10,
+   leave-one-out). The UMAP time excludes numba's one-off compilation, measured separately
+   on 2,000 atoms.
+3. The `LatentMap` widget over those atoms (server side): `analyse` (its UMAP comes from the
+   cache), building the widget, recolouring, and the size of the figure state sent to the
+   browser.
 
 Writes benchmarks/results/latent_<device>.json. Ratios are the figures to quote: these
 machines are noisy.
@@ -60,7 +64,7 @@ def extraction_overhead(frames, repeats: int) -> list[dict]:
     return rows
 
 
-def many_embeddings(frames, n_atoms: int, seed: int = 0) -> np.ndarray:
+def large_comparison(frames, n_atoms: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     copies = int(np.ceil(n_atoms / frames.total_atoms))
     images = []
@@ -70,18 +74,36 @@ def many_embeddings(frames, n_atoms: int, seed: int = 0) -> np.ndarray:
             atoms.calc = None
             atoms.positions += rng.normal(0, 0.02 + 0.13 * k / copies, atoms.positions.shape)
             images.append(atoms)
-    model = mlipviz.load_model("chgnet", device="cpu")
-    pred = model.predict(mlipviz.read(images, min_distance=0.3), return_embeddings=True, progress=True)
-    return pred.embeddings[:n_atoms]
+    big = mlipviz.read(images, min_distance=0.3)
+    keep = int(np.searchsorted(big.offsets, n_atoms))
+    return mlipviz.compare("chgnet", big[:keep], reference="chgnet-0.2.0", device="cpu", embeddings=True)
 
 
-def projection_costs(x: np.ndarray) -> dict:
+def widget_costs(cmp) -> dict:
+    import plotly.io
+
+    from mlipviz.widgets import LatentMap
+
+    analyse_s, space = timed(lambda: latent.analyse(cmp, method="umap", k=10))
+    build_s, widget = timed(lambda: LatentMap(space))
+    state = len(plotly.io.to_json(widget.maps))
+    recolour = []
+    for key in ("ood_score", "angle_error", "force_error", "frame", "ood_score"):
+        recolour.append(timed(lambda: setattr(widget.color_select, "value", key))[0])
+    return {"atoms": int(cmp.frames.total_atoms), "analyse_s (umap cached)": round(analyse_s, 2),
+            "build_widget_s": round(build_s, 2), "recolour_median_s": round(float(np.median(recolour)), 3),
+            "figure_json_MB": round(state / 1e6, 1),
+            "spearman_rho_ood_vs_force_error": round(float(space.correlation["spearman_rho"].iloc[0]), 3)}
+
+
+def projection_costs(cmp) -> dict:
+    x = cmp.predictions["chgnet"].embeddings
     compile_s, _ = timed(lambda: latent.project(x[:2000], method="umap", seed=0))
-    umap_s, fixed = timed(lambda: latent.project(x, method="umap", seed=0))
-    umap_parallel_s, _ = timed(lambda: latent.project(x, method="umap", seed=None))
-    cached_s, again = timed(lambda: latent.project(x, method="umap", seed=0))
-    pca_s, _ = timed(lambda: latent.project(x, method="pca"))
-    ood_s, _ = timed(lambda: latent.ood_score(x, k=10))
+    umap_s, fixed = timed(lambda: latent.project(cmp, method="umap", seed=0))
+    umap_parallel_s, _ = timed(lambda: latent.project(cmp, method="umap", seed=None))
+    cached_s, again = timed(lambda: latent.project(cmp, method="umap", seed=0))
+    pca_s, _ = timed(lambda: latent.project(cmp, method="pca"))
+    ood_s, _ = timed(lambda: latent.ood_score(cmp, k=10))
     return {"atoms": int(len(x)), "width": int(x.shape[1]),
             "umap_first_call_2000_atoms_s (numba compilation)": round(compile_s, 2),
             "umap_seed0_s": round(umap_s, 2), "umap_seed_none_s": round(umap_parallel_s, 2),
@@ -100,9 +122,11 @@ def main():
     result = {"device": "cpu", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"),
               "extraction": extraction_overhead(frames, args.repeats)}
-    x = many_embeddings(frames, args.atoms)
-    result["projection"] = projection_costs(x)
+    cmp = large_comparison(frames, args.atoms)
+    result["projection"] = projection_costs(cmp)
     print(result["projection"], flush=True)
+    result["widget"] = widget_costs(cmp)
+    print(result["widget"], flush=True)
     out = Path(__file__).parent / "results" / "latent_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

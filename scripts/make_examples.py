@@ -251,6 +251,16 @@ def _mic(vectors, atoms):
     return find_mic(vectors, atoms.cell, atoms.pbc)[0]
 
 
+def _broken_symmetry(method: str, molecule: str, spin: int) -> bool:
+    """Search for the lowest SCF solution: always for CCSD(T), except H2 (two electrons: exact
+    from the restricted reference); for PBE only for singlets (UKS of the triplets localises
+    the spins at stretched bonds from the default guess, and the UKS stability analysis costs
+    minutes per point in cc-pVTZ)."""
+    if method == "CCSD(T)":
+        return molecule != "H2"
+    return spin == 0
+
+
 def diatomics(out_dir: Path, jobs: int) -> str:
     from ase import Atoms
 
@@ -265,10 +275,8 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
         parts = []
         for name, (element, spin) in DIATOMICS.items():
-            # the lowest SCF solution (spins localise on the atoms at stretched bonds); not for
-            # CCSD(T) of two electrons, exact (full CI in the basis) from the restricted reference
-            exact = method == "CCSD(T)" and name == "H2"
-            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin, broken_symmetry=not exact)
+            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin,
+                                          broken_symmetry=_broken_symmetry(method, name, spin))
             refs[level] = ref
             subset = frames[[i for i, d in enumerate(frames.info) if d["molecule"] == name]]
             log(f"diatomics: {name}, {len(subset)} points, {ref.level_of_theory()}")
@@ -291,16 +299,18 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     failed_points = {lvl: [(frames.info[i]["molecule"], frames.info[i]["distance"]) for i in idx]
                      for lvl, idx in dropped.items()}
     high_t1 = sorted({(d["molecule"], d["distance"]) for d in levels["ccsd(t)"].info
-                      if d.get("reference_t1_diagnostic", 0) > 0.02})
+                      if d.get("reference_t1_diagnostic", 0) > 0.02 and d["molecule"] != "H2"})
     description = (
         "diatomics: homonuclear dimer curves, made by mlipviz's scripts/make_examples.py.\n"
         f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
         "(H2 and N2 singlets, O2 and Si2 triplet ground states). SCF references: the lowest "
-        f"solution found ({mlipviz.reference.pyscf_calc.BROKEN_SYMMETRY}): restricted for singlets "
-        "near equilibrium, unrestricted with spins localised on the atoms at stretched bonds (info "
-        "'reference_scf', spin contamination in 'reference_s2'); except H2 at CCSD(T), always from "
-        "the restricted reference: with two electrons CCSD is exact (full CI in the basis) from any "
-        "reference, and (T) vanishes.\n"
+        f"solution found ({mlipviz.reference.pyscf_calc.BROKEN_SYMMETRY}) for CCSD(T) and for "
+        "the PBE singlets: restricted for singlets near equilibrium, unrestricted with spins "
+        "localised on the atoms at stretched bonds; PBE triplets from the default UKS guess "
+        "(which localises the spins there by itself). Which reference each point used is in info "
+        "'reference_scf', its spin contamination in 'reference_s2'. H2 at CCSD(T) always from "
+        "the restricted reference: with two electrons CCSD is exact (full CI in the basis) from "
+        "any reference, and (T) vanishes.\n"
         f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
         f"molecule kept: {counts}.\n"
         f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "
@@ -308,7 +318,7 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         "method (DFT) errors, not basis-set errors.\n"
         f"Points where a calculation did not converge and were dropped: {json.dumps(failed_points)}.\n"
         f"CCSD(T) points with T1 diagnostic > 0.02 (multireference character, single-reference "
-        f"CCSD(T) unreliable): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
+        f"CCSD(T) unreliable; H2 left out: exact whatever its T1): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
         "info 'reference_t1_diagnostic'.\n"
         "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
         f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
