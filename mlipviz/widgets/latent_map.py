@@ -110,9 +110,7 @@ class LatentMap(widgets.VBox):
         for k, model in enumerate(self.models):
             rows = self._rows(model)
             axes = {"xaxis": f"x{k + 1 if k else ''}", "yaxis": f"y{k + 1 if k else ''}"}
-            marker = {"size": 4, "opacity": 0.8, **self.point_colors(model)}
-            if k and "colorbar" in marker:
-                marker["showscale"] = False
+            marker = self._marker(k, model)
             custom = np.column_stack([rows["frame"], rows["atom"], rows["force_error"],
                                       rows["angle_error"], rows["ood_score"]])
             traces.append(go.Scattergl(
@@ -173,19 +171,23 @@ class LatentMap(widgets.VBox):
             trace.on_deselect(lambda *_: self.select([]))
         self._show_in_viewer()
 
+    def _marker(self, k: int, model: str) -> dict:
+        """Marker of map ``k``: colours per `point_colors`, one colour bar (the first map's)."""
+        marker = {"size": 4, "opacity": 0.8, **self.point_colors(model)}
+        if "colorbar" not in marker:
+            marker.update(colorscale=None, cmin=None, cmax=None, showscale=False)
+        elif k:
+            marker["showscale"] = False
+        return marker
+
     def _recolor(self):
+        if self.color_by in ("element", "model") or self.maps.layout.showlegend:
+            self._draw()  # the legend entries change too
+            return
         with self.maps.batch_update():
             for k, model in enumerate(self.models):
-                marker = {"size": 4, "opacity": 0.8, **self.point_colors(model)}
-                if "colorbar" not in marker:
-                    marker.update(colorscale=None, cmin=None, cmax=None, showscale=False)
-                elif k:
-                    marker["showscale"] = False
-                self.maps.data[k].marker = marker
-        if self.color_by in ("element", "model") or self.maps.layout.showlegend:
-            self._draw()  # legend entries change
-        else:
-            self._show_in_viewer()
+                self.maps.data[k].marker = self._marker(k, model)
+        self._show_in_viewer()
 
     def _show_in_viewer(self):
         """Colour the 3D atoms as the first map."""
