@@ -272,6 +272,26 @@ class Explorer(widgets.VBox):
         self.message.value = _error_html(exc)
 
 
+def run_in_background(button, status, output, busy: str, make: Callable[[], widgets.Widget]) -> threading.Thread:
+    """Run ``make()`` in a thread for a result tab: ``button`` disabled and ``status`` saying
+    ``busy`` meanwhile, then its widget in ``output`` ("done"), or the error there ("failed")."""
+    def work():
+        try:
+            output.children = [make()]
+            status.value = "done"
+        except Exception as exc:
+            status.value = "failed"
+            output.children = [widgets.HTML(_error_html(exc))]
+        finally:
+            button.disabled = False
+
+    button.disabled = True
+    status.value = busy
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
 def _error_html(exc: Exception) -> str:
     if isinstance(exc, MlipvizError):
         text = str(exc)

@@ -258,24 +258,12 @@ class LatentTab(widgets.VBox):
         super().__init__([widgets.HBox([self.method, self.k, self.button, self.status]), self.output])
 
     def start(self):
-        import threading
+        from .explorer import run_in_background
 
-        self.button.disabled = True
-        self.status.value = "projecting..."
-        self._thread = threading.Thread(target=self._make, daemon=True)
-        self._thread.start()
+        self._thread = run_in_background(self.button, self.status, self.output, "projecting...", self._make)
         return self._thread
 
-    def _make(self):
+    def _make(self) -> LatentMap:
         from ..analysis.latent import analyse
-        from .explorer import _error_html
 
-        try:
-            space = analyse(self.run.comparison, method=self.method.value, k=self.k.value)
-            self.output.children = [LatentMap(space)]
-            self.status.value = "done"
-        except Exception as exc:
-            self.status.value = "failed"
-            self.output.children = [widgets.HTML(_error_html(exc))]
-        finally:
-            self.button.disabled = False
+        return LatentMap(analyse(self.run.comparison, method=self.method.value, k=self.k.value))

@@ -105,31 +105,20 @@ class ScanTab(widgets.VBox):
             self.status.value = ("<span style='color:#a00'>a scan needs a live reference or a model as "
                                  "reference (the file's labels hold no scan points)</span>")
             return None
-        self.button.disabled = True
-        self.status.value = "scanning..."
-        self._thread = threading.Thread(target=self._scan, daemon=True)
-        self._thread.start()
+        from .explorer import run_in_background
+
+        self._thread = run_in_background(self.button, self.status, self.output, "scanning...", self._scan)
         return self._thread
 
-    def _scan(self):
+    def _scan(self) -> ScanView:
         from ..analysis import scan as scans
-        from .explorer import _error_html
 
         atoms = self.run.comparison.frames.to_atoms(0)
         atoms.calc = None
         lo, hi = self.range.value
         grid = np.linspace(lo, hi, self.points.value)
         common = {"models": self.run.models, "reference": self.run.reference, "device": self.run.device}
-        try:
-            if self.KINDS[self.kind.value] == "eos":
-                result = scans.strain(atoms, 1 + grid, **common)
-            else:
-                direction = np.eye(3)["xyz".index(self.direction.value)]
-                result = scans.displacement(atoms, self.atom.value, direction, grid, **common)
-            self.output.children = [ScanView(result)]
-            self.status.value = "done"
-        except Exception as exc:
-            self.status.value = "failed"
-            self.output.children = [widgets.HTML(_error_html(exc))]
-        finally:
-            self.button.disabled = False
+        if self.KINDS[self.kind.value] == "eos":
+            return ScanView(scans.strain(atoms, 1 + grid, **common))
+        direction = np.eye(3)["xyz".index(self.direction.value)]
+        return ScanView(scans.displacement(atoms, self.atom.value, direction, grid, **common))
