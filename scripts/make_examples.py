@@ -251,14 +251,12 @@ def _mic(vectors, atoms):
     return find_mic(vectors, atoms.cell, atoms.pbc)[0]
 
 
-def _broken_symmetry(method: str, molecule: str, spin: int) -> bool:
-    """Search for the lowest SCF solution: always for CCSD(T), except H2 (two electrons: exact
-    from the restricted reference); for PBE only for singlets (UKS of the triplets localises
-    the spins at stretched bonds from the default guess, and the UKS stability analysis costs
-    minutes per point in cc-pVTZ)."""
-    if method == "CCSD(T)":
-        return molecule != "H2"
-    return spin == 0
+def _scan_start(scan) -> int:
+    """Where a dimer curve starts: the distance nearest twice the covalent radius."""
+    from ase.data import covalent_radii
+
+    bond = 2 * covalent_radii[scan.numbers[0]]
+    return int(np.argmin([abs(info["distance"] - bond) for info in scan.info]))
 
 
 def diatomics(out_dir: Path, jobs: int) -> str:
@@ -273,22 +271,18 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     frames = mlipviz.read(structures, min_distance=0.4)
     levels, dropped, refs, limits = {}, {}, {}, {}
     for level, method in (("ccsd(t)", "CCSD(T)"), ("pbe", "PBE")):
-        parts = []
+        ref = refs[level] = mlipviz.reference.PySCF(method=method, basis=BASIS, broken_symmetry=True)
+        log(f"diatomics: {len(frames)} points of {', '.join(DIATOMICS)}, {ref.level_of_theory()}")
+        labelled = ref.scan(frames, start=_scan_start, group="molecule", n_jobs=jobs, on_error="nan")
         for name, (element, spin) in DIATOMICS.items():
-            ref = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=spin,
-                                          broken_symmetry=_broken_symmetry(method, name, spin))
-            refs[level] = ref
-            subset = frames[[i for i, d in enumerate(frames.info) if d["molecule"] == name]]
-            log(f"diatomics: {name}, {len(subset)} points, {ref.level_of_theory()}")
-            parts.append(ref.evaluate(subset, n_jobs=jobs, on_error="nan"))
             atom = mlipviz.read(Atoms(element))
             atom_energy = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=ATOM_SPIN[element]) \
                 .evaluate(atom, n_jobs=1, progress=False).energy[0]
-            last = np.flatnonzero(np.isfinite(parts[-1].energy))[-1]
+            last = [i for i, d in enumerate(labelled.info)
+                    if d["molecule"] == name and np.isfinite(labelled.energy[i])][-1]
             limits.setdefault(level, {})[name] = {
-                "distance": subset.info[last]["distance"],
-                "minus_two_atoms_eV": round(float(parts[-1].energy[last] - 2 * atom_energy), 4)}
-        labelled = mlipviz.Frames.concatenate(parts)
+                "distance": labelled.info[last]["distance"],
+                "minus_two_atoms_eV": round(float(labelled.energy[last] - 2 * atom_energy), 4)}
         levels[level] = labelled
         dropped[level] = [i for i, d in enumerate(labelled.info) if "reference_error" in d]
         for i in dropped[level]:
@@ -303,14 +297,20 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     description = (
         "diatomics: homonuclear dimer curves, made by mlipviz's scripts/make_examples.py.\n"
         f"Molecules and spin states (2S): {json.dumps({k: v[1] for k, v in DIATOMICS.items()})} "
-        "(H2 and N2 singlets, O2 and Si2 triplet ground states). SCF references: the lowest "
-        f"solution found ({mlipviz.reference.pyscf_calc.BROKEN_SYMMETRY}) for CCSD(T) and for "
-        "the PBE singlets: restricted for singlets near equilibrium, unrestricted with spins "
-        "localised on the atoms at stretched bonds; PBE triplets from the default UKS guess "
-        "(which localises the spins there by itself). Which reference each point used is in info "
-        "'reference_scf', its spin contamination in 'reference_s2'. H2 at CCSD(T) always from "
-        "the restricted reference: with two electrons CCSD is exact (full CI in the basis) from "
-        "any reference, and (T) vanishes.\n"
+        "(H2 and N2 singlets, O2 and Si2 triplet ground states). Each curve is a scan "
+        "(mlipviz.reference.PySCF.scan): it starts at the distance nearest twice the covalent "
+        f"radius with the lowest SCF solution found there ({mlipviz.reference.pyscf_calc.BROKEN_SYMMETRY}) "
+        "and runs outward in both directions, each point's SCF continued from its neighbour's, "
+        "so that a curve follows one electronic state. For CCSD(T) the (U)HF reference is "
+        "followed down its internal instabilities (a restricted one gives way to the "
+        "spin-symmetry-broken solution where that appears at stretched bonds) but never "
+        "swapped for another unrestricted solution, so the CCSD(T) curve "
+        "has no jumps where two UHF states cross; for PBE the lower of the continued solution "
+        "and the one with spins localised on the atoms is kept (no UKS stability analysis). "
+        "Which SCF each point used is in info 'reference_scf', its spin contamination in "
+        "'reference_s2', the point it was continued from in 'reference_continued_from'. H2 at "
+        "CCSD(T): with two electrons CCSD is exact (full CI in the basis) from any reference, "
+        "and (T) vanishes.\n"
         f"Distances: {len(DISTANCES)} from {DISTANCES[0]} to {DISTANCES[-1]} Å; points per "
         f"molecule kept: {counts}.\n"
         f"Levels (both stored; load(..., level=)): 'ccsd(t)': {refs['ccsd(t)'].level_of_theory()}; "

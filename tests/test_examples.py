@@ -93,3 +93,23 @@ def test_diatomics():
         assert energies[0] > energies.min() and 0 < int(np.argmin(energies)) < len(rows) - 1
     text = examples.describe(name)
     assert "T1 diagnostic" in text and "What it is not" in text
+
+
+@pytest.mark.parametrize("level", ["ccsd(t)", "pbe"])
+def test_diatomic_curves_have_no_energy_steps_their_forces_do_not_explain(level):
+    """Between neighbouring distances the energy change must match the trapezoid integral of
+    the independently computed forces, to within the rule's own error (about a fraction of
+    the force change times the step): a jump between SCF solutions breaks this."""
+    frames = examples.load(present("diatomics"), level=level)
+    for molecule in {d["molecule"] for d in frames.info}:
+        rows = [i for i, d in enumerate(frames.info) if d["molecule"] == molecule]
+        r = np.array([frames.info[i]["distance"] for i in rows])
+        force = frames.forces.reshape(len(frames), 2, 3)[rows, 1, 2]  # on the second atom, along +r
+        step = np.diff(r)
+        mismatch = np.abs(np.diff(frames.energy[rows]) + (force[1:] + force[:-1]) / 2 * step)
+        allowed = 0.02 + np.abs(np.diff(force)) * step
+        worst = int(np.argmax(mismatch / allowed))
+        assert mismatch[worst] < allowed[worst], (
+            f"{molecule} {level}: energy changes by {np.diff(frames.energy[rows])[worst]:.3f} eV between "
+            f"{r[worst]} and {r[worst + 1]} Å, the forces account for "
+            f"{-(force[worst] + force[worst + 1]) / 2 * step[worst]:.3f} eV")

@@ -68,6 +68,9 @@ def test_projection_is_cached_not_recomputed():
     assert latent.project(x.copy(), method="umap", seed=0) is first  # same data and settings
     assert latent.project(x, method="umap", seed=1) is not first
     assert latent.project(x, method="pca") is not first
+    assert first.settings["n_epochs"] == 500  # umap-learn's default for small sets
+    fewer = latent.project(x, method="umap", seed=0, n_epochs=50)
+    assert fewer is not first and fewer.settings["n_epochs"] == 50
 
 
 def test_fit_on_one_set_transform_another(model):

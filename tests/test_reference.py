@@ -263,3 +263,33 @@ def test_broken_symmetry_localises_triplet_o2_spins_on_the_atoms(cache):
     assert open_shell.spin_square()[0] == pytest.approx(1.0, abs=1e-3)  # the open-shell Ms = 0 atom
     assert e_broken == pytest.approx(atoms_sum, abs=2e-3)
     assert e_broken < e_simple - 0.1
+
+
+def test_scan_continues_each_point_from_its_neighbour(cache, monkeypatch):
+    """A two-molecule scan: outward from each start, each point continued from its
+    neighbour; where the SCF landscape is simple (N2 HF: restricted near equilibrium,
+    spin-broken when stretched; H2) it lands on the same solutions as independent points;
+    repeated, it comes from the cache."""
+    from ase import Atoms
+
+    from mlipviz.errors import InputError
+
+    curves = {"N2": (1.0, 1.4, 2.0, 2.8), "H2": (0.7, 1.2, 2.5)}
+    frames = mlipviz.read([Atoms(name, positions=[[0, 0, 0], [0, 0, r]], info={"molecule": name})
+                           for name, distances in curves.items() for r in distances])
+    ref = mlipviz.reference.PySCF(method="HF", basis="6-31G", broken_symmetry=True, cache_dir=cache)
+    scanned = ref.scan(frames, start=lambda scan: 1, group="molecule", n_jobs=1, progress=False)
+    independent = ref.evaluate(frames, n_jobs=1, progress=False)
+    np.testing.assert_allclose(scanned.energy, independent.energy, atol=1e-5)
+    np.testing.assert_allclose(scanned.forces, independent.forces, atol=1e-4)
+    assert [d["reference_continued_from"] for d in scanned.info] == [1, None, 1, 2, 5, None, 5]
+    assert [d["reference_scf"] for d in scanned.info] == [d["reference_scf"] for d in independent.info]
+    assert {"RHF", "UHF"} <= {d["reference_scf"] for d in scanned.info[:4]}
+
+    monkeypatch.setattr(mlipviz.reference.PySCF, "_compute", lambda *a, **k: 1 / 0)
+    again = ref.scan(frames, start=lambda scan: 1, group="molecule", n_jobs=1, progress=False)
+    np.testing.assert_array_equal(again.energy, scanned.energy)
+    with pytest.raises(InputError, match="outside the scan"):
+        ref.scan(frames, start=7, group="molecule", n_jobs=1, progress=False)
+    with pytest.raises(InputError, match="no info 'bond'"):
+        ref.scan(frames, group="bond", n_jobs=1, progress=False)

@@ -134,15 +134,16 @@ class Projection:
 
 def project(source, method: str = "umap", fit_on=None, model: str | None = None,
             standardize: str = "zscore", n_components: int = 2, seed: int | None = 0,
-            n_neighbors: int = 15, min_dist: float = 0.1) -> Projection:
+            n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None) -> Projection:
     """Project per-atom embeddings to ``n_components`` dimensions with UMAP or PCA.
 
     ``source``, ``fit_on``: embeddings (array, `Prediction` or `Comparison`; ``model``
     picks a comparison's model). The map is fitted on ``fit_on`` (default: ``source``)
     and ``source`` is placed on it, so new atoms land on a fixed map. ``standardize``:
     see `Scaler`, fitted on the fit set. UMAP (umap-learn) uses ``n_neighbors``,
-    ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and
-    single-threaded; None lets it use every core). Results are cached in memory, keyed
+    ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and its layout
+    single-threaded; None lets it use every core); ``n_epochs`` of layout optimisation
+    default to `umap_epochs` of the fit set's size. Results are cached in memory, keyed
     by the data and settings, so asking again (e.g. to recolour) never recomputes.
     """
     if method not in METHODS:
@@ -154,7 +155,8 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
                          f"{fit.shape[1]} wide: both must come from the same model and layer")
     settings = {"standardize": standardize, "n_components": int(n_components), "width": x.shape[1]}
     if method == "umap":
-        settings.update(seed=seed, n_neighbors=int(n_neighbors), min_dist=float(min_dist))
+        settings.update(seed=seed, n_neighbors=int(n_neighbors), min_dist=float(min_dist),
+                        n_epochs=int(umap_epochs(len(fit)) if n_epochs is None else n_epochs))
     key = (_digest(x), None if fit_on is None else _digest(fit), method, name, tuple(sorted(settings.items())))
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -167,7 +169,7 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
         fit_coords = reducer.transform(fit_scaled)
         ratio = reducer.explained_variance_ratio
     else:
-        reducer = _umap(fit_scaled, n_components, seed, n_neighbors, min_dist)
+        reducer = _umap(fit_scaled, n_components, seed, n_neighbors, min_dist, settings["n_epochs"])
         fit_coords = np.asarray(reducer.embedding_)
     coords = fit_coords if fit_on is None else np.asarray(reducer.transform(scaler(x)))
     result = Projection(coords, fit_coords, method, name, settings, ratio, scaler, reducer)
@@ -182,7 +184,15 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float):
+def umap_epochs(n_atoms: int) -> int:
+    """Default UMAP layout epochs: umap-learn's (500 up to 10,000 points, 200 above), but
+    100 above 50,000 atoms, where the single-threaded layout of a fixed seed dominates the
+    time (100,000 atoms: see benchmarks/bench_latent.py for the time and the neighbours
+    kept)."""
+    return 500 if n_atoms <= 10_000 else 200 if n_atoms <= 50_000 else 100
+
+
+def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float, n_epochs: int):
     import warnings
 
     import umap
@@ -193,7 +203,7 @@ def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: fl
     with warnings.catch_warnings():  # "n_jobs value 1 overridden by setting random_state"
         warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
         return umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
-                         random_state=seed).fit(x)
+                         n_epochs=n_epochs, random_state=seed).fit(x)
 
 
 def _digest(x: np.ndarray) -> str:
@@ -288,7 +298,7 @@ def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=No
     """Project each embedded model's atoms (``models``: names, default all with embeddings)
     and score them against ``fit_on`` (a `Comparison` of the same models on a reference
     set; default the atoms themselves) on 2D maps. ``projection``: further `project`
-    settings (``seed``, ``n_neighbors``, ``min_dist``)."""
+    settings (``seed``, ``n_neighbors``, ``min_dist``, ``n_epochs``)."""
     embedded = [n for n, p in comparison.predictions.items() if p.embeddings is not None]
     names = embedded if models is None else list(models)
     if not names:

@@ -77,19 +77,21 @@ class ReferenceCalculator(Calculator):
         self.results["free_energy"] = self.results["energy"]
 
     # -- cache --------------------------------------------------------------------
-    def cache_key(self, atoms) -> str:
-        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode())
+    def cache_key(self, atoms, context: str = "") -> str:
+        """Hash of the settings, the structure and ``context`` (what else the result
+        depends on, e.g. a scan's path)."""
+        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode() + context.encode())
         for array in (atoms.numbers.astype(np.int64), np.asarray(atoms.positions, dtype=np.float64),
                       np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool)):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def _path(self, atoms) -> Path:
-        key = self.cache_key(atoms)
+    def _path(self, atoms, context: str = "") -> Path:
+        key = self.cache_key(atoms, context)
         return self.cache_dir / self.code.lower() / key[:2] / f"{key}.npz"
 
-    def _load(self, atoms) -> dict | None:
-        path = self._path(atoms)
+    def _load(self, atoms, context: str = "") -> dict | None:
+        path = self._path(atoms, context)
         if not path.exists():
             return None
         with np.load(path, allow_pickle=False) as data:
@@ -98,8 +100,8 @@ class ReferenceCalculator(Calculator):
         out["energy"] = float(out["energy"])
         return out
 
-    def _store(self, atoms, results: dict) -> None:
-        path = self._path(atoms)
+    def _store(self, atoms, results: dict, context: str = "") -> None:
+        path = self._path(atoms, context)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in results.items() if k != "meta"}
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+
 import numpy as np
 from ase.units import Bohr, Hartree
 
+from ..errors import InputError
+from ..frames import Frames
 from .base import ReferenceCalculator
 
 # pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
@@ -13,7 +21,11 @@ if not hasattr(np.linalg, "linalg"):
     np.linalg.linalg = np.linalg
 
 WAVEFUNCTION_METHODS = ("HF", "MP2", "CCSD", "CCSD(T)")
-#: methods with analytic nuclear gradients through ``nuc_grad_method()`` in PySCF
+#: methods with analytic nuclear gradients through ``nuc_grad_method()`` in PySCF. PySCF
+#: also has (U)CCSD(T) gradients (``pyscf.grad.uccsd_t``), but on stretched N2 (cc-pVTZ,
+#: broken-symmetry UHF, frozen core, 1.8125 Å) PySCF 2.14's gave 4.44 eV/Å where central
+#: differences and the slope of independent energies both give 5.95 eV/Å, and cost more:
+#: CCSD(T) forces are finite differences.
 ANALYTIC = ("HF", "MP2", "CCSD", "DFT")
 
 
@@ -102,18 +114,22 @@ class PySCF(ReferenceCalculator):
                      basis=self.basis, charge=self.charge, spin=self._spin(atoms), unit="Angstrom",
                      verbose=0, max_memory=self.max_memory_mb)
 
-    def _solve(self, mol, start=None):
+    def _solve(self, mol, start=None, neighbour_density=None):
         """Converged method object and energy (Hartree) for ``mol``; also spin contamination.
 
         ``start``: the converged (SCF, CCSD) of a nearby geometry to continue from (same
         kind; its density and amplitudes as the guesses), so that finite differences stay on
-        one solution branch.
+        one solution branch. ``neighbour_density``: the SCF density of the previous frame
+        of a scan, continued by `_continued_scf`.
         """
         from pyscf import mp
 
         if start is not None:
             dm = start[0].make_rdm1()
             mf = self._scf(mol, restricted=dm.ndim == 2, dm0=dm)
+            _align_orbitals(mf, start[0])
+        elif neighbour_density is not None:
+            mf = self._continued_scf(mol, neighbour_density)
         else:
             mf = self._lowest_scf(mol)
         diagnostics = {"scf": type(mf).__name__}
@@ -137,23 +153,51 @@ class PySCF(ReferenceCalculator):
         mf = self._scf(mol, restricted=mol.spin == 0)
         if not self.broken_symmetry:
             return mf
-        candidates = [mf, self._scf(mol, restricted=False, guess=mf) if mol.spin == 0
+        candidates = [mf, self._scf(mol, restricted=False, guess=mf, follow=True) if mol.spin == 0
                       else self._scf(mol, restricted=False, dm0=mf.make_rdm1(), follow=True)]
-        if mol.natm == 2:
-            guess = _atoms_guess(mol)
-            if guess is not None:
-                try:
-                    candidates.append(self._scf(mol, restricted=False, dm0=guess, follow=True))
-                except RuntimeError:
-                    pass
-        lowest = min(candidates, key=lambda c: c.e_tot)
-        return lowest if lowest.e_tot < mf.e_tot - 1e-8 else mf
+        candidates += self._atoms_candidate(mol, follow=True)
+        return _lowest(candidates, mf)
+
+    def _continued_scf(self, mol, density):
+        """The SCF continued from a scan neighbour's ``density`` (restricted if it is).
+
+        With ``broken_symmetry``, the lowest of it and: from a restricted neighbour, the
+        unrestricted solution from the mixed guess; for DFT (whose stability analysis costs
+        minutes in large basis sets, so it is not followed), the atom-localised spins of a
+        dimer, until the scan has reached them. An unrestricted Hartree-Fock continuation is followed down its
+        instabilities. Hartree-Fock never jumps to another unrestricted solution: the
+        reference of a correlated method stays on one state along the scan, whereas a
+        DFT energy is itself the lowest solution's, so its curve stays continuous.
+        """
+        restricted = density.ndim == 2
+        follow = self.broken_symmetry and not restricted and not self.is_dft
+        mf = self._scf(mol, restricted=restricted, dm0=density, follow=follow)
+        if not restricted and mol.spin == 0 and _spin_density(mf) < 1e-5:  # symmetry restored
+            restricted, mf = True, self._scf(mol, restricted=True, dm0=mf.make_rdm1().sum(axis=0))
+        if not self.broken_symmetry:
+            return mf
+        candidates = [mf]
+        if restricted:
+            candidates.append(self._scf(mol, restricted=False, guess=mf, follow=not self.is_dft))
+        if self.is_dft and not (mol.natm == 2 and _spins_localised(candidates[-1])):
+            candidates += self._atoms_candidate(mol, follow=False)
+        return _lowest(candidates, mf)
+
+    def _atoms_candidate(self, mol, follow: bool) -> list:
+        """The unrestricted SCF from atom-localised spins, for two atoms (else nothing)."""
+        guess = _atoms_guess(mol) if mol.natm == 2 else None
+        if guess is None:
+            return []
+        try:
+            return [self._scf(mol, restricted=False, dm0=guess, follow=follow)]
+        except RuntimeError:
+            return []
 
     def _scf(self, mol, restricted: bool, guess=None, dm0=None, follow: bool = False):
         """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
-        from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix),
-        then follows internal instabilities downhill: how spin symmetry breaks at
-        stretched bonds."""
+        from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix);
+        with ``follow`` an unrestricted one then follows internal instabilities downhill:
+        how spin symmetry breaks at stretched bonds."""
         from pyscf import dft, scf
 
         if self.is_dft:
@@ -169,7 +213,7 @@ class PySCF(ReferenceCalculator):
             mf.kernel(dm0=mf.make_rdm1())
             mf.level_shift, mf.damp = 0, 0
             mf.kernel(dm0=mf.make_rdm1())
-        if not restricted and (guess is not None or follow):
+        if not restricted and follow:
             for _ in range(5):
                 mo, _, stable, _ = mf.stability(return_status=True)
                 if stable:
@@ -191,9 +235,9 @@ class PySCF(ReferenceCalculator):
     def _energy(self, atoms, positions, start=None) -> float:
         return self._solve(self._molecule(atoms, positions), start)[2]
 
-    def _compute(self, atoms) -> dict:
+    def _compute(self, atoms, neighbour_density=None, keep_density: bool = False) -> dict:
         mol = self._molecule(atoms)
-        mf, solved, energy_ha, diagnostics = self._solve(mol)
+        mf, solved, energy_ha, diagnostics = self._solve(mol, neighbour_density=neighbour_density)
         meta = {"forces": self.forces_method, "spin": mol.spin, **diagnostics}
         if hasattr(mf, "spin_square") and mol.spin:
             meta["s2"] = float(mf.spin_square()[0])
@@ -202,7 +246,65 @@ class PySCF(ReferenceCalculator):
             forces = -np.asarray(gradient) * Hartree / Bohr
         else:
             forces = self._finite_difference_forces(atoms, (mf, solved))
-        return {"energy": energy_ha * Hartree, "forces": forces, "meta": meta}
+        out = {"energy": energy_ha * Hartree, "forces": forces, "meta": meta}
+        if keep_density:
+            out["scf_density"] = np.asarray(mf.make_rdm1())
+        return out
+
+    # -- scans --------------------------------------------------------------------------
+    def scan(self, frames, start=None, group: str | None = None, n_jobs: int | None = None,
+             progress: bool = True, on_error: str = "raise") -> Frames:
+        """Label a scan (frames in order along a path, e.g. a bond-length curve) so that
+        the curve follows one electronic state instead of jumping between SCF solutions.
+
+        The ``start`` frame (index within the scan, a function of the scan's `Frames`
+        returning one, or None: the middle frame) gets the usual SCF; the scan then runs
+        outward from it in both directions, each frame's SCF continued from its
+        neighbour's converged density (see `_continued_scf` for what ``broken_symmetry``
+        adds). ``group``: an info key; the frames sharing a value form one scan each, in
+        their order, run in parallel in ``n_jobs`` worker processes (one thread each).
+        Each frame is cached at once, keyed also by the path from the start; its info
+        records ``reference_scan_start`` and ``reference_continued_from`` (indices into
+        ``frames``). ``on_error`` as in `evaluate`; a failed frame is skipped and the scan
+        continues from the last converged one.
+        """
+        from tqdm.auto import tqdm
+
+        from ..io import read
+        from .base import _one_thread_per_worker
+
+        if on_error not in ("raise", "nan"):
+            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+        frames = frames if isinstance(frames, Frames) else read(frames)
+        scans = _scan_groups(frames, group)
+        starts = [_scan_start(frames[indices], start, indices) for indices in scans]
+        results: dict[int, dict] = {}
+        n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(scans)))
+        bar = tqdm(total=len(frames), unit="frame", disable=not progress, desc=f"{self.code} scan")
+
+        def collect(outcome: dict, pool=None) -> None:
+            for i, out in outcome.items():
+                if isinstance(out, Exception):
+                    if on_error == "raise" and pool is not None:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                    out = self._failed(frames, i, out, on_error)
+                results[i] = out
+            bar.update(len(outcome))
+
+        try:
+            if n_jobs == 1:
+                for indices, first in zip(scans, starts):
+                    collect(_scan_in_worker(self, frames, indices, first))
+            else:
+                with _one_thread_per_worker(), ProcessPoolExecutor(
+                        n_jobs, mp_context=get_context("spawn")) as pool:
+                    jobs = [pool.submit(_scan_in_worker, self, frames, indices, first)
+                            for indices, first in zip(scans, starts)]
+                    for job in as_completed(jobs):
+                        collect(job.result(), pool)
+        finally:
+            bar.close()
+        return self._labelled(frames, [results[i] for i in range(len(frames))])
 
     def _finite_difference_forces(self, atoms, start) -> np.ndarray:
         """Central differences, each displaced calculation continued from ``start`` (the SCF
@@ -223,6 +325,88 @@ class PySCF(ReferenceCalculator):
                 forces[a, k] = -(self._energy(atoms, pos + step, start)
                                  - self._energy(atoms, pos - step, start)) / (2 * h)
         return forces * Hartree
+
+
+def _lowest(candidates: list, default):
+    """The lowest-energy SCF of ``candidates``, ``default`` unless another is clearly lower."""
+    lowest = min(candidates, key=lambda c: c.e_tot)
+    return lowest if lowest.e_tot < default.e_tot - 1e-8 else default
+
+
+def _spins_localised(mf, threshold: float = 0.1) -> bool:
+    """Whether an unrestricted SCF of two atoms has different Mulliken spins on them (its
+    spins localised, as in the atoms guess) rather than the symmetric sharing."""
+    if np.asarray(mf.mo_coeff).ndim != 3:
+        return False
+    spins = mf.mulliken_spin_pop(verbose=0)[1]
+    return abs(spins[0] - spins[1]) > threshold
+
+
+def _spin_density(mf) -> float:
+    """Largest element of an unrestricted SCF's alpha minus beta density."""
+    alpha, beta = mf.make_rdm1()
+    return float(np.abs(alpha - beta).max())
+
+
+def _scan_groups(frames: Frames, group: str | None) -> list[list[int]]:
+    """Frame indices of each scan: all frames, or those sharing ``info[group]``."""
+    if group is None:
+        return [list(range(len(frames)))]
+    scans: dict = {}
+    for i, info in enumerate(frames.info):
+        if group not in info:
+            raise InputError(f"frame {i}{' of ' + str(frames.source) if frames.source else ''} has "
+                             f"no info {group!r} to group the scans by")
+        scans.setdefault(info[group], []).append(i)
+    return list(scans.values())
+
+
+def _scan_start(scan: Frames, start, indices: list[int]) -> int:
+    position = len(scan) // 2 if start is None else start(scan) if callable(start) else start
+    if not 0 <= int(position) < len(scan):
+        raise InputError(f"scan start {position} is outside the scan of {len(scan)} frames "
+                         f"(frames {indices[0]}..{indices[-1]})")
+    return int(position)
+
+
+def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int) -> dict:
+    """Run one scan outward from ``indices[start]``: a results dict (or the exception) per
+    frame index, each frame cached at once."""
+    out: dict = {}
+    for branch in (indices[start:], indices[start::-1]):
+        density, path = None, []
+        for i in branch:
+            if i in out:  # the start frame, shared by both branches
+                if not isinstance(out[i], Exception):
+                    density, path = out[i]["scf_density"], [i]
+                continue
+            path.append(i)
+            atoms = frames.to_atoms(i)
+            context = _path_digest(frames, path)
+            cached = calc._load(atoms, context)
+            if cached is None:
+                try:
+                    began = time.perf_counter()
+                    cached = calc._compute(atoms.copy(), neighbour_density=density, keep_density=True)
+                    cached["meta"].update(seconds=round(time.perf_counter() - began, 2),
+                                          scan_start=indices[start],
+                                          continued_from=path[-2] if len(path) > 1 else None)
+                    calc._store(atoms, cached, context)
+                except Exception as exc:  # noqa: BLE001 - reported per frame by `scan`
+                    out[i] = exc
+                    path.pop()
+                    continue
+            out[i] = cached
+            density = cached["scf_density"]
+    return out
+
+
+def _path_digest(frames: Frames, path: list[int]) -> str:
+    """What a scan frame's result depends on: the positions along the path from the start."""
+    digest = hashlib.sha1()
+    for i in path:
+        digest.update(frames.positions[frames.atoms_of(i)].tobytes())
+    return "scan:" + digest.hexdigest()
 
 
 def _atoms_guess(mol) -> np.ndarray | None:
@@ -266,13 +450,36 @@ def _atom_density(mol, symbol: str, spin: int, moved: int) -> np.ndarray:
     return mf.make_rdm1(mf.mo_coeff, np.array(occ))
 
 
+def _align_orbitals(mf, reference, degenerate: float = 1e-5) -> None:
+    """Give ``mf``'s orbitals the signs, and within (near-)degenerate sets the rotation,
+    that best match ``reference``'s (the SCF at a slightly displaced geometry), so that the
+    reference's CCSD amplitudes are a good start (otherwise arbitrary signs and rotations
+    of degenerate pi orbitals make them no better than MP2's). Energies, densities and the
+    canonical form are unchanged."""
+    overlap = mf.get_ovlp()
+    unrestricted = np.asarray(mf.mo_coeff).ndim == 3
+    channels = zip(mf.mo_coeff, reference.mo_coeff, mf.mo_energy) if unrestricted \
+        else [(mf.mo_coeff, reference.mo_coeff, mf.mo_energy)]
+    aligned = []
+    for coeff, target, energies in channels:
+        coeff = np.array(coeff)
+        edges = np.flatnonzero(np.diff(energies) > degenerate) + 1
+        for block in np.split(np.arange(len(energies)), edges):
+            u, _, vt = np.linalg.svd(target[:, block].T @ overlap @ coeff[:, block])
+            coeff[:, block] = coeff[:, block] @ (u @ vt).T
+        aligned.append(coeff)
+    mf.mo_coeff = np.array(aligned) if unrestricted else aligned[0]
+
+
 def _converged_ccsd(mf, frozen, conv_tol: float, amplitudes=None):
     """CCSD amplitudes converged from ``amplitudes`` (else MP2), retrying from scratch with a
     larger DIIS space and level shift, then without DIIS, when they do not converge."""
     from pyscf import cc
 
     post = cc.CCSD(mf, frozen=frozen)
-    post.conv_tol, post.max_cycle = conv_tol, 200
+    # energy to conv_tol; amplitude residual to 1e-5 (PySCF's 1e-6 default can stall at
+    # ~1.6e-6 with the energy converged to 1e-11 Ha, as for Si2 at 3.875 Å)
+    post.conv_tol, post.conv_tol_normt, post.max_cycle = conv_tol, 1e-5, 200
     attempts = ({}, {"diis_space": 12, "level_shift": 0.2}, {"diis": False, "level_shift": 0.3})
     for i, settings in enumerate(attempts):
         for key, value in settings.items():
