@@ -259,6 +259,26 @@ def _scan_start(scan) -> int:
     return int(np.argmin([abs(info["distance"] - bond) for info in scan.info]))
 
 
+def _mark_energy_steps(labelled) -> list:
+    """Find where a curve's energy change between neighbouring distances differs from the
+    trapezoid integral of its forces by more than that rule's own error allows (0.02 eV +
+    |dF| dr): a change of SCF solution. Marks the farther frame's info
+    'reference_energy_step' and returns (molecule, from Å, to Å, dE, dE from forces)."""
+    steps = []
+    for molecule in DIATOMICS:
+        rows = [i for i, d in enumerate(labelled.info) if d["molecule"] == molecule]
+        r = np.array([labelled.info[i]["distance"] for i in rows])
+        force = labelled.forces.reshape(len(labelled), 2, 3)[rows, 1, 2]
+        change, from_forces = np.diff(labelled.energy[rows]), -(force[1:] + force[:-1]) / 2 * np.diff(r)
+        for k in np.flatnonzero(np.abs(change - from_forces) > 0.02 + np.abs(np.diff(force)) * np.diff(r)):
+            step = {"from_distance": float(r[k]), "energy_change_eV": round(float(change[k]), 4),
+                    "from_forces_eV": round(float(from_forces[k]), 4)}
+            labelled.info[rows[k + 1]]["reference_energy_step"] = step
+            steps.append([molecule, step["from_distance"], float(r[k + 1]), step["energy_change_eV"],
+                          step["from_forces_eV"]])
+    return steps
+
+
 def diatomics(out_dir: Path, jobs: int) -> str:
     from ase import Atoms
 
@@ -292,6 +312,7 @@ def diatomics(out_dir: Path, jobs: int) -> str:
     counts = {name: sum(1 for i in common if frames.info[i]["molecule"] == name) for name in DIATOMICS}
     failed_points = {lvl: [(frames.info[i]["molecule"], frames.info[i]["distance"]) for i in idx]
                      for lvl, idx in dropped.items()}
+    steps = {level: _mark_energy_steps(labelled) for level, labelled in levels.items()}
     high_t1 = sorted({(d["molecule"], d["distance"]) for d in levels["ccsd(t)"].info
                       if d.get("reference_t1_diagnostic", 0) > 0.02 and d["molecule"] != "H2"})
     description = (
@@ -320,6 +341,11 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         f"CCSD(T) points with T1 diagnostic > 0.02 (multireference character, single-reference "
         f"CCSD(T) unreliable; H2 left out: exact whatever its T1): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
         "info 'reference_t1_diagnostic'.\n"
+        "Energy steps the forces do not account for (energy change between neighbouring "
+        "distances minus the trapezoid integral of the forces > 0.02 eV + |dF| dr: the SCF "
+        "reference changed solution there, e.g. after a second-order SCF; each is marked in the "
+        "farther frame's info 'reference_energy_step'; treat the curve around it as "
+        f"qualitative), as [molecule, from Å, to Å, dE, dE from forces] in eV: {json.dumps(steps)}.\n"
         "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
         f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
         "means the curve reaches the right limit; a positive offset is the error of a single "

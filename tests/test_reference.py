@@ -293,3 +293,27 @@ def test_scan_continues_each_point_from_its_neighbour(cache, monkeypatch):
         ref.scan(frames, start=7, group="molecule", n_jobs=1, progress=False)
     with pytest.raises(InputError, match="no info 'bond'"):
         ref.scan(frames, group="bond", n_jobs=1, progress=False)
+
+
+def test_aligned_orbitals_match_the_central_ones_and_keep_the_solution():
+    """Finite-difference displacements start CCSD from the central amplitudes; that needs
+    the displaced orbitals with the central ones' signs and degenerate-pi rotations. The
+    alignment must leave density, orbital energies and the canonical Fock matrix alone."""
+    from pyscf import gto, scf
+
+    from mlipviz.reference.pyscf_calc import _align_orbitals
+
+    def n2(r):
+        return gto.M(atom=f"N 0 0 0; N 0 0 {r}", basis="6-31G", verbose=0)
+
+    central = scf.RHF(n2(1.1)).run(conv_tol=1e-11)
+    displaced = scf.RHF(n2(1.101)).run(conv_tol=1e-11)
+    displaced.mo_coeff = displaced.mo_coeff @ np.diag(np.where(np.arange(18) % 2, -1.0, 1.0))  # scramble signs
+    density, energies = displaced.make_rdm1(), displaced.mo_energy.copy()
+    _align_orbitals(displaced, central)
+    overlap = central.mo_coeff.T @ displaced.get_ovlp() @ displaced.mo_coeff
+    assert np.diag(overlap).min() > 0.99
+    np.testing.assert_allclose(displaced.make_rdm1(), density, atol=1e-10)
+    np.testing.assert_allclose(displaced.mo_energy, energies)
+    fock = displaced.mo_coeff.T @ displaced.get_fock() @ displaced.mo_coeff
+    np.testing.assert_allclose(fock, np.diag(energies), atol=1e-6)

@@ -164,10 +164,12 @@ class PySCF(ReferenceCalculator):
         With ``broken_symmetry``, the lowest of it and: from a restricted neighbour, the
         unrestricted solution from the mixed guess; for DFT (whose stability analysis costs
         minutes in large basis sets, so it is not followed), the atom-localised spins of a
-        dimer, until the scan has reached them. An unrestricted Hartree-Fock continuation is followed down its
-        instabilities. Hartree-Fock never jumps to another unrestricted solution: the
-        reference of a correlated method stays on one state along the scan, whereas a
-        DFT energy is itself the lowest solution's, so its curve stays continuous.
+        dimer, until the scan has reached them. An unrestricted Hartree-Fock continuation
+        is followed down its instabilities but offered no other unrestricted candidate, so
+        the reference of a correlated method stays on one state along the scan (unless its
+        SCF only converges with the second-order solver, which may land elsewhere: watch
+        ``reference_scf``, ⟨S²⟩ and T1 along the curve); a DFT energy is itself the lowest
+        solution's, so its curve stays continuous.
         """
         restricted = density.ndim == 2
         follow = self.broken_symmetry and not restricted and not self.is_dft
