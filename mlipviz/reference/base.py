@@ -119,10 +119,6 @@ class ReferenceCalculator(Calculator):
         it); ``"nan"`` carries on, gives failed frames NaN labels and the error message in
         ``info["reference_error"]``.
         """
-        if on_error not in ("raise", "nan"):
-            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
-        from tqdm.auto import tqdm
-
         from ..io import read
 
         frames = frames if isinstance(frames, Frames) else read(frames)
@@ -134,33 +130,45 @@ class ReferenceCalculator(Calculator):
                 todo.append(i)
             else:
                 results[i] = cached
-        n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(todo) or 1))
-        bar = tqdm(total=len(frames), initial=len(results), unit="frame", disable=not progress,
-                   desc=f"{self.code} reference")
+        results.update(self._run_jobs(frames, [(_frame_in_worker, (self, frames.to_atoms(i), i)) for i in todo],
+                                      n_jobs, progress, on_error, f"{self.code} reference", done=len(results)))
+        return self._labelled(frames, [results[i] for i in range(len(frames))])
+
+    def _run_jobs(self, frames: Frames, jobs: list[tuple], n_jobs: int | None, progress: bool,
+                  on_error: str, desc: str, done: int = 0) -> dict[int, dict]:
+        """Run ``jobs`` ((function, args) pairs, each returning {frame index: its results or
+        the exception}) here or in ``n_jobs`` spawned worker processes (default:
+        ``self.n_jobs`` or the CPU count; one thread each), with a progress bar over
+        ``frames`` (``done`` of them already labelled); failures as ``on_error`` says."""
+        if on_error not in ("raise", "nan"):
+            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+        from tqdm.auto import tqdm
+
+        results: dict[int, dict] = {}
+        n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(jobs) or 1))
+        bar = tqdm(total=len(frames), initial=done, unit="frame", disable=not progress, desc=desc)
+
+        def collect(outcome: dict, pool=None) -> None:
+            for i, out in outcome.items():
+                if isinstance(out, Exception):
+                    if on_error == "raise" and pool is not None:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                    out = self._failed(frames, i, out, on_error)
+                results[i] = out
+            bar.update(len(outcome))
+
         try:
             if n_jobs == 1:
-                for i in todo:
-                    try:
-                        results[i] = _compute_in_worker(self, frames.to_atoms(i))
-                    except Exception as exc:
-                        results[i] = self._failed(frames, i, exc, on_error)
-                    bar.update()
+                for function, args in jobs:
+                    collect(function(*args))
             else:
                 with _one_thread_per_worker(), ProcessPoolExecutor(
                         n_jobs, mp_context=get_context("spawn")) as pool:
-                    jobs = {pool.submit(_compute_in_worker, self, frames.to_atoms(i)): i for i in todo}
-                    for job in as_completed(jobs):
-                        i = jobs[job]
-                        try:
-                            results[i] = job.result()
-                        except Exception as exc:
-                            if on_error == "raise":
-                                pool.shutdown(wait=True, cancel_futures=True)
-                            results[i] = self._failed(frames, i, exc, on_error)
-                        bar.update()
+                    for job in as_completed([pool.submit(function, *args) for function, args in jobs]):
+                        collect(job.result(), pool)
         finally:
             bar.close()
-        return self._labelled(frames, [results[i] for i in range(len(frames))])
+        return results
 
     def _failed(self, frames: Frames, i: int, exc: Exception, on_error: str) -> dict:
         message = (f"{self.code} failed on frame {i}"
@@ -233,10 +241,21 @@ def _one_thread_per_worker():
                 os.environ[name] = value
 
 
-def _compute_in_worker(calc: ReferenceCalculator, atoms) -> dict:
-    """Compute one structure and cache it at once, so finished work survives a failing batch."""
+def _compute_in_worker(calc: ReferenceCalculator, atoms, context: str = "", meta: dict | None = None,
+                       **compute) -> dict:
+    """Compute one structure (``compute``: further `_compute` arguments) and cache it at once
+    (under ``context``), its time and ``meta`` in its meta, so finished work survives a
+    failing batch."""
     start = time.perf_counter()
-    out = calc._compute(atoms.copy())
-    out.setdefault("meta", {})["seconds"] = round(time.perf_counter() - start, 2)
-    calc._store(atoms, out)
+    out = calc._compute(atoms.copy(), **compute)
+    out.setdefault("meta", {}).update(seconds=round(time.perf_counter() - start, 2), **(meta or {}))
+    calc._store(atoms, out, context)
     return out
+
+
+def _frame_in_worker(calc: ReferenceCalculator, atoms, index: int) -> dict:
+    """{index: the frame's results (cached at once), or the exception it raised}."""
+    try:
+        return {index: _compute_in_worker(calc, atoms)}
+    except Exception as exc:  # noqa: BLE001 - reported per frame by `_run_jobs`
+        return {index: exc}

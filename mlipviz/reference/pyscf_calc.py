@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 
 import numpy as np
 from ase.units import Bohr, Hartree
 
 from ..errors import InputError
 from ..frames import Frames
-from .base import ReferenceCalculator
+from .base import ReferenceCalculator, _compute_in_worker
 
 # pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
 # without it a singular DIIS step raises AttributeError instead of being handled.
@@ -270,42 +266,13 @@ class PySCF(ReferenceCalculator):
         ``frames``). ``on_error`` as in `evaluate`; a failed frame is skipped and the scan
         continues from the last converged one.
         """
-        from tqdm.auto import tqdm
-
         from ..io import read
-        from .base import _one_thread_per_worker
 
-        if on_error not in ("raise", "nan"):
-            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         frames = frames if isinstance(frames, Frames) else read(frames)
         scans = _scan_groups(frames, group)
-        starts = [_scan_start(frames[indices], start, indices) for indices in scans]
-        results: dict[int, dict] = {}
-        n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(scans)))
-        bar = tqdm(total=len(frames), unit="frame", disable=not progress, desc=f"{self.code} scan")
-
-        def collect(outcome: dict, pool=None) -> None:
-            for i, out in outcome.items():
-                if isinstance(out, Exception):
-                    if on_error == "raise" and pool is not None:
-                        pool.shutdown(wait=True, cancel_futures=True)
-                    out = self._failed(frames, i, out, on_error)
-                results[i] = out
-            bar.update(len(outcome))
-
-        try:
-            if n_jobs == 1:
-                for indices, first in zip(scans, starts):
-                    collect(_scan_in_worker(self, frames, indices, first))
-            else:
-                with _one_thread_per_worker(), ProcessPoolExecutor(
-                        n_jobs, mp_context=get_context("spawn")) as pool:
-                    jobs = [pool.submit(_scan_in_worker, self, frames, indices, first)
-                            for indices, first in zip(scans, starts)]
-                    for job in as_completed(jobs):
-                        collect(job.result(), pool)
-        finally:
-            bar.close()
+        jobs = [(_scan_in_worker, (self, frames, indices, _scan_start(frames[indices], start, indices)))
+                for indices in scans]
+        results = self._run_jobs(frames, jobs, n_jobs, progress, on_error, f"{self.code} scan")
         return self._labelled(frames, [results[i] for i in range(len(frames))])
 
     def _finite_difference_forces(self, atoms, start) -> np.ndarray:
@@ -388,13 +355,10 @@ def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int)
             cached = calc._load(atoms, context)
             if cached is None:
                 try:
-                    began = time.perf_counter()
-                    cached = calc._compute(atoms.copy(), neighbour_density=density, keep_density=True)
-                    cached["meta"].update(seconds=round(time.perf_counter() - began, 2),
-                                          scan_start=indices[start],
-                                          continued_from=path[-2] if len(path) > 1 else None)
-                    calc._store(atoms, cached, context)
-                except Exception as exc:  # noqa: BLE001 - reported per frame by `scan`
+                    cached = _compute_in_worker(
+                        calc, atoms, context, neighbour_density=density, keep_density=True,
+                        meta={"scan_start": indices[start], "continued_from": path[-2] if len(path) > 1 else None})
+                except Exception as exc:  # noqa: BLE001 - reported per frame by `_run_jobs`
                     out[i] = exc
                     path.pop()
                     continue
