@@ -1,11 +1,12 @@
 """mlipviz: find out where and why universal machine-learning interatomic potentials fail.
 
 Layers, one way: ``frames``/``io`` (structures) -> ``models`` (uMLIPs) -> ``analysis``
-(errors, softening, rare events, scans, latent space) -> widgets.
+(errors, softening, rare events, scans, latent space, attributions) -> widgets.
 """
 
-from . import errors, latent, reference
+from . import attribution, errors, latent, reference
 from .analysis import scan
+from .analysis.attribution import attribute, site_energies
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
 from .analysis.stability import md_stability
 from .frames import Frames
@@ -16,8 +17,9 @@ from .models.base import Model, Prediction
 __version__ = "0.1.0"
 
 __all__ = [
-    "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "available_models", "compare",
-    "errors", "examples", "latent", "load_comparison", "load_model", "md_stability", "read", "reference", "scan", "view",
+    "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "attribute", "attribution",
+    "available_models", "compare", "errors", "examples", "latent", "load_comparison", "load_model",
+    "md_stability", "read", "reference", "scan", "site_energies", "view",
 ]
 
 

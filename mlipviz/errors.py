@@ -64,3 +64,7 @@ class ModelNotAvailableError(MlipvizError, RuntimeError):
 
 class CheckpointMismatchError(MlipvizError, RuntimeError):
     """A checkpoint file belongs to other frames or another model."""
+
+
+class CompletenessWarning(UserWarning):
+    """Integrated-gradient attributions do not sum to f(x) - f(baseline) within 1 %."""

@@ -279,3 +279,56 @@ def test_explorer_runs_again_on_other_structures(cu_trajectory):
     app.run().join()
     assert app.status.value == "done", app.message.value
     assert len(app.comparison.frames) == 3
+
+
+def test_attribution_view_links_bars_and_structure(cu_trajectory):
+    """Diverging colours centred on zero, bars ranked by |attribution|, the target atom marked;
+    a clicked bar and a picked atom select the same atom in both; the pickers recompute."""
+    from types import SimpleNamespace
+
+    from mlipviz.widgets.attribution_view import AttributionView
+
+    model = mlipviz.load_model("chgnet", device="cpu")
+    atoms = cu_trajectory[[0]]
+    view_ = mlipviz.attribution.show(model, atoms, target="force_magnitude", atom=3, inputs="atom_mask",
+                                     n_steps=8, top=10)
+    assert isinstance(view_, AttributionView)
+    r = view_.result
+    shown = view_.viewer.atom_colors.hex
+    vmax = np.abs(r.values).max()
+    assert (view_.viewer.atom_colors.vmin, view_.viewer.atom_colors.vmax) == pytest.approx((-vmax, vmax))
+    for i in (int(np.argmax(r.values)), int(np.argmin(r.values))):
+        assert shown[i] == _expected_hex(r.values[i], -vmax, vmax, "RdBu_r")
+    bars = view_.bars.data[0]
+    assert list(bars.customdata[::-1]) == list(r.top(10).index)
+    assert np.all(np.diff(np.abs(bars.x)) >= 0)  # largest at the top
+    assert view_.viewer.highlighted == [3]
+    worst_other = int(r.top(10).index[r.top(10).index != 3][0])
+    view_._on_bar_click(bars, SimpleNamespace(point_inds=[list(bars.customdata).index(worst_other)]))
+    assert view_.viewer.highlighted == sorted([3, worst_other])
+    view_.viewer.pick(worst_other)
+    assert bars.selectedpoints == (list(bars.customdata).index(worst_other),)
+    view_.method.value = "feature_ablation"
+    view_.recompute().join()
+    assert view_.status.value == "done" and view_.result.method == "feature_ablation"
+    assert view_.result.inputs == "atom_mask" and "gate" in view_.summary.value
+
+
+def test_explorer_attribution_tab_explains_the_worst_force(comparison):
+    """The tab starts at the frame's largest force error and attributes exactly that error."""
+    from mlipviz.widgets.attribution_view import AttributionTab, AttributionView
+    from mlipviz.widgets.explorer import Run, result_tabs
+
+    assert "attributions" in result_tabs()
+    model = mlipviz.load_model("chgnet", device="cpu")
+    tab = AttributionTab(Run(comparison, [model], None, "cpu"))
+    tab.frame.value = 2
+    table = comparison.per_atom[comparison.per_atom.frame == 2]
+    worst = table.loc[table.force_error.idxmax()]
+    assert tab.atom.value == worst.atom
+    tab.start().join()
+    assert tab.status.value == "done", tab.output.children[0].value
+    view_ = tab.output.children[0]
+    assert isinstance(view_, AttributionView)
+    assert view_.result.target == "force_error" and view_.result.atom == worst.atom
+    assert view_.result.value == pytest.approx(worst.force_error, rel=1e-4)

@@ -98,6 +98,8 @@ class Model:
     embedding_layers: int = 0
     has_stress: bool = True
     has_energies: bool = False
+    #: where the per-atom gate of `site_energies_torch` acts, in words; None: no attributions
+    atom_gate: str | None = None
     #: atoms per forward pass when ``batch_size`` is not given.
     atoms_per_batch: int = 2048
 
@@ -112,6 +114,18 @@ class Model:
     def calculator(self):
         """The model's own ASE calculator, using the same weights."""
         raise NotImplementedError
+
+    def site_energies_torch(self, frame: Frames, positions, gate=None):
+        """Per-atom energies, differentiable, of copies of the one-frame ``frame``.
+
+        ``positions`` (S, N, 3) torch tensor: one geometry per copy (graphs are built from
+        its values, gradients flow through it); ``gate`` None or (S, N) in [0, 1]: each
+        atom's presence (``atom_gate`` says where it acts; 0 removes the atom exactly).
+        Returns (S, N) eV, summing to each copy's energy. What `mlipviz.attribute` runs.
+        """
+        raise MlipvizError(f"model {self.name} ({type(self).__name__}) has no differentiable "
+                           "per-atom energies, so no attributions (MACE, CHGNet, M3GNet and "
+                           "SevenNet have them; an ASE calculator does not)")
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
         """Extract embeddings after interaction block ``layer`` (None: the default); set
@@ -228,6 +242,27 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} on {self.device} ({self.dtype})>"
+
+
+def geometries(frame: Frames, positions: np.ndarray, build: Callable) -> list:
+    """``build(atoms)`` for the `Atoms` of ``frame`` at each of ``positions`` (S, N, 3), built
+    once per distinct geometry (attributions over atom gates repeat one geometry)."""
+    built: dict[bytes, object] = {}
+    out = []
+    for p in np.asarray(positions, dtype=np.float64):
+        key = p.tobytes()
+        if key not in built:
+            atoms = frame.to_atoms(0)
+            atoms.calc = None
+            atoms.positions = p
+            built[key] = build(atoms)
+        out.append(built[key])
+    return out
+
+
+def edge_gate(gate, first, second):
+    """Per-edge gate: the product of its two atoms' gates (None without a gate)."""
+    return None if gate is None else gate[first] * gate[second]
 
 
 def part_slice(pred: Prediction, k: int) -> Prediction:

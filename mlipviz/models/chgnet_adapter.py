@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Model
+from .base import Model, edge_gate, geometries
 from .registry import package_dir
 
 _WEIGHT_FILES = {
@@ -286,13 +286,15 @@ class CHGNetModel(Model):
             result["embeddings"] = feas.cpu().numpy()
         return result
 
-    def _batched_graph(self, graphs):
+    def _batched_graph(self, graphs, positions=None, gate=None):
         """chgnet's ``BatchedGraph`` for all ``graphs`` at once, plus the grad leaves.
 
         ``BatchedGraph.from_graphs`` featurises graph by graph (dozens of small
         tensor operations per structure, forward and backward); this builds the
         same fields with one vectorised operation per field. Returns the batch,
         Cartesian positions (n_atoms, 3) and strains (n_graphs, 3, 3).
+        ``positions``: Cartesian positions to use instead of the graphs' own (same
+        values; for gradients through them); ``gate``: per-atom presence (see ``atom_gate``).
         """
         from chgnet.model.model import BatchedGraph
 
@@ -333,7 +335,8 @@ class CHGNetModel(Model):
         lattice = cells @ (torch.eye(3, dtype=f32, device=dev) + strains)
         cross = torch.linalg.cross(lattice[:, 1], lattice[:, 2])
         volumes = torch.linalg.vecdot(lattice[:, 0], cross).detach()
-        positions = torch.bmm(frac[:, None, :], lattice[owner]).squeeze(1)
+        if positions is None:
+            positions = torch.bmm(frac[:, None, :], lattice[owner]).squeeze(1)
         # BondEncoder.forward, for all edges of all graphs
         nbr = positions[atom_graph[:, 1]] + torch.bmm(image[:, None, :], lattice[edge_owner]).squeeze(1)
         bond_vectors = positions[atom_graph[:, 0]] - nbr
@@ -343,6 +346,10 @@ class CHGNetModel(Model):
         encoder = net.bond_basis_expansion
         bond_bases_ag = encoder.rbf_expansion_ag(undirected_lengths)
         bond_bases_bg = encoder.rbf_expansion_bg(undirected_lengths)
+        weight = edge_gate(gate, atom_graph[und2dir, 0], atom_graph[und2dir, 1])
+        if weight is not None:  # the smooth cutoff envelope is in the bases: scale it
+            bond_bases_ag = bond_bases_ag * weight[:, None]
+            bond_bases_bg = bond_bases_bg * weight[:, None]
         if len(bond_graph):
             angle_bases = net.angle_basis_expansion(torch.index_select(bond_vectors, 0, bond_graph[:, 2]),
                                                     torch.index_select(bond_vectors, 0, bond_graph[:, 4]))
@@ -357,6 +364,31 @@ class CHGNetModel(Model):
             atom_owners=owner.to(i32), directed2undirected=dir2und.to(i32),
             atom_positions=[positions], strains=[strains], volumes=volumes)
         return batch, positions, strains
+
+    atom_gate = ("the radial bases of every bond i-j (atom graph and bond graph), which carry "
+                 "CHGNet's smooth cutoff, times g_i g_j, so every message, bond update and angle "
+                 "through the bond scales with it; and each site energy (readout plus the "
+                 "element's AtomRef energy) times g_i")
+
+    def site_energies_torch(self, frame, positions, gate=None):
+        net = self.net
+        if not net.mlp_first:
+            return super().site_energies_torch(frame, positions, gate)
+        cell = self._cell(frame, 0)
+        graphs = geometries(frame, positions.detach().cpu().numpy(), lambda atoms: self._frame_graph(
+            atoms.numbers, atoms.positions, cell, frame.pbc[0], 0))
+        flat_gate = None if gate is None else gate.reshape(-1)
+        with torch.enable_grad():
+            batch, _, _ = self._batched_graph(graphs, positions=positions.reshape(-1, 3), gate=flat_gate)
+            out = net._compute(batch, return_site_energies=True)
+        site = torch.cat(list(out["site_energies"]))
+        if net.composition_model is not None:
+            numbers = torch.as_tensor(np.tile(frame.numbers, len(graphs)), dtype=torch.long,
+                                      device=site.device)
+            site = site + net.composition_model.fc.weight[0, numbers - 1]
+        if flat_gate is not None:
+            site = site * flat_gate
+        return site.reshape(positions.shape[:2])
 
     def _forward(self, graphs, return_embeddings: bool):
         """One CHGNet pass over all ``graphs``; one backward pass for forces and stress.

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelNotAvailableError
+from ..errors import MlipvizError, ModelNotAvailableError
 from ..frames import Frames
-from .base import Model
+from .base import Model, edge_gate, geometries
 from .registry import package_dir
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -166,17 +166,20 @@ class MACEModel(Model):
         self.embedding_width = self._embedding_columns.stop - self._embedding_columns.start
 
     # -- evaluation -----------------------------------------------------------
-    def _batch(self, frames: Frames):
+    def _graph(self, atoms):
         from mace import data as mace_data
-        from mace.tools import torch_geometric, torch_tools
+        from mace.tools import torch_tools
 
         with torch_tools.default_dtype(self.dtype):
-            graphs = [
-                mace_data.AtomicData.from_config(
-                    mace_data.config_from_atoms(frames.to_atoms(i), key_specification=self._keyspec,
-                                                head_name=self._head),
-                    z_table=self._z_table, cutoff=self.cutoff, heads=self._heads)
-                for i in range(len(frames))]
+            return mace_data.AtomicData.from_config(
+                mace_data.config_from_atoms(atoms, key_specification=self._keyspec, head_name=self._head),
+                z_table=self._z_table, cutoff=self.cutoff, heads=self._heads)
+
+    def _batch(self, frames: Frames | None = None, graphs=None):
+        from mace.tools import torch_geometric
+
+        if graphs is None:
+            graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
         batch = torch_geometric.Batch.from_data_list(graphs)
         ftype = _DTYPES[self.dtype]
         for key in batch.keys:
@@ -204,6 +207,45 @@ class MACEModel(Model):
                                     num_features=self._num_inv, l_max=self._l_max)
             result["embeddings"] = inv[:, self._embedding_columns].detach().cpu().numpy()
         return result
+
+    atom_gate = ("the smooth cutoff envelope of every edge i-j (the radial embedding's cutoff, "
+                 "which multiplies the tensor-product weights, or its envelope-weighted radial "
+                 "features where the model applies the cutoff there) times g_i g_j, so every "
+                 "message between i and j scales with it; and each node energy (E0 plus the "
+                 "scaled readouts) times g_i")
+
+    def site_energies_torch(self, frame, positions, gate=None):
+        net = self.net
+        if gate is not None and hasattr(net, "pair_repulsion"):
+            raise MlipvizError(f"model {self.name} has a ZBL pair-repulsion term, which mlipviz "
+                               "cannot gate per atom; use inputs='positions'")
+        graphs = geometries(frame, positions.detach().cpu().numpy(), self._graph)
+        batch = self._batch(graphs=graphs)
+        batch["positions"] = positions.reshape(-1, 3)
+        hooks = []
+        if gate is not None:
+            g = gate.reshape(-1)
+            weight = edge_gate(g, batch["edge_index"][0], batch["edge_index"][1])[:, None]
+
+            def gate_edges(module, inputs, output):
+                feats, cutoff = output
+                return (feats, cutoff * weight) if cutoff is not None else (feats * weight, None)
+
+            def gate_nodes(module, inputs, output):
+                return output * (g if output.dim() == 1 else g[:, None])
+
+            hooks.append(net.radial_embedding.register_forward_hook(gate_edges))
+            hooks.append(net.atomic_energies_fn.register_forward_hook(gate_nodes))
+            scaled = getattr(net, "scale_shift", None)
+            for module in [scaled] if scaled is not None else net.readouts:
+                hooks.append(module.register_forward_hook(gate_nodes))
+        try:
+            with torch.enable_grad():
+                out = net(batch.to_dict(), compute_force=False, training=False)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return out["node_energy"].reshape(positions.shape[:2])
 
     def calculator(self):
         """``MACECalculator`` reading the same weights file, in this model's dtype and device."""

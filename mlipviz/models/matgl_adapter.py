@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Model
+from .base import Model, edge_gate, geometries
 
 #: matgl's Hugging Face organisation for pretrained models (``matgl.utils.io.HF_MATGL_ORG``).
 HF_ORG = "materialyze"
@@ -208,6 +208,51 @@ class MatGLModel(Model):
             self.net.feature_dict = {}  # drop the batch's tensors and autograd graph
         result["stress"][~frames.pbc.all(axis=1)] = np.nan
         return result
+
+    atom_gate = ("the radial basis of every bond i-j (M3GNet's smooth Bessel basis, from which "
+                 "the bias-free edge and node weights of every graph convolution are made) and "
+                 "its three-body cutoff weight, each times g_i g_j, so every message and every "
+                 "triplet through the bond scales with it; and each site energy times g_i")
+
+    def site_energies_torch(self, frame, positions, gate=None):
+        from torch_geometric.data import Batch
+
+        if not self.has_energies:
+            return super().site_energies_torch(frame, positions, gate)
+        built = geometries(frame, positions.detach().cpu().numpy(), self._converter.get_graph)
+        batch = Batch.from_data_list([graph for graph, _, _ in built]).to(self.device)
+        ftype = self.potential.data_mean.dtype
+        lattice = torch.cat([torch.as_tensor(lat).reshape(1, 3, 3) for _, lat, _ in built]).to(
+            self.device, ftype)
+        state = torch.as_tensor(np.stack([np.asarray(st) for _, _, st in built]), device=self.device)
+        # as Potential.forward, without strain: Cartesian image shift of every edge
+        offset = batch.pbc_offset.to(ftype)
+        batch.pbc_offshift = (offset.unsqueeze(-1) * lattice[batch.batch[batch.edge_index[0]]]).sum(dim=1)
+        batch.pos = positions.reshape(-1, 3)
+        hooks = []
+        flat_gate = None if gate is None else gate.reshape(-1)
+        if flat_gate is not None:
+            weight = edge_gate(flat_gate, batch.edge_index[0], batch.edge_index[1])
+            hooks.append(self.net.bond_expansion.register_forward_hook(
+                lambda module, inputs, output: output * weight[:, None]))
+            for block in self.net.three_body_interactions:  # argument 5: per-bond cutoff weights
+                hooks.append(block.register_forward_pre_hook(
+                    lambda module, args: (*args[:5], args[5] * weight, *args[6:])))
+        try:
+            with torch.enable_grad():
+                self.net(g=batch, state_attr=state)
+                readout = self.net.feature_dict["readout"].reshape(-1)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self.net.feature_dict = {}
+        pot = self.potential
+        site = pot.data_std * readout + pot.data_mean / frame.total_atoms
+        if pot.element_refs is not None:
+            site = site + pot.element_refs.property_offset[batch.node_type]
+        if flat_gate is not None:
+            site = site * flat_gate
+        return site.reshape(positions.shape[:2])
 
     def _site_energies(self, batch, frames) -> np.ndarray:
         """Per-atom energies of the last forward pass (see class docstring)."""

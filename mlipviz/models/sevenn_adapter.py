@@ -23,7 +23,7 @@ import torch
 
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
-from .base import Model
+from .base import Model, edge_gate, geometries
 from .registry import package_dir
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
@@ -143,18 +143,20 @@ class SevenNetModel(Model):
         self.embedding_layer = (f"SevenNet node features after {which} ('{self._embedding_module}', "
                                 f"output {irreps}): {self.embedding_width} scalar channels")
 
-    def _batch(self, frames: Frames):
+    def _graph(self, atoms):
         import sevenn._keys as KEY
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+        graph = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, self.cutoff))
+        del graph[KEY.INFO]
+        return graph
+
+    def _batch(self, frames: Frames | None = None, graphs=None):
         from torch_geometric.data import Batch
 
-        graphs = []
-        for i in range(len(frames)):
-            graph = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(frames.to_atoms(i),
-                                                                           self.cutoff))
-            del graph[KEY.INFO]
-            graphs.append(graph)
+        if graphs is None:
+            graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
         return Batch.from_data_list(graphs).to(self.device)
 
     def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
@@ -191,6 +193,39 @@ class SevenNetModel(Model):
             x = captured["x"]
             result["embeddings"] = x[:, self._scalar_index.to(x.device)].detach().cpu().numpy()
         return result
+
+    atom_gate = ("the edge embedding of every edge i-j (radial basis times SevenNet's polynomial "
+                 "cutoff, the input of the bias-free weight networks of every convolution) times "
+                 "g_i g_j, so every message between i and j scales with it; and each atomic "
+                 "energy after the species-wise scale and shift times g_i")
+
+    def site_energies_torch(self, frame, positions, gate=None):
+        import sevenn._keys as KEY
+
+        net = self.net
+        data = self._batch(graphs=geometries(frame, positions.detach().cpu().numpy(), self._graph))
+        pos = positions.reshape(-1, 3)
+        first, second = data[KEY.EDGE_IDX]
+        cell = data[KEY.CELL].view(-1, 3, 3)
+        # as sevenn's EdgePreprocess: vector from edge_idx[0] to edge_idx[1] plus the cell shift
+        data[KEY.EDGE_VEC] = pos[second] - pos[first] + torch.einsum(
+            "ni,nij->nj", data[KEY.CELL_SHIFT], cell[data[KEY.BATCH][first]])
+        if net.eval_type_map:
+            data[net.key_node_feature] = net._atomic_numbers_to_onehot(data[net.key_atomic_numbers])
+        flat_gate = None if gate is None else gate.reshape(-1)
+        weight = edge_gate(flat_gate, first, second)
+        with torch.enable_grad():
+            for module in net:
+                data = module(data)
+                if weight is not None and KEY.EDGE_EMBEDDING in data:
+                    data[KEY.EDGE_EMBEDDING] = data[KEY.EDGE_EMBEDDING] * weight[:, None]
+                    weight = None
+                if KEY.ATOMIC_ENERGY in data:  # written by the species-wise rescale
+                    break
+        site = data[KEY.ATOMIC_ENERGY].reshape(-1)
+        if flat_gate is not None:
+            site = site * flat_gate
+        return site.reshape(positions.shape[:2])
 
     def calculator(self):
         """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32)."""

@@ -339,3 +339,12 @@ def _latent_tab(run: Run) -> widgets.Widget:
 
 
 register_tab("latent space", _latent_tab)
+
+
+def _attribution_tab(run: Run) -> widgets.Widget:
+    from .attribution_view import AttributionTab
+
+    return AttributionTab(run)
+
+
+register_tab("attributions", _attribution_tab)

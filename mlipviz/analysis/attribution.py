@@ -1,0 +1,321 @@
+"""Attributions with Captum: which atoms drive a uMLIP's energy, a force, or a force error.
+
+Every adapter gives `Model.site_energies_torch`: per-atom energies of copies of one
+structure, differentiable in the positions and in a per-atom gate (``model.atom_gate``
+says where the gate acts). A target (total or site energy, a force component or
+magnitude, a force error) is computed from them with autograd, and Captum attributes it:
+
+- ``inputs="positions"``: to each atom's displacement from a baseline geometry. With
+  integrated gradients along the straight path (minimum image) from the baseline, atom
+  i's attribution is the work ``∫ ∂f/∂x_i · dx_i`` done on the target by moving atom i,
+  and the attributions sum to f(x) - f(baseline) (completeness).
+- ``inputs="atom_mask"``: to each atom's presence, a gate from 0 (atom absent: every
+  interaction through it and its own site energy vanish) to 1 (present). Integrated
+  gradients from all gates 0 split f(x) - f(no atoms) over the atoms.
+
+Integrated-gradient steps run as batched forward passes: several copies of the structure
+in one graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError
+from ..frames import Frames
+from ..models.base import Model
+from .metrics import minimum_image_displacement
+
+#: target -> what it is (every target but "energy" needs ``atom``; "force" also ``component``)
+TARGETS = {
+    "energy": "total energy (eV)",
+    "site_energy": "site energy of atom {atom} (eV)",
+    "force": "force F_{component} on atom {atom} (eV/Å)",
+    "force_magnitude": "force magnitude |F| on atom {atom} (eV/Å)",
+    "force_error": "force error |F_pred - F_ref| on atom {atom} (eV/Å)",
+}
+METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "feature_ablation")
+INPUTS = ("positions", "atom_mask")
+#: completeness errors above this (relative) warn
+COMPLETENESS_TOLERANCE = 0.01
+COMPONENTS = {"x": 0, "y": 1, "z": 2}
+
+
+@dataclass
+class Attribution:
+    """Per-atom attributions of one target of one model on one structure.
+
+    ``values`` (N,): per atom (positions: summed over x, y, z, except saliency, which is
+    the gradient's norm); ``per_coordinate`` (N, 3) for positions; ``value`` and
+    ``baseline_value``: the target at the structure and at the baseline;
+    ``convergence_delta``: Captum's sum(attributions) - (f(x) - f(baseline)) (integrated
+    gradients only); ``completeness_error``: its size relative to |f(x) - f(baseline)|.
+    """
+
+    values: np.ndarray
+    frame: Frames
+    model: str
+    target: str
+    atom: int | None
+    component: int | None
+    method: str
+    inputs: str
+    baseline: np.ndarray
+    value: float
+    baseline_value: float
+    per_coordinate: np.ndarray | None = None
+    convergence_delta: float | None = None
+    completeness_error: float | None = None
+    n_steps: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """What was attributed, in words."""
+        axis = None if self.component is None else "xyz"[self.component]
+        return TARGETS[self.target].format(atom=self.atom, component=axis)
+
+    def table(self) -> pd.DataFrame:
+        """One row per atom: element, attribution, distance to the target atom (minimum
+        image; NaN for the total energy), ranked by |attribution|."""
+        atoms = self.frame.to_atoms(0)
+        n = len(atoms)
+        distance = (atoms.get_distances(self.atom, np.arange(n), mic=bool(atoms.pbc.any()))
+                    if self.atom is not None else np.full(n, np.nan))
+        df = pd.DataFrame({"atom": np.arange(n), "element": atoms.get_chemical_symbols(),
+                           "attribution": self.values, "distance": distance})
+        df["rank"] = df["attribution"].abs().rank(ascending=False, method="first").astype(int)
+        return df.set_index("atom")
+
+    def top(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` atoms with the largest |attribution|."""
+        return self.table().sort_values("rank").head(k)
+
+
+def attribute(model, atoms, target: str = "energy", method: str = "integrated_gradients",
+              inputs: str = "positions", *, atom: int | None = None, component=None,
+              reference_forces=None, baseline=None, frame: int = 0, n_steps: int = 32,
+              batch_size: int | None = None, device: str = "auto") -> Attribution:
+    """Attribute a model's ``target`` on one structure to its atoms with Captum.
+
+    ``model``: a `Model` or anything `mlipviz.load_model` takes. ``atoms``: anything
+    `mlipviz.read` takes (``frame`` picks one). ``target``: a key of `TARGETS`; ``atom``
+    is the atom it is about, ``component`` 0/1/2 or "x"/"y"/"z" for ``"force"``;
+    ``"force_error"`` compares with ``reference_forces`` (N, 3), by default the
+    structure's own force labels. ``method``: one of `METHODS`. ``inputs``: one of
+    `INPUTS`. ``baseline``: positions: a structure or (N, 3) array with the same atoms
+    (default: the structure relaxed with the model at fixed cell); atom_mask: (N,) gates
+    (default: all 0, no atoms). ``n_steps``: integrated-gradient steps (Gauss-Legendre);
+    ``batch_size``: steps per forward pass (default: as many copies as fit in the
+    model's ``atoms_per_batch``). Warns (`CompletenessWarning`) when integrated
+    gradients miss completeness by more than 1 %.
+    """
+    try:
+        from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
+    except ImportError as exc:
+        raise MlipvizError("attributions need Captum: pip install 'mlipviz[attribution]' "
+                           "(or pip install captum)") from exc
+
+    from ..io import read
+    from ..models import load_model
+
+    model = model if isinstance(model, Model) else load_model(model, device=device)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise InputError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if inputs not in INPUTS:
+        raise InputError(f"inputs must be one of {list(INPUTS)}, got {inputs!r}")
+    frames = atoms if isinstance(atoms, Frames) else read(atoms, min_distance=0)
+    if not 0 <= frame < len(frames):
+        raise InputError(f"frame {frame} out of range for {len(frames)} frame(s)", source=frames.source)
+    one = frames[[frame]]
+    model.check_elements(one)
+    n = one.total_atoms
+    target, atom, component = _check_target(target, atom, component, n, one, frame)
+    ref = _reference_forces(target, atom, reference_forces, one, frame) if target == "force_error" else None
+    dtype = torch.float64 if model.dtype == "float64" else torch.float32
+    dev = torch.device(model.device)
+    evaluate = _TargetFunction(model, one, target, atom, component, ref, dtype, dev)
+    steps_per_pass = batch_size or max(1, model.atoms_per_batch // n)
+
+    if inputs == "positions":
+        start = _baseline_positions(model, one, baseline, frame)
+        shift = minimum_image_displacement(one.positions, start, one.cells[0], one.pbc[0])
+        origin = torch.as_tensor(start, dtype=dtype, device=dev)
+        x = torch.as_tensor(shift, dtype=dtype, device=dev)[None]
+
+        def forward(d):
+            return evaluate(origin + d, None)
+    else:
+        gates = np.zeros(n) if baseline is None else np.asarray(baseline, dtype=np.float64)
+        if gates.shape != (n,):
+            raise InputError(f"atom_mask baseline must hold one gate per atom ({n}), got shape "
+                             f"{gates.shape}", source=frames.source, frame=frame)
+        start = gates
+        origin = torch.as_tensor(one.positions, dtype=dtype, device=dev)
+        x = torch.ones((1, n), dtype=dtype, device=dev)
+
+        def forward(g):
+            return evaluate(origin.expand(len(g), n, 3), g)
+
+    zero = torch.as_tensor(start if inputs == "atom_mask" else np.zeros((n, 3)), dtype=dtype, device=dev)[None]
+    with torch.no_grad():
+        baseline_value, value = forward(torch.cat([zero, x])).to(torch.float64).tolist()
+
+    delta = completeness = None
+    steps = None
+    if method == "integrated_gradients":
+        attr, delta_t = IntegratedGradients(forward).attribute(
+            x, baselines=zero, n_steps=n_steps, method="gausslegendre",
+            internal_batch_size=steps_per_pass, return_convergence_delta=True)
+        delta, steps = float(delta_t.reshape(-1)[0]), n_steps
+        change = value - baseline_value
+        completeness = abs(delta) / abs(change) if change != 0 else (0.0 if delta == 0 else float("inf"))
+        if completeness > COMPLETENESS_TOLERANCE:
+            warnings.warn(f"integrated gradients of {model.name} miss completeness by "
+                          f"{completeness:.1%} (sum {float(attr.sum()):.6g} vs f(x) - f(baseline) = "
+                          f"{change:.6g}); use more steps than n_steps={n_steps}",
+                          CompletenessWarning, stacklevel=2)
+    elif method == "saliency":
+        attr = Saliency(forward).attribute(x, abs=False)
+    elif method == "input_x_gradient":  # (x - baseline) * gradient: first-order work
+        attr = InputXGradient(lambda d: forward(d + zero)).attribute(x - zero)
+    else:
+        mask = (torch.arange(n, device=dev)[:, None].expand(n, 3) if inputs == "positions"
+                else torch.arange(n, device=dev))[None]
+        attr = FeatureAblation(forward).attribute(x, baselines=zero, feature_mask=mask,
+                                                  perturbations_per_eval=steps_per_pass)
+    attr = attr.detach().to(torch.float64).cpu().numpy()[0]
+    if inputs == "positions":
+        per_atom = np.linalg.norm(attr, axis=1) if method == "saliency" else (
+            attr[:, 0] if method == "feature_ablation" else attr.sum(axis=1))
+    else:
+        per_atom = attr
+    return Attribution(
+        values=per_atom, per_coordinate=attr if inputs == "positions" else None, frame=one,
+        model=model.name, target=target, atom=atom, component=component, method=method,
+        inputs=inputs, baseline=np.asarray(start), value=value, baseline_value=baseline_value,
+        convergence_delta=delta, completeness_error=completeness, n_steps=steps,
+        meta={"atom_gate": model.atom_gate, "dtype": model.dtype, "device": model.device,
+              "steps_per_pass": steps_per_pass, "source": frames.source, "frame": frame,
+              "baseline": _describe_baseline(inputs, baseline)})
+
+
+def site_energies(model, atoms, device: str = "auto") -> np.ndarray:
+    """The model's own per-atom energies (eV; all atoms of all frames, concatenated), which
+    sum to its total energy. A fitting construct of the architecture, not an observable:
+    another model, or the same one retrained, splits the same energy differently."""
+    from ..models import load_model
+
+    model = model if isinstance(model, Model) else load_model(model, device=device)
+    if not model.has_energies:
+        raise InputError(f"model {model.name} has no per-atom energy decomposition")
+    return model.predict(atoms, progress=False).energies
+
+
+class _TargetFunction:
+    """The target for copies of one structure: positions (S, N, 3), gates (S, N) or None -> (S,)."""
+
+    def __init__(self, model, frame, target, atom, component, ref, dtype, device):
+        self.model, self.frame, self.target = model, frame, target
+        self.atom, self.component = atom, component
+        self.ref = None if ref is None else torch.as_tensor(ref, dtype=dtype, device=device)
+
+    def __call__(self, positions, gate):
+        outer = positions.requires_grad or (gate is not None and gate.requires_grad)
+        with torch.enable_grad():
+            forces_needed = self.target not in ("energy", "site_energy")
+            if forces_needed and not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            site = self.model.site_energies_torch(self.frame, positions, gate)
+            if self.target == "energy":
+                return site.sum(dim=1)
+            if self.target == "site_energy":
+                return site[:, self.atom]
+            grad, = torch.autograd.grad(site.sum(), positions, create_graph=outer)
+            force = -grad[:, self.atom]
+            if self.target == "force":
+                out = force[:, self.component]
+            elif self.target == "force_magnitude":
+                out = torch.linalg.norm(force, dim=1)
+            else:
+                out = torch.linalg.norm(force - self.ref, dim=1)
+            return out if outer else out.detach()
+
+
+def _check_target(target, atom, component, n, frame, index):
+    if target not in TARGETS:
+        raise InputError(f"target must be one of {list(TARGETS)}, got {target!r}")
+    if target == "energy":
+        return target, None, None
+    if atom is None or isinstance(atom, bool) or not isinstance(atom, (int, np.integer)) or not 0 <= atom < n:
+        raise InputError(f"target {target!r} needs atom= an index from 0 to {n - 1}, got {atom!r}",
+                         source=frame.source, frame=index)
+    if target != "force":
+        return target, int(atom), None
+    comp = COMPONENTS.get(component, component) if isinstance(component, str) else component
+    if comp not in (0, 1, 2):
+        raise InputError(f"target 'force' needs component= 0, 1, 2 or 'x', 'y', 'z', got {component!r}")
+    return target, int(atom), int(comp)
+
+
+def _reference_forces(target, atom, reference_forces, frame: Frames, index: int) -> np.ndarray:
+    n = frame.total_atoms
+    if reference_forces is None:
+        if frame.forces is None or not np.isfinite(frame.forces[atom]).all():
+            raise MissingLabelsError("target 'force_error' needs reference forces: the structure "
+                                     "carries none; pass reference_forces=", source=frame.source,
+                                     frame=index, atom=atom)
+        return frame.forces[atom]
+    ref = np.asarray(reference_forces, dtype=np.float64)
+    if ref.shape != (n, 3) or not np.isfinite(ref[atom]).all():
+        raise InputError(f"reference_forces must be finite, shape ({n}, 3); got shape {ref.shape}",
+                         source=frame.source, frame=index)
+    return ref[atom]
+
+
+def _baseline_positions(model, frame: Frames, baseline, index: int) -> np.ndarray:
+    if baseline is None:
+        return relaxed_positions(model, frame)
+    if isinstance(baseline, (np.ndarray, list, tuple)):
+        positions = np.asarray(baseline, dtype=np.float64)
+    else:  # a structure: Atoms, Structure, Frames or a file
+        from ..io import read
+
+        other = read(baseline, min_distance=0)
+        if other.total_atoms != frame.total_atoms or not np.array_equal(other.numbers, frame.numbers):
+            raise InputError("the baseline structure must have the same atoms in the same order "
+                             f"({frame.total_atoms} atoms)", source=frame.source, frame=index)
+        positions = other.positions
+    if positions.shape != (frame.total_atoms, 3) or not np.isfinite(positions).all():
+        raise InputError(f"baseline positions must be finite, shape ({frame.total_atoms}, 3); got "
+                         f"shape {positions.shape}", source=frame.source, frame=index)
+    return positions
+
+
+def relaxed_positions(model, frame: Frames, fmax: float = 0.01, steps: int = 500) -> np.ndarray:
+    """Positions of the one-frame ``frame`` relaxed with ``model`` (FIRE, cell fixed)."""
+    from ase.optimize import FIRE
+
+    from ..models.base import ModelCalculator
+
+    atoms = frame.to_atoms(0)
+    atoms.calc = ModelCalculator(model)
+    opt = FIRE(atoms, logfile=None)
+    if not opt.run(fmax=fmax, steps=steps):
+        warnings.warn(f"baseline relaxation with {model.name} stopped after {steps} steps above "
+                      f"fmax = {fmax} eV/Å; the baseline is its last geometry", RuntimeWarning, stacklevel=3)
+    return atoms.positions.copy()
+
+
+def _describe_baseline(inputs: str, baseline) -> str:
+    if inputs == "atom_mask":
+        return "all atoms absent (gates 0)" if baseline is None else "gates given"
+    return "the structure relaxed with the model (FIRE, fmax 0.01 eV/Å, fixed cell)" \
+        if baseline is None else "positions given"
