@@ -165,10 +165,6 @@ def high_energy_states(out_dir: Path, jobs: int) -> str:
         f"k-point grids per material {grids}. Energies are GPAW free energies, forces in eV/Å, "
         "stress in eV/Å³ (ASE sign).\n"
         f"Part 'relaxed': the {UMLIP}-relaxed starting structures (no DFT labels).\n"
-        "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
-        f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
-        "means the curve reaches the right limit; a positive offset is the error of a single "
-        "determinant there (e.g. triplet O2 dissociating into an Ms = 1 and an Ms = 0 atom).\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not the paper's VASP/PBE(+U) data on WBM materials, and not converged to "
         "Materials Project settings (a 400 eV cutoff and coarse k-point grids keep the script "
@@ -232,10 +228,6 @@ def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
         f"Labels: {ref.level_of_theory()}; settings {json.dumps(ref.settings())}. GPAW PBE barrier "
         f"along the {UMLIP} NEB path: {barrier:.3f} eV (highest image minus the first).\n"
         "Part 'relaxed': the relaxed initial and final vacancy structures (no DFT labels).\n"
-        "Dissociation limit check: energy at the largest distance computed minus twice the isolated "
-        f"ground-state atom's energy at the same level, in eV: {json.dumps(limits)}. Near zero "
-        "means the curve reaches the right limit; a positive offset is the error of a single "
-        "determinant there (e.g. triplet O2 dissociating into an Ms = 1 and an Ms = 0 atom).\n"
         f"Versions: {json.dumps(versions())}.\n"
         "What it is not: not the paper's AIMD/VASP data; the path is the uMLIP's NEB path "
         "evaluated with DFT, not a DFT-relaxed NEB; Γ-only k-sampling and a 300 eV cutoff keep "
@@ -371,20 +363,17 @@ def main():
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    record = args.out / "run_times.json"
+    runs = json.loads(record.read_text()) if record.exists() else []
     timings = {}
+    runs.append({"seconds": timings, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                 "cache": str(mlipviz.reference.base.default_cache_dir())})
     for name in args.only or ["diatomics", "high-energy-states", "si-vacancy-migration"]:
         start = time.perf_counter()
         BUILDERS[name](args.out, args.jobs)
         timings[name] = round(time.perf_counter() - start, 1)
+        record.write_text(json.dumps(runs, indent=2) + "\n")  # after each dataset: a crash keeps them
         log(f"{name}: {timings[name]} s")
-    record = args.out / "run_times.json"
-    runs = json.loads(record.read_text()) if record.exists() else []
-    if isinstance(runs, dict):  # the first format: one entry per dataset
-        runs = [{"seconds": {k: v["seconds"] for k, v in runs.items()},
-                 "cpus": next(iter(runs.values()))["cpus"], "date": next(iter(runs.values()))["date"]}]
-    runs.append({"seconds": timings, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-                 "cache": str(mlipviz.reference.base.default_cache_dir())})
-    record.write_text(json.dumps(runs, indent=2) + "\n")
     log(f"total {sum(timings.values()):.0f} s; every run's times in {record} (finished frames come "
         "from the reference cache, so a rerun costs only what changed)")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess

@@ -222,12 +222,11 @@ class MatGLModel(Model):
         built = geometries(frame, positions.detach().cpu().numpy(), self._converter.get_graph)
         batch = Batch.from_data_list([graph for graph, _, _ in built]).to(self.device)
         ftype = self.potential.data_mean.dtype
-        lattice = torch.cat([torch.as_tensor(lat).reshape(1, 3, 3) for _, lat, _ in built]).to(
-            self.device, ftype)
         state = torch.as_tensor(np.stack([np.asarray(st) for _, _, st in built]), device=self.device)
-        # as Potential.forward, without strain: Cartesian image shift of every edge
-        offset = batch.pbc_offset.to(ftype)
-        batch.pbc_offshift = (offset.unsqueeze(-1) * lattice[batch.batch[batch.edge_index[0]]]).sum(dim=1)
+        # as Potential.forward, without strain: Cartesian image shift of every edge (the frame's
+        # own cell, not the converter's float32 copy; no shifts without periodicity)
+        cell = torch.as_tensor(frame.cells[0], dtype=ftype, device=self.device)
+        batch.pbc_offshift = batch.pbc_offset.to(ftype) @ cell
         batch.pos = positions.reshape(-1, 3)
         hooks = []
         flat_gate = None if gate is None else gate.reshape(-1)
