@@ -210,10 +210,10 @@ def test_explorer_shows_model_reasons_runs_and_cancels(cu_trajectory, tmp_path):
     app.progress.unobserve_all("value")
     app.run().join()  # resumes from the checkpoint and finishes
     assert app.status.value == "done", app.message.value
-    assert app.tabs.titles == ("summary", "error map", "PES scan", "latent space")
+    assert app.tabs.titles == ("summary", "error map", "PES scan", "latent space", "attributions")
     assert app.comparison.summary().loc["chgnet", "force_mae_eV_A"] > 0
     assert app.comparison.predictions["chgnet"].embeddings.shape == (app.comparison.frames.total_atoms, 64)
-    latent_tab = app.tabs.children[-1]
+    latent_tab = app.tabs.children[app.tabs.titles.index("latent space")]
     latent_tab.method.value = "pca"
     latent_tab.start().join()
     assert latent_tab.status.value == "done", latent_tab.output.children
