@@ -122,7 +122,15 @@ class Model:
         its values, gradients flow through it); ``gate`` None or (S, N) in [0, 1]: each
         atom's presence (``atom_gate`` says where it acts; 0 removes the atom exactly).
         Returns (S, N) eV, summing to each copy's energy. What `mlipviz.attribute` runs.
+        The backend gates the edges (`_edge_gated_site_energies`); each atom's own energy is
+        gated here, the same way for every backend.
         """
+        site = self._edge_gated_site_energies(frame, positions, None if gate is None else gate.reshape(-1))
+        return site if gate is None else site * gate
+
+    def _edge_gated_site_energies(self, frame: Frames, positions, gate):
+        """`site_energies_torch` with ``gate`` (S * N,) or None applied to the interactions
+        only (see ``atom_gate``), not yet to each atom's own energy."""
         raise MlipvizError(f"model {self.name} ({type(self).__name__}) has no differentiable "
                            "per-atom energies, so no attributions (MACE, CHGNet, M3GNet and "
                            "SevenNet have them; an ASE calculator does not)")

@@ -370,24 +370,21 @@ class CHGNetModel(Model):
                  "through the bond scales with it; and each site energy (readout plus the "
                  "element's AtomRef energy) times g_i")
 
-    def site_energies_torch(self, frame, positions, gate=None):
+    def _edge_gated_site_energies(self, frame, positions, gate):
         net = self.net
         if not net.mlp_first:
-            return super().site_energies_torch(frame, positions, gate)
+            return super()._edge_gated_site_energies(frame, positions, gate)
         cell = self._cell(frame, 0)
         graphs = geometries(frame, positions.detach().cpu().numpy(), lambda atoms: self._frame_graph(
             atoms.numbers, atoms.positions, cell, frame.pbc[0], 0))
-        flat_gate = None if gate is None else gate.reshape(-1)
         with torch.enable_grad():
-            batch, _, _ = self._batched_graph(graphs, positions=positions.reshape(-1, 3), gate=flat_gate)
+            batch, _, _ = self._batched_graph(graphs, positions=positions.reshape(-1, 3), gate=gate)
             out = net._compute(batch, return_site_energies=True)
         site = torch.cat(list(out["site_energies"]))
         if net.composition_model is not None:
             numbers = torch.as_tensor(np.tile(frame.numbers, len(graphs)), dtype=torch.long,
                                       device=site.device)
             site = site + net.composition_model.fc.weight[0, numbers - 1]
-        if flat_gate is not None:
-            site = site * flat_gate
         return site.reshape(positions.shape[:2])
 
     def _forward(self, graphs, return_embeddings: bool):

@@ -214,7 +214,7 @@ class MACEModel(Model):
                  "message between i and j scales with it; and each node energy (E0 plus the "
                  "scaled readouts) times g_i")
 
-    def site_energies_torch(self, frame, positions, gate=None):
+    def _edge_gated_site_energies(self, frame, positions, gate):
         net = self.net
         if gate is not None and hasattr(net, "pair_repulsion"):
             raise MlipvizError(f"model {self.name} has a ZBL pair-repulsion term, which mlipviz "
@@ -222,28 +222,20 @@ class MACEModel(Model):
         graphs = geometries(frame, positions.detach().cpu().numpy(), self._graph)
         batch = self._batch(graphs=graphs)
         batch["positions"] = positions.reshape(-1, 3)
-        hooks = []
+        hook = None
         if gate is not None:
-            g = gate.reshape(-1)
-            weight = edge_gate(g, batch["edge_index"][0], batch["edge_index"][1])[:, None]
+            weight = edge_gate(gate, batch["edge_index"][0], batch["edge_index"][1])[:, None]
 
             def gate_edges(module, inputs, output):
                 feats, cutoff = output
                 return (feats, cutoff * weight) if cutoff is not None else (feats * weight, None)
 
-            def gate_nodes(module, inputs, output):
-                return output * (g if output.dim() == 1 else g[:, None])
-
-            hooks.append(net.radial_embedding.register_forward_hook(gate_edges))
-            hooks.append(net.atomic_energies_fn.register_forward_hook(gate_nodes))
-            scaled = getattr(net, "scale_shift", None)
-            for module in [scaled] if scaled is not None else net.readouts:
-                hooks.append(module.register_forward_hook(gate_nodes))
+            hook = net.radial_embedding.register_forward_hook(gate_edges)
         try:
             with torch.enable_grad():
                 out = net(batch.to_dict(), compute_force=False, training=False)
         finally:
-            for hook in hooks:
+            if hook is not None:
                 hook.remove()
         return out["node_energy"].reshape(positions.shape[:2])
 

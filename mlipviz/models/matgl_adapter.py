@@ -214,11 +214,11 @@ class MatGLModel(Model):
                  "its three-body cutoff weight, each times g_i g_j, so every message and every "
                  "triplet through the bond scales with it; and each site energy times g_i")
 
-    def site_energies_torch(self, frame, positions, gate=None):
+    def _edge_gated_site_energies(self, frame, positions, gate):
         from torch_geometric.data import Batch
 
         if not self.has_energies:
-            return super().site_energies_torch(frame, positions, gate)
+            return super()._edge_gated_site_energies(frame, positions, gate)
         built = geometries(frame, positions.detach().cpu().numpy(), self._converter.get_graph)
         batch = Batch.from_data_list([graph for graph, _, _ in built]).to(self.device)
         ftype = self.potential.data_mean.dtype
@@ -229,9 +229,8 @@ class MatGLModel(Model):
         batch.pbc_offshift = batch.pbc_offset.to(ftype) @ cell
         batch.pos = positions.reshape(-1, 3)
         hooks = []
-        flat_gate = None if gate is None else gate.reshape(-1)
-        if flat_gate is not None:
-            weight = edge_gate(flat_gate, batch.edge_index[0], batch.edge_index[1])
+        if gate is not None:
+            weight = edge_gate(gate, batch.edge_index[0], batch.edge_index[1])
             hooks.append(self.net.bond_expansion.register_forward_hook(
                 lambda module, inputs, output: output * weight[:, None]))
             for block in self.net.three_body_interactions:  # argument 5: per-bond cutoff weights
@@ -249,8 +248,6 @@ class MatGLModel(Model):
         site = pot.data_std * readout + pot.data_mean / frame.total_atoms
         if pot.element_refs is not None:
             site = site + pot.element_refs.property_offset[batch.node_type]
-        if flat_gate is not None:
-            site = site * flat_gate
         return site.reshape(positions.shape[:2])
 
     def _site_energies(self, batch, frames) -> np.ndarray:

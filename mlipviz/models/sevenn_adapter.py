@@ -199,7 +199,7 @@ class SevenNetModel(Model):
                  "g_i g_j, so every message between i and j scales with it; and each atomic "
                  "energy after the species-wise scale and shift times g_i")
 
-    def site_energies_torch(self, frame, positions, gate=None):
+    def _edge_gated_site_energies(self, frame, positions, gate):
         import sevenn._keys as KEY
 
         net = self.net
@@ -212,8 +212,7 @@ class SevenNetModel(Model):
             "ni,nij->nj", data[KEY.CELL_SHIFT], cell[data[KEY.BATCH][first]])
         if net.eval_type_map:
             data[net.key_node_feature] = net._atomic_numbers_to_onehot(data[net.key_atomic_numbers])
-        flat_gate = None if gate is None else gate.reshape(-1)
-        weight = edge_gate(flat_gate, first, second)
+        weight = edge_gate(gate, first, second)
         with torch.enable_grad():
             for module in net:
                 data = module(data)
@@ -222,10 +221,7 @@ class SevenNetModel(Model):
                     weight = None
                 if KEY.ATOMIC_ENERGY in data:  # written by the species-wise rescale
                     break
-        site = data[KEY.ATOMIC_ENERGY].reshape(-1)
-        if flat_gate is not None:
-            site = site * flat_gate
-        return site.reshape(positions.shape[:2])
+        return data[KEY.ATOMIC_ENERGY].reshape(positions.shape[:2])
 
     def calculator(self):
         """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32)."""
