@@ -296,6 +296,35 @@ def test_scan_continues_each_point_from_its_neighbour(cache, monkeypatch):
         ref.scan(frames, group="bond", n_jobs=1, progress=False)
 
 
+def test_dft_scan_runs_back_from_a_lower_solution(cache):
+    """Stretched H2 in PBE: the restricted solution lies above the spin-broken one. A scan
+    that stayed restricted out to 2.5 Å and found the broken solution at 3.0 Å drops by more
+    than its forces explain; running back inward replaces each stretched frame by the
+    broken solution continued from its outer neighbour (equal to an independent
+    broken-symmetry calculation), and stops at the start frame."""
+    from ase import Atoms
+
+    from mlipviz.reference import pyscf_calc
+
+    frames = mlipviz.read([Atoms("H2", positions=[[0, 0, 0], [0, 0, r]]) for r in (0.75, 2.0, 2.5, 3.0)])
+    restricted = mlipviz.reference.PySCF(method="PBE", basis="6-31G", cache_dir=cache)
+    broken = mlipviz.reference.PySCF(method="PBE", basis="6-31G", broken_symmetry=True, cache_dir=cache)
+    out = {i: restricted._compute(frames.to_atoms(i), keep_density=True) for i in range(3)}
+    out[3] = broken._compute(frames.to_atoms(3), keep_density=True)
+    before = {i: out[i]["energy"] for i in out}
+    assert {out[i]["meta"]["scf"] for i in range(3)} == {"RKS"} and out[3]["meta"]["scf"] == "UKS"
+    assert pyscf_calc._dropped(frames, out, 2, 3) and not pyscf_calc._dropped(frames, out, 1, 2)
+
+    pyscf_calc._sweep_back(broken, frames, out, done=[0, 1, 2], path=[0, 1, 2, 3], start=0)
+    independent = broken.evaluate(frames, n_jobs=1, progress=False)
+    assert out[0]["energy"] == before[0]
+    for i in (1, 2):
+        assert out[i]["meta"]["scf"] == "UKS" and out[i]["meta"]["continued_from"] == i + 1
+        assert out[i]["energy"] < before[i] - 0.1
+        assert out[i]["energy"] == pytest.approx(independent.energy[i], abs=1e-5)
+    assert not any(pyscf_calc._dropped(frames, out, i, i + 1) for i in range(3))
+
+
 def test_aligned_orbitals_match_the_central_ones_and_keep_the_solution():
     """Finite-difference displacements start CCSD from the central amplitudes; that needs
     the displaced orbitals with the central ones' signs and degenerate-pi rotations. The

@@ -259,7 +259,8 @@ class PySCF(ReferenceCalculator):
         returning one, or None: the middle frame) gets the usual SCF; the scan then runs
         outward from it in both directions, each frame's SCF continued from its
         neighbour's converged density (see `_continued_scf` for what ``broken_symmetry``
-        adds). ``group``: an info key; the frames sharing a value form one scan each, in
+        adds; for DFT it also runs back inward from wherever the energy drops by more than
+        the forces explain, keeping each frame's lower energy). ``group``: an info key; the frames sharing a value form one scan each, in
         their order, run in parallel in ``n_jobs`` worker processes (one thread each).
         Each frame is cached at once, keyed also by the path from the start; its info
         records ``reference_scan_start`` and ``reference_continued_from`` (indices into
@@ -340,31 +341,67 @@ def _scan_start(scan: Frames, start, indices: list[int]) -> int:
 
 def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int) -> dict:
     """Run one scan outward from ``indices[start]``: a results dict (or the exception) per
-    frame index, each frame cached at once."""
+    frame index, each frame cached at once. For DFT with ``broken_symmetry``, where the
+    energy drops by more than the forces account for (the SCF found a lower solution), the
+    scan also runs back inward from there and keeps each frame's lower energy (`_sweep_back`)."""
     out: dict = {}
     for branch in (indices[start:], indices[start::-1]):
-        density, path = None, []
+        density, path, done = None, [], []
         for i in branch:
             if i in out:  # the start frame, shared by both branches
                 if not isinstance(out[i], Exception):
-                    density, path = out[i]["scf_density"], [i]
+                    density, path, done = out[i]["scf_density"], [i], [i]
                 continue
             path.append(i)
-            atoms = frames.to_atoms(i)
-            context = _path_digest(frames, path)
-            cached = calc._load(atoms, context)
-            if cached is None:
-                try:
-                    cached = _compute_in_worker(
-                        calc, atoms, context, neighbour_density=density, keep_density=True,
-                        meta={"scan_start": indices[start], "continued_from": path[-2] if len(path) > 1 else None})
-                except Exception as exc:  # noqa: BLE001 - reported per frame by `_run_jobs`
-                    out[i] = exc
-                    path.pop()
-                    continue
-            out[i] = cached
-            density = cached["scf_density"]
+            result = _scan_frame(calc, frames, i, path, indices[start], density)
+            out[i] = result
+            if isinstance(result, Exception):
+                path.pop()
+                continue
+            if calc.is_dft and calc.broken_symmetry and done and _dropped(frames, out, done[-1], i):
+                _sweep_back(calc, frames, out, done, path, indices[start])
+            done.append(i)
+            density = result["scf_density"]
     return out
+
+
+def _scan_frame(calc: PySCF, frames: Frames, i: int, path: list[int], start: int, density):
+    """Frame ``i`` at the end of ``path``, continued from ``density``: cached result, a new
+    one (cached at once), or the exception it raised."""
+    atoms, context = frames.to_atoms(i), _path_digest(frames, path)
+    cached = calc._load(atoms, context)
+    if cached is not None:
+        return cached
+    try:
+        return _compute_in_worker(calc, atoms, context, neighbour_density=density, keep_density=True,
+                                  meta={"scan_start": start, "continued_from": path[-2] if len(path) > 1 else None})
+    except Exception as exc:  # noqa: BLE001 - reported per frame by `_run_jobs`
+        return exc
+
+
+def _dropped(frames: Frames, out: dict, a: int, b: int, slack_ev: float = 0.02) -> bool:
+    """Whether the energy from frame ``a`` to ``b`` falls by more than the work of their
+    mean forces along the step explains (trapezoid rule, allowed ``slack_ev`` plus the
+    force change times the displacement): ``b`` is on a lower SCF solution."""
+    step = frames.positions[frames.atoms_of(b)] - frames.positions[frames.atoms_of(a)]
+    fa, fb = out[a]["forces"], out[b]["forces"]
+    from_forces = -float(np.sum((fa + fb) / 2 * step))
+    allowed = slack_ev + float(np.sum(np.linalg.norm(fb - fa, axis=1) * np.linalg.norm(step, axis=1)))
+    return out[b]["energy"] - out[a]["energy"] < from_forces - allowed
+
+
+def _sweep_back(calc: PySCF, frames: Frames, out: dict, done: list[int], path: list[int], start: int) -> None:
+    """Continue the solution of ``path[-1]`` back over the frames ``done`` (nearest first),
+    replacing each result while the continued energy is lower; the start frame is kept."""
+    back, density = list(path), out[path[-1]]["scf_density"]
+    for i in reversed(done):
+        if i == start:
+            return
+        back.append(i)
+        result = _scan_frame(calc, frames, i, back, start, density)
+        if isinstance(result, Exception) or result["energy"] >= out[i]["energy"] - 1e-6:
+            return
+        out[i], density = result, result["scf_density"]
 
 
 def _path_digest(frames: Frames, path: list[int]) -> str:
