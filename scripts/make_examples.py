@@ -74,7 +74,7 @@ def relax(atoms, calc, cell: bool, fmax: float = 0.02):
     atoms = atoms.copy()
     atoms.calc = calc
     FIRE(FrechetCellFilter(atoms) if cell else atoms, logfile=None).run(fmax=fmax, steps=500)
-    return atoms
+    return atoms.copy()  # without the calculator: a shared one holds the last structure's results
 
 
 def md_snapshots(atoms, calc, settings, seed):
@@ -191,7 +191,7 @@ def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
     images = [initial] + [initial.copy() for _ in range(VACANCY["neb_images"] - 2)] + [final]
     neb = NEB(images, climb=True, allow_shared_calculator=True)
     neb.interpolate(method="idpp", mic=True)
-    for image in images[1:-1]:
+    for image in images:
         image.calc = calc
     log("si-vacancy-migration: climbing-image NEB")
     FIRE(neb, logfile=None).run(fmax=0.05, steps=1000)
@@ -232,7 +232,7 @@ def si_vacancy_migration(out_dir: Path, jobs: int) -> str:
         "What it is not: not the paper's AIMD/VASP data; the path is the uMLIP's NEB path "
         "evaluated with DFT, not a DFT-relaxed NEB; Γ-only k-sampling and a 300 eV cutoff keep "
         f"the cost down; the MD snapshots need not contain a hop. {GPAW_ENERGY_ZERO}")
-    relaxed = mlipviz.read([initial, final])
+    relaxed = mlipviz.read([initial.copy(), final.copy()])  # copies drop the shared calculator
     write("si-vacancy-migration", out_dir, {"pbe": labelled}, description, {"relaxed": relaxed})
     return description
 

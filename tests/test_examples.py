@@ -46,6 +46,7 @@ def test_high_energy_states():
     assert all("GPAW" in d["reference"] and "PBE" in d["reference"] for d in frames.info)
     relaxed = examples.load("high-energy-states", part="relaxed")
     assert len(relaxed) == len(per_material)
+    assert not any(relaxed.has_labels.values()), "the relaxed part is described as unlabelled"
     text = examples.describe("high-energy-states")
     assert "What it is not" in text and "VASP" in text and frames.info[0]["reference"] in text
     for material in per_material:
@@ -66,7 +67,8 @@ def test_si_vacancy_migration():
     moved = np.linalg.norm(neb.positions.reshape(len(neb), 63, 3)[-1] - neb.positions.reshape(len(neb), 63, 3)[0],
                            axis=1)
     assert moved.argmax() == hopper and moved[hopper] > 1.5  # the hop, in Å
-    assert len(examples.load("si-vacancy-migration", part="relaxed")) == 2
+    relaxed = examples.load("si-vacancy-migration", part="relaxed")
+    assert len(relaxed) == 2 and not any(relaxed.has_labels.values())
     assert "Liu, He & Mo" in examples.describe("si-vacancy-migration")
 
 
