@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlipviz models | compare FILE ... | demo``."""
+"""Command line: ``python -m mlipviz models | fetch NAME ... | compare FILE ... | demo``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mlipviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list registered models and whether they load here")
+    fetch = sub.add_parser("fetch", help="load registered models once, downloading their weights into "
+                                         "the packages' caches where they are not on disk (e.g. at image build time)")
+    fetch.add_argument("names", nargs="+")
     run = sub.add_parser("compare", help="compare models against the labels in FILE or a reference")
     run.add_argument("file")
     run.add_argument("--index", default=":")
@@ -69,6 +72,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "models":
             _print("models", mlipviz.available_models()[["available", "reason", "description"]])
+        elif args.command == "fetch":
+            for name in args.names:
+                model = mlipviz.load_model(name, device="cpu")
+                print(f"{name}: ready ({model.meta.get('weights') or 'weights inside its package'})")
         elif args.command == "compare":
             if not args.model:
                 parser.error("compare needs at least one --model")

@@ -60,6 +60,22 @@ def test_offline_load_fails_fast_and_clearly(offline, name):
     assert name in message and "Looked in" in message and "MLIPVIZ_MODELS" in message
 
 
+def test_fetch_names_the_weights_or_fails_fast(offline, capsys):
+    """`python -m mlipviz fetch` (Binder's build step): each model loaded once, where its weights
+    are said; offline without weights it stops within seconds with the loader's message."""
+    from pathlib import Path
+
+    from mlipviz.cli import main
+
+    assert main(["fetch", "chgnet"]) == 0
+    weights = capsys.readouterr().out.strip().removeprefix("chgnet: ready (").removesuffix(")")
+    assert Path(weights).is_file()
+    start = time.perf_counter()
+    assert main(["fetch", "mace-mp-0"]) == 2
+    assert time.perf_counter() - start < 5
+    assert "mace-mp-0" in capsys.readouterr().err
+
+
 def test_dispatch():
     emt = mlipviz.load_model(EMT())
     assert isinstance(emt, CalculatorModel) and emt.name == "emt"
