@@ -260,8 +260,9 @@ class PySCF(ReferenceCalculator):
         outward from it in both directions, each frame's SCF continued from its
         neighbour's converged density (see `_continued_scf` for what ``broken_symmetry``
         adds; for DFT it also runs back inward from wherever the energy drops by more than
-        the forces explain, keeping each frame's lower energy). ``group``: an info key; the frames sharing a value form one scan each, in
-        their order, run in parallel in ``n_jobs`` worker processes (one thread each).
+        the forces explain, keeping each frame's lower energy). ``group``: an info key; the
+        frames sharing a value form one scan each, in their order, run in parallel in
+        ``n_jobs`` worker processes (one thread each).
         Each frame is cached at once, keyed also by the path from the start; its info
         records ``reference_scan_start`` and ``reference_continued_from`` (indices into
         ``frames``). ``on_error`` as in `evaluate`; a failed frame is skipped and the scan
