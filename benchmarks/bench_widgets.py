@@ -9,6 +9,11 @@
 2. Opening a 10,000-frame x 100-atom trajectory with `mlipviz.view` from mlipviz's
    ``.h5`` format and from extended XYZ (target < 2 s, memory < 500 MB), each in a fresh
    process: wall time, and peak resident memory above the process's baseline after imports.
+3. A 100,000-frame x 100-atom comparison store (``--store-frames``; what `mlipviz.evaluate`
+   writes, here with random forces: the views' cost does not depend on the values), in a
+   fresh process: `load_comparison` (mapped, lazy), building the `ErrorMap` (per-atom
+   errors, softening fit, rare-event summary, density parity plot, per-frame curve), and
+   switching to random frames of it; memory as in 2.
 
 Writes benchmarks/results/widgets_cpu.json.
 """
@@ -149,18 +154,76 @@ def open_times(n_frames: int, n_atoms: int) -> dict:
     return out
 
 
+STORE_SCRIPT = """
+import json, resource, sys, time
+import numpy as np, psutil
+import mlipviz
+from mlipviz.widgets.error_map import ErrorMap
+process = psutil.Process()
+base = process.memory_info().rss
+start = time.perf_counter()
+comparison = mlipviz.load_comparison(sys.argv[1])
+opened = time.perf_counter() - start
+after_open = process.memory_info().rss
+start = time.perf_counter()
+emap = ErrorMap(comparison)
+built = time.perf_counter() - start
+viewer = emap.viewer
+viewer.ngl._remote_call_thread.q.clear()
+viewer.ngl.loaded = True
+viewer.ngl.send = lambda msg, buffers=None: json.dumps(msg)
+times = []
+for frame in np.random.default_rng(0).integers(0, len(comparison.frames), 50):
+    t = time.perf_counter()
+    viewer.frame = int(frame)
+    while viewer.ngl._remote_call_thread.q:
+        time.sleep(0.0002)
+    times.append(time.perf_counter() - t)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"open_s": round(opened, 3), "open_rss_increase_MB": round((after_open - base) / 1e6, 1),
+                  "error_map_s": round(built, 2),
+                  "switch_median_ms": round(float(np.median(times)) * 1000, 2),
+                  "switch_p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
+                  "rss_increase_MB": round((process.memory_info().rss - base) / 1e6, 1),
+                  "peak_rss_above_start_MB": round(max(0, peak - base) / 1e6, 1)}))
+"""
+
+
+def store_times(n_frames: int, n_atoms: int) -> dict:
+    import mlipviz
+
+    frames = trajectory(n_frames, n_atoms)
+    rng = np.random.default_rng(2)
+    predicted = frames.forces * 0.8 + rng.normal(0, 0.1, frames.forces.shape)
+    prediction = mlipviz.Prediction(model="random", n_atoms=frames.n_atoms, forces=predicted,
+                                    energy=rng.normal(0, 1, len(frames)))
+    reference = mlipviz.Prediction.from_frames(frames.with_labels(energy=rng.normal(0, 1, len(frames))))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "comparison.h5"
+        mlipviz.Comparison(frames, {"random": prediction}, reference).save(path)
+        del frames, predicted, prediction, reference
+        run = subprocess.run([sys.executable, "-c", STORE_SCRIPT, str(path)], capture_output=True, text=True,
+                             check=True)
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        out["file_MB"] = round(path.stat().st_size / 1e6, 1)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--atoms", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--frame-atoms", type=int, default=100)
+    parser.add_argument("--store-frames", type=int, default=100_000)
     args = parser.parse_args()
     switch = switch_times(args.atoms, args.repeats)
     opened = open_times(args.frames, args.frame_atoms)
+    stored = store_times(args.store_frames, args.frame_atoms)
     result = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs",
               "date": time.strftime("%Y-%m-%d"), f"switch_{args.atoms}_atoms": switch,
               f"open_{args.frames}x{args.frame_atoms}": opened,
+              f"comparison_store_{args.store_frames}x{args.frame_atoms}": stored,
               "targets": {"switch_ms": 50, "open_s": 2, "open_MB": 500}}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "widgets_cpu.json").write_text(json.dumps(result, indent=2) + "\n")

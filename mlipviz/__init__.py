@@ -8,6 +8,7 @@ from . import attribution, errors, latent, reference
 from .analysis import scan
 from .analysis.attribution import attribute, site_energies
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
+from .analysis.evaluate import evaluate
 from .analysis.stability import md_stability
 from .frames import Frames
 from .io import read
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "attribute", "attribution",
-    "available_models", "compare", "errors", "examples", "latent", "load_comparison", "load_model",
+    "available_models", "compare", "errors", "evaluate", "examples", "latent", "load_comparison", "load_model",
     "md_stability", "read", "reference", "scan", "site_energies", "view",
 ]
 

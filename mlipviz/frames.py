@@ -24,6 +24,9 @@ from .errors import InvalidStructureError, LabelShapeError
 DEFAULT_MIN_DISTANCE = 0.25
 
 LABELS = ("energy", "forces", "stress", "energies")
+_PER_FRAME = ("n_atoms", "cells", "pbc", "energy", "stress")
+#: bytes of per-frame info JSON kept in an HDF5 attribute; more goes to a dataset.
+INFO_ATTRIBUTE_LIMIT = 32768
 
 
 @dataclass
@@ -271,25 +274,53 @@ class Frames:
         return digest.hexdigest()
 
     # -- HDF5 ---------------------------------------------------------------
-    def to_hdf5(self, group) -> None:
-        """Store into an open ``h5py`` group."""
+    def to_hdf5(self, group, compress: bool = True) -> None:
+        """Store into an open ``h5py`` group; ``compress=False`` keeps arrays contiguous, so
+        `from_hdf5(lazy=True)` can map them."""
+        import h5py
+
+        def store(parent, name, value):
+            parent.create_dataset(name, data=value,
+                                  compression="gzip" if compress and value.size > 4096 else None)
+
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("info", "arrays", "source") or value is None:
                 continue
-            group.create_dataset(f.name, data=value, compression="gzip" if value.size > 4096 else None)
-        group.attrs["info"] = json.dumps(self.info, default=_json_default)
+            store(group, f.name, value)
+        texts = [json.dumps(d, default=_json_default) for d in self.info]
+        if sum(map(len, texts)) < INFO_ATTRIBUTE_LIMIT:
+            group.attrs["info"] = "[" + ", ".join(texts) + "]"
+        else:  # HDF5 attributes hold at most 64 KiB
+            group.create_dataset("info", data=texts, dtype=h5py.string_dtype())
         group.attrs["source"] = "" if self.source is None else str(self.source)
         arrays = group.create_group("arrays")
         for name, value in self.arrays.items():
-            arrays.create_dataset(name, data=value)
+            store(arrays, name, value)
 
     @classmethod
-    def from_hdf5(cls, group) -> "Frames":
-        """Read what `to_hdf5` stored."""
-        kw: dict[str, Any] = {k: group[k][()] for k in group if k != "arrays"}
-        kw["info"] = json.loads(group.attrs["info"], object_hook=_json_hook)
-        kw["arrays"] = {k: v[()] for k, v in group["arrays"].items()} if "arrays" in group else {}
+    def from_hdf5(cls, group, start: int = 0, stop: int | None = None, lazy: bool = False) -> "Frames":
+        """Read frames ``start:stop`` of what `to_hdf5` (or `mlipviz.evaluate`) stored.
+
+        ``lazy``: map uncompressed, contiguous arrays from the file instead of reading them
+        (read-only; the operating system reads the pages a view or analysis touches).
+        """
+        n_atoms = np.asarray(group["n_atoms"][()], dtype=np.int64)
+        stop = len(n_atoms) if stop is None else stop
+        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+        whole = start == 0 and stop == len(n_atoms)
+
+        def load(dataset, per_frame: bool):
+            if lazy and whole:
+                return mapped(dataset)
+            return dataset[start:stop] if per_frame else dataset[offsets[start]:offsets[stop]]
+
+        kw: dict[str, Any] = {k: load(group[k], k in _PER_FRAME) for k in group
+                              if k not in ("arrays", "info", "n_atoms")}
+        kw["n_atoms"] = n_atoms[start:stop]
+        kw["info"] = read_info(group, start, stop)
+        kw["arrays"] = ({k: load(v, False) for k, v in group["arrays"].items()}
+                        if "arrays" in group else {})
         kw["source"] = group.attrs.get("source") or None
         return cls(**kw)
 
@@ -315,6 +346,23 @@ def full_to_voigt(stress) -> np.ndarray:
     """(..., 3, 3) to (..., 6) Voigt in ASE order."""
     s = np.asarray(stress, dtype=np.float64)
     return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], -1)
+
+
+def read_info(group, start: int = 0, stop: int | None = None) -> list[dict]:
+    """The per-frame ``info`` of frames ``start:stop`` stored by `Frames.to_hdf5`."""
+    if "info" in group:  # one JSON text per frame (large sets)
+        return [json.loads(t, object_hook=_json_hook) for t in group["info"].asstr()[start:stop]]
+    return json.loads(group.attrs["info"], object_hook=_json_hook)[start:stop]
+
+
+def mapped(dataset) -> np.ndarray:
+    """An HDF5 dataset as a read-only memory map of its file when it is stored uncompressed
+    and contiguous (nothing read yet), else its values read into memory."""
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.dtype.kind not in "biuf":
+        return dataset[()]
+    return np.memmap(dataset.file.filename, mode="r", dtype=dataset.dtype, shape=dataset.shape,
+                     offset=offset)
 
 
 def _json_default(obj):

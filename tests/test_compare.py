@@ -251,7 +251,7 @@ def test_checkpoint_resumes_where_it_stopped(tmp_path, cu_frames):
 def test_failure_names_frames(cu_frames):
     bad = cu_frames.with_labels()
     bad.numbers[bad.atoms_of(2)] = 14  # EMT has no Si parameters
-    with pytest.raises(MlipvizError, match="frames 2..2"):
+    with pytest.raises(MlipvizError, match="failed on frame 2: NotImplementedError"):
         CalculatorModel(EMT(), name="emt").predict(bad, progress=False)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from ..models.base import Prediction
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, softening_fit
 
 EV_A3_TO_GPA = 160.21766208
-FORMAT_VERSION = 1
+#: atoms per block when measuring displacements from the first frame (bounds the memory
+#: of ASE's minimum-image search, which tries 27 images per vector in skewed cells).
+DISPLACEMENT_BLOCK_ATOMS = 200_000
+#: 2: arrays uncompressed (mapped on load), per-frame info in a dataset when large
+FORMAT_VERSION = 2
 
 
 def compare(models, frames, reference=None, batch_size: int | None = None, progress: bool = True,
@@ -88,19 +93,25 @@ def _unique(name: str, taken) -> str:
     return candidate
 
 
-@dataclass
 class RareEvents:
     """Rare-event analysis (Liu, He & Mo 2023).
 
     ``summary``: one row per model and group ("rare-event" / "other") with error
-    statistics and the fractions of atoms above the thresholds. ``per_atom``: the
-    per-atom errors with a boolean ``rare_event`` column, for distributions.
-    ``selected``: the per-atom mask of rare-event atoms (frames layout).
+    statistics and the fractions of atoms above the thresholds. ``selected``: the per-atom
+    mask of rare-event atoms (frames layout). ``per_atom``: the per-atom errors with a
+    boolean ``rare_event`` column, for distributions (made when first used).
     """
 
-    summary: pd.DataFrame
-    per_atom: pd.DataFrame
-    selected: np.ndarray
+    def __init__(self, summary: pd.DataFrame, selected: np.ndarray, comparison: "Comparison"):
+        self.summary = summary
+        self.selected = selected
+        self._comparison = comparison
+
+    @cached_property
+    def per_atom(self) -> pd.DataFrame:
+        table = self._comparison.per_atom.copy()
+        table["rare_event"] = np.tile(self.selected, len(self._comparison.predictions))
+        return table
 
 
 class Comparison:
@@ -118,6 +129,7 @@ class Comparison:
         self.predictions = dict(predictions)
         self.reference = reference
         self.angle_min_force = angle_min_force
+        self._atom_errors: dict[str, dict[str, np.ndarray]] = {}
 
     @property
     def models(self) -> list[str]:
@@ -146,6 +158,20 @@ class Comparison:
 
         return ErrorMap(self, **kwargs)
 
+    def atom_errors(self, model: str) -> dict[str, np.ndarray]:
+        """Per-atom errors of one model as arrays (frames layout): ``force_error``,
+        ``magnitude_error``, ``angle_error`` and, where both sides have site energies,
+        ``site_energy_error``; computed once. What `per_atom` tabulates for every model,
+        without the table (for large sets)."""
+        if model not in self._atom_errors:
+            pred = self.force_vectors(model)["predicted"]
+            errors = force_errors(pred, self.reference.forces, self.angle_min_force)
+            energies = self.predictions[model].energies
+            if energies is not None and self.has_site_energy_reference:
+                errors["site_energy_error"] = energies - self.reference.energies
+            self._atom_errors[model] = errors
+        return self._atom_errors[model]
+
     # -- tables ---------------------------------------------------------------
     @cached_property
     def per_atom(self) -> pd.DataFrame:
@@ -164,12 +190,14 @@ class Comparison:
                 cols[f"f{axis}_pred"] = pred.forces[:, k]
             for k, axis in enumerate("xyz"):
                 cols[f"f{axis}_ref"] = ref[:, k]
-            cols.update(force_errors(pred.forces, ref, self.angle_min_force))
+            errors = dict(self.atom_errors(name))
+            site_error = errors.pop("site_energy_error", None)
+            cols.update(errors)
             if pred.energies is not None:
                 cols["site_energy_pred"] = pred.energies
-                if self.has_site_energy_reference:
+                if site_error is not None:
                     cols["site_energy_ref"] = self.reference.energies
-                    cols["site_energy_error"] = pred.energies - self.reference.energies
+                    cols["site_energy_error"] = site_error
             tables.append(pd.DataFrame(cols))
         table = pd.concat(tables, ignore_index=True)
         table["model"] = pd.Categorical(table["model"], categories=self.models)
@@ -232,11 +260,11 @@ class Comparison:
         frames' ``info`` (e.g. a material id); then one row per model and group.
         """
         groups = self._frame_groups(by)
-        frame_of_atom = self.frames.frame_index
+        frame_of_atom = self.frames.frame_index if by is not None else None
         rows = []
         for name, pred in self.predictions.items():
             for group, frame_ids in groups.items():
-                mask = np.isin(frame_of_atom, frame_ids)
+                mask = slice(None) if by is None else np.isin(frame_of_atom, frame_ids)
                 rows.append({"model": name, **({by: group} if by else {}),
                              **softening_fit(pred.forces[mask], self.reference.forces[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
@@ -270,24 +298,31 @@ class Comparison:
         ``force_threshold`` eV/Å and with angle errors above ``angle_thresholds`` degrees.
         """
         selected = self._select_atoms(atoms, threshold)
-        table = self.per_atom.copy()
-        table["rare_event"] = np.tile(selected, len(self.predictions))
         stats = []
-        for (name, is_rare), part in table.groupby(["model", "rare_event"], observed=True, sort=False):
-            row = {"model": name, "group": "rare-event" if is_rare else "other", "n_atoms": len(part)}
-            for col in ("force_error", "magnitude_error", "angle_error"):
-                row[f"{col}_mean"] = part[col].mean()
-                row[f"{col}_max"] = part[col].abs().max() if col == "magnitude_error" else part[col].max()
-            row["magnitude_error_std"] = part["magnitude_error"].std()
-            row[f"frac_force_error_gt_{force_threshold:g}"] = (part["force_error"] > force_threshold).mean()
-            row[f"frac_abs_magnitude_error_gt_{force_threshold:g}"] = (
-                part["magnitude_error"].abs() > force_threshold).mean()
-            for deg in angle_thresholds:
-                angle = part["angle_error"].dropna()
-                row[f"frac_angle_gt_{deg:g}"] = (angle > deg).mean() if len(angle) else np.nan
-            stats.append(row)
+        for name in self.models:
+            errors = self.atom_errors(name)
+            for is_rare in (True, False):
+                mask = selected == is_rare
+                if not mask.any():
+                    continue
+                force, magnitude, angle = (errors[k][mask] for k in
+                                           ("force_error", "magnitude_error", "angle_error"))
+                row = {"model": name, "group": "rare-event" if is_rare else "other", "n_atoms": int(mask.sum())}
+                for column, values in (("force_error", force), ("magnitude_error", magnitude),
+                                       ("angle_error", angle)):
+                    row[f"{column}_mean"] = _finite(values, np.mean)
+                    row[f"{column}_max"] = _finite(np.abs(values) if column == "magnitude_error" else values,
+                                                   np.max)
+                row["magnitude_error_std"] = _finite(magnitude, lambda v: np.std(v, ddof=1) if len(v) > 1
+                                                     else np.nan)
+                row[f"frac_force_error_gt_{force_threshold:g}"] = float(np.mean(force > force_threshold))
+                row[f"frac_abs_magnitude_error_gt_{force_threshold:g}"] = float(
+                    np.mean(np.abs(magnitude) > force_threshold))
+                for deg in angle_thresholds:
+                    row[f"frac_angle_gt_{deg:g}"] = _finite(angle, lambda v: np.mean(v > deg))
+                stats.append(row)
         summary = pd.DataFrame(stats).set_index(["model", "group"]).sort_index()
-        return RareEvents(summary=summary, per_atom=table, selected=selected)
+        return RareEvents(summary=summary, selected=selected, comparison=self)
 
     def _select_atoms(self, atoms, threshold: float) -> np.ndarray:
         f = self.frames
@@ -295,11 +330,7 @@ class Comparison:
             if len(set(f.n_atoms.tolist())) != 1 or not np.all(f.numbers.reshape(len(f), -1) == f.numbers[:f.n_atoms[0]]):
                 raise InputError("default rare-event selection needs the same atoms in every frame; "
                                  "pass atoms=", source=f.source)
-            n = int(f.n_atoms[0])
-            pos = f.positions.reshape(len(f), n, 3)
-            disp = np.stack([np.linalg.norm(minimum_image_displacement(pos[i], pos[0], f.cells[i], f.pbc[i]),
-                                            axis=1) for i in range(len(f))])
-            return (disp > threshold).ravel()
+            return self._displaced(threshold)
         if isinstance(atoms, str):
             if atoms in f.arrays:
                 return np.asarray(f.arrays[atoms]).astype(bool).reshape(-1)
@@ -325,6 +356,22 @@ class Comparison:
             mask[f.offsets[i] + idx] = True
         return mask
 
+    def _displaced(self, threshold: float) -> np.ndarray:
+        """Atoms displaced more than ``threshold`` Å from the first frame (minimum image), in
+        blocks of frames that share a cell (a long trajectory in one cell: few blocks)."""
+        f = self.frames
+        n = int(f.n_atoms[0])
+        positions = f.positions.reshape(len(f), n, 3)
+        same_cell = bool(np.allclose(f.cells, f.cells[0]) and np.all(f.pbc == f.pbc[0]))
+        step = max(1, DISPLACEMENT_BLOCK_ATOMS // n) if same_cell else 1
+        moved = np.empty((len(f), n), dtype=bool)
+        for lo in range(0, len(f), step):
+            block = positions[lo:lo + step]
+            delta = minimum_image_displacement(block.reshape(-1, 3), np.tile(positions[0], (len(block), 1)),
+                                               f.cells[lo], f.pbc[lo])
+            moved[lo:lo + step] = np.linalg.norm(delta, axis=1).reshape(len(block), n) > threshold
+        return moved.ravel()
+
     def _check_indices(self, idx: np.ndarray, frame: int):
         n = int(self.frames.n_atoms[frame])
         bad = idx[(idx < 0) | (idx >= n)]
@@ -334,28 +381,59 @@ class Comparison:
 
     # -- storage ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write frames, predictions and reference to one HDF5 file (no pickle)."""
-        import h5py
-
-        from .. import __version__
-
+        """Write frames, predictions and reference to one HDF5 file (no pickle; arrays
+        uncompressed, so `load_comparison` maps them instead of reading them)."""
         path = Path(path)
-        with h5py.File(path, "w") as h5:
-            h5.attrs["format"] = "mlipviz-comparison"
-            h5.attrs["format_version"] = FORMAT_VERSION
-            h5.attrs["mlipviz_version"] = __version__
-            h5.attrs["angle_min_force"] = self.angle_min_force
-            h5.attrs["models"] = json.dumps(self.models)
-            self.frames.to_hdf5(h5.create_group("frames"))
-            self.reference.to_hdf5(h5.create_group("reference"))
-            group = h5.create_group("predictions")
-            for k, (name, pred) in enumerate(self.predictions.items()):
-                pred.to_hdf5(group.create_group(str(k)))
+        with replacing(path) as tmp:
+            with open_comparison_file(tmp, self.models, self.angle_min_force) as h5:
+                write_results(h5, self.frames, self.reference, self.predictions.values())
         return path
 
 
-def load_comparison(path: str | Path) -> Comparison:
-    """Read a `Comparison` written by `Comparison.save`."""
+def open_comparison_file(path: Path, models: list[str], angle_min_force: float, **attrs):
+    """A new comparison file at ``path``, its header written (``attrs``: more of it)."""
+    import h5py
+
+    from .. import __version__
+
+    h5 = h5py.File(path, "w")
+    h5.attrs["format"] = "mlipviz-comparison"
+    h5.attrs["format_version"] = FORMAT_VERSION
+    h5.attrs["mlipviz_version"] = __version__
+    h5.attrs["angle_min_force"] = angle_min_force
+    h5.attrs["models"] = json.dumps(models)
+    for key, value in attrs.items():
+        h5.attrs[key] = value
+    return h5
+
+
+def write_results(h5, frames: Frames, reference: Prediction, predictions) -> None:
+    """Frames, reference and predictions into an open file, uncompressed."""
+    frames.to_hdf5(h5.create_group("frames"), compress=False)
+    reference.to_hdf5(h5.create_group("reference"), compress=False)
+    group = h5.create_group("predictions")
+    for k, pred in enumerate(predictions):
+        pred.to_hdf5(group.create_group(str(k)), compress=False)
+
+
+@contextmanager
+def replacing(path: Path):
+    """A temporary path next to ``path`` that replaces it once written whole (a reader that
+    maps the old file keeps its old contents; an interruption leaves the old file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_comparison(path: str | Path, lazy: bool = True) -> Comparison:
+    """Read a `Comparison` written by `Comparison.save` or `mlipviz.evaluate`.
+
+    ``lazy``: map the arrays from the file (read-only) instead of reading them, so a large
+    evaluation opens at once and only what is looked at is read.
+    """
     import h5py
 
     path = Path(path)
@@ -366,13 +444,18 @@ def load_comparison(path: str | Path) -> Comparison:
             if h5.attrs.get("format") != "mlipviz-comparison":
                 raise InputError("not an mlipviz comparison file", source=path)
             names = json.loads(h5.attrs["models"])
-            predictions = {name: Prediction.from_hdf5(h5["predictions"][str(k)])
+            predictions = {name: Prediction.from_hdf5(h5["predictions"][str(k)], lazy=lazy)
                            for k, name in enumerate(names)}
-            return Comparison(Frames.from_hdf5(h5["frames"]), predictions,
-                              Prediction.from_hdf5(h5["reference"]),
+            return Comparison(Frames.from_hdf5(h5["frames"], lazy=lazy), predictions, Prediction.from_hdf5(h5["reference"], lazy=lazy),
                               angle_min_force=float(h5.attrs["angle_min_force"]))
     except OSError as exc:
         raise InputError(f"cannot open as HDF5: {exc}", source=path) from exc
+
+
+def _finite(values: np.ndarray, statistic) -> float:
+    """``statistic`` of the finite values (NaN when there are none), as pandas skips NaN."""
+    values = values[np.isfinite(values)]
+    return float(statistic(values)) if len(values) else float("nan")
 
 
 def _hashable(value):

@@ -16,7 +16,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from ..errors import CheckpointMismatchError, InputError, MlipvizError, UnsupportedElementError
-from ..frames import Frames
+from ..frames import Frames, mapped
+from . import batching
 
 PER_FRAME = ("energy", "stress")
 PER_ATOM = ("forces", "energies", "embeddings")
@@ -63,19 +64,21 @@ class Prediction:
             kw[name] = None if any(v is None for v in values) else np.concatenate(values)
         return cls(**kw)
 
-    def to_hdf5(self, group) -> None:
+    def to_hdf5(self, group, compress: bool = True) -> None:
+        """Store into an open ``h5py`` group (``compress=False``: contiguous, mappable)."""
         group.attrs["model"] = self.model
         group.attrs["meta"] = json.dumps(self.meta, default=str)
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 group.create_dataset(f.name, data=value,
-                                     compression="gzip" if value.size > 4096 else None)
+                                     compression="gzip" if compress and value.size > 4096 else None)
 
     @classmethod
-    def from_hdf5(cls, group) -> "Prediction":
+    def from_hdf5(cls, group, lazy: bool = False) -> "Prediction":
+        """Read what `to_hdf5` stored; ``lazy`` maps contiguous arrays (see `Frames.from_hdf5`)."""
         return cls(model=group.attrs["model"], meta=json.loads(group.attrs["meta"]),
-                   **{k: group[k][()] for k in group})
+                   **{k: mapped(group[k]) if lazy else group[k][()] for k in group})
 
 
 class Model:
@@ -100,8 +103,11 @@ class Model:
     has_energies: bool = False
     #: where the per-atom gate of `site_energies_torch` acts, in words; None: no attributions
     atom_gate: str | None = None
-    #: atoms per forward pass when ``batch_size`` is not given.
+    #: atoms per forward pass on CPU when ``batch_size`` is not given.
     atoms_per_batch: int = 2048
+    #: first guess of the bytes a pass takes per cost unit (atom or estimated edge), before
+    #: a pass has been measured (`batching.frame_costs`); None: the first pass is not limited.
+    bytes_per_unit: float | None = None
 
     def __init__(self):
         self.meta: dict = {}
@@ -154,15 +160,23 @@ class Model:
     # -- public ---------------------------------------------------------------
     def predict(self, frames, batch_size: int | None = None, return_embeddings: bool = False,
                 progress: bool = True, checkpoint: str | Path | None = None,
-                callback: Callable[[int, int], None] | None = None) -> Prediction:
+                callback: Callable[[int, int], None] | None = None,
+                memory_budget: float | None = None) -> Prediction:
         """Evaluate the model on all frames, many structures per forward pass.
 
         ``batch_size`` is structures per pass (default: as many as fit in
-        ``atoms_per_batch`` atoms). ``checkpoint`` is an HDF5 path: each finished
-        batch is written there, and a rerun with the same path skips finished frames.
-        ``callback(done, total)`` runs after each batch (frames done so far); an exception
-        it raises stops the run, keeping the checkpointed batches (how a GUI cancels).
+        ``atoms_per_batch`` atoms on CPU, or in the memory budget on a GPU).
+        ``memory_budget``: bytes one pass may take (default: on a GPU, its free memory;
+        on CPU, none); passes are sized to it from each frame's atoms and estimated edges
+        and from what earlier passes took (`mlipviz.models.batching`). A pass that runs out
+        of memory is split and retried, keeping finished ones. ``checkpoint`` is an HDF5
+        path: each finished batch is written there, and a rerun with the same path skips
+        finished frames. ``callback(done, total)`` runs after each batch (frames done so
+        far); an exception it raises stops the run, keeping the checkpointed batches (how a
+        GUI cancels).
         """
+        from tqdm.auto import tqdm
+
         from ..io import read
 
         frames = frames.validate(min_distance=0) if isinstance(frames, Frames) else read(frames)
@@ -172,25 +186,29 @@ class Model:
         store = _Checkpoint(checkpoint, frames, self, return_embeddings) if checkpoint else None
         done = store.load() if store else {}
         todo = np.array([i for i in range(len(frames)) if i not in done], dtype=np.int64)
-        batches = self._batches(frames.n_atoms[todo], batch_size)
-
-        from tqdm.auto import tqdm
-
+        plan = self._plan(frames[todo], batch_size, memory_budget)
+        meter = batching.MemoryMeter(self.device, plan.budget, enforce=memory_budget is not None)
         bar = tqdm(total=len(frames), initial=len(frames) - len(todo), unit="frame",
                    desc=f"{self.name} ({self.device})", disable=not progress)
+        start = 0
         try:
-            for start, stop in batches:
+            while start < len(todo):
+                stop = plan.stop(start)
                 ids = todo[start:stop]
+                out = None
                 try:
-                    out = self._evaluate(frames[ids], return_embeddings)
+                    with meter.measure():
+                        out = self._evaluate(frames[ids], return_embeddings)
                 except MlipvizError:
                     raise
                 except Exception as exc:
-                    raise MlipvizError(
-                        f"model {self.name} failed on frames {ids[0]}..{ids[-1]}"
-                        f"{' of ' + str(frames.source) if frames.source else ''}: "
-                        f"{type(exc).__name__}: {exc}"
-                        + (f"; finished batches are kept in {checkpoint}" if store else "")) from exc
+                    if not (batching.is_out_of_memory(exc) and len(ids) > 1):
+                        raise self._failure(frames, ids, exc, checkpoint if store else None) from exc
+                if out is None:  # out of memory: retry the first half (the error is freed by now)
+                    plan.split(start, stop)
+                    _release_memory(self.device)
+                    continue
+                plan.measured(start, stop, meter.nbytes)
                 part = self._to_prediction(frames.n_atoms[ids], out)
                 for k, i in enumerate(ids):
                     done[int(i)] = part_slice(part, k)
@@ -199,12 +217,26 @@ class Model:
                 bar.update(len(ids))
                 if callback is not None:
                     callback(len(done), len(frames))
+                start = stop
         finally:
             bar.close()
         result = Prediction.concatenate([done[i] for i in range(len(frames))])
         result.meta = dict(self.meta, model=self.name, device=self.device, dtype=self.dtype,
                            embedding_layer=self.embedding_layer if return_embeddings else None)
+        if plan.largest_pass_bytes:  # measured: on a GPU, or on CPU under a memory budget
+            result.meta["largest_pass_bytes"] = plan.largest_pass_bytes
+        if plan.splits:
+            result.meta["out_of_memory_splits"] = plan.splits
         return result
+
+    def _failure(self, frames: Frames, ids: np.ndarray, exc: Exception, checkpoint) -> MlipvizError:
+        where = f"frame {ids[0]}" if len(ids) == 1 else f"frames {ids[0]}..{ids[-1]}"
+        if len(ids) == 1 and batching.is_out_of_memory(exc):
+            where += f" ({frames.n_atoms[ids[0]]} atoms, alone in its pass)"
+        return MlipvizError(
+            f"model {self.name} failed on {where}"
+            f"{' of ' + str(frames.source) if frames.source else ''}: {type(exc).__name__}: {exc}"
+            + (f"; finished batches are kept in {checkpoint}" if checkpoint else ""))
 
     def check_elements(self, frames: Frames) -> None:
         """Raise `UnsupportedElementError` at the first atom the model does not cover."""
@@ -222,20 +254,14 @@ class Model:
                 f"(first: {chemical_symbols[frames.numbers[row]]})",
                 source=frames.source, frame=frame, atom=row - int(frames.offsets[frame]))
 
-    def _batches(self, n_atoms: np.ndarray, batch_size: int | None) -> list[tuple[int, int]]:
-        if batch_size is not None:
-            if batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-            return [(s, min(s + batch_size, len(n_atoms))) for s in range(0, len(n_atoms), batch_size)]
-        batches, start, atoms = [], 0, 0
-        for i, n in enumerate(n_atoms):
-            if i > start and atoms + n > self.atoms_per_batch:
-                batches.append((start, i))
-                start, atoms = i, 0
-            atoms += int(n)
-        if start < len(n_atoms):
-            batches.append((start, len(n_atoms)))
-        return batches
+    def _plan(self, frames: Frames, batch_size: int | None, memory_budget: float | None):
+        """How ``frames`` are split into passes (`batching.BatchPlan`)."""
+        budget = memory_budget if memory_budget is not None else batching.default_budget(self.device)
+        cpu = not str(self.device).startswith("cuda")
+        return batching.BatchPlan(frames.n_atoms, batching.frame_costs(frames, self.cutoff),
+                                  max_frames=batch_size,
+                                  max_atoms=self.atoms_per_batch if cpu and batch_size is None else None,
+                                  budget=budget, bytes_per_unit=self.bytes_per_unit)
 
     def _to_prediction(self, n_atoms, out: dict) -> Prediction:
         n, total = len(n_atoms), int(np.sum(n_atoms))
@@ -281,6 +307,17 @@ def part_slice(pred: Prediction, k: int) -> Prediction:
     kw.update({name: None if getattr(pred, name) is None else getattr(pred, name)[lo:hi]
                for name in PER_ATOM})
     return Prediction(model=pred.model, n_atoms=pred.n_atoms[k:k + 1], meta=pred.meta, **kw)
+
+
+def _release_memory(device: str) -> None:
+    """Return cached GPU blocks after an out-of-memory error, before the retry."""
+    import gc
+
+    gc.collect()
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 class _Checkpoint:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .base import Model, edge_gate, geometries
+from .batching import to_device
 from .registry import package_dir
 
 _WEIGHT_FILES = {
@@ -316,21 +317,21 @@ class CHGNetModel(Model):
                 out = out + (add[:, None] if out.ndim == 2 else add)
             return out
 
-        owner = torch.as_tensor(np.repeat(np.arange(len(graphs)), n_atoms), device=dev)
-        edge_owner = torch.as_tensor(np.repeat(np.arange(len(graphs)), n_edges), device=dev)
-        atom_graph = torch.as_tensor(cat("atom_graph", atom_start, n_edges).reshape(-1, 2), device=dev)
-        image = torch.as_tensor(cat("image").reshape(-1, 3), dtype=f32, device=dev)
-        und2dir = torch.as_tensor(cat("undirected2directed", edge_start, n_bonds), device=dev)
-        dir2und = torch.as_tensor(cat("directed2undirected", bond_start, n_edges), device=dev)
+        owner = to_device(np.repeat(np.arange(len(graphs)), n_atoms), dev)
+        edge_owner = to_device(np.repeat(np.arange(len(graphs)), n_edges), dev)
+        atom_graph = to_device(cat("atom_graph", atom_start, n_edges).reshape(-1, 2), dev)
+        image = to_device(cat("image").reshape(-1, 3), dev, f32)
+        und2dir = to_device(cat("undirected2directed", edge_start, n_bonds), dev)
+        dir2und = to_device(cat("directed2undirected", bond_start, n_edges), dev)
         bond_graph = cat("bond_graph").reshape(-1, 5)
         angle_owner = np.repeat(np.arange(len(graphs)), n_angles)
         bond_graph = bond_graph + np.stack([atom_start[angle_owner], bond_start[angle_owner],
                                             edge_start[angle_owner], bond_start[angle_owner],
                                             edge_start[angle_owner]], axis=1)
-        bond_graph = torch.as_tensor(bond_graph, device=dev)
+        bond_graph = to_device(bond_graph, dev)
 
-        frac = torch.as_tensor(cat("frac").reshape(-1, 3), dtype=f32, device=dev)
-        cells = torch.as_tensor(np.stack([g["cell"] for g in graphs]), dtype=f32, device=dev)
+        frac = to_device(cat("frac").reshape(-1, 3), dev, f32)
+        cells = to_device(np.stack([g["cell"] for g in graphs]), dev, f32)
         strains = torch.zeros_like(cells, requires_grad=True)
         lattice = cells @ (torch.eye(3, dtype=f32, device=dev) + strains)
         cross = torch.linalg.cross(lattice[:, 1], lattice[:, 2])
@@ -358,7 +359,7 @@ class CHGNetModel(Model):
             angle_bases = torch.tensor([], device=dev)
             batched_bond_graph = torch.tensor([], device=dev)
         batch = BatchedGraph(
-            atomic_numbers=torch.as_tensor(cat("numbers"), dtype=i32, device=dev),
+            atomic_numbers=to_device(cat("numbers"), dev, i32),
             bond_bases_ag=bond_bases_ag, bond_bases_bg=bond_bases_bg, angle_bases=angle_bases,
             batched_atom_graph=atom_graph.to(i32), batched_bond_graph=batched_bond_graph,
             atom_owners=owner.to(i32), directed2undirected=dir2und.to(i32),

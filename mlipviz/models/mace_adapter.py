@@ -23,6 +23,7 @@ import torch
 from ..errors import MlipvizError, ModelNotAvailableError
 from ..frames import Frames
 from .base import Model, edge_gate, geometries
+from .batching import batch_to_device
 from .registry import package_dir
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -186,7 +187,7 @@ class MACEModel(Model):
             value = batch[key]
             if torch.is_tensor(value) and torch.is_floating_point(value) and value.dtype != ftype:
                 batch[key] = value.to(dtype=ftype)
-        return batch.to(self.device)
+        return batch_to_device(batch, self.device)
 
     def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
         from mace.modules.utils import extract_invariant

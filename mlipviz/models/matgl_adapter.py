@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .base import Model, edge_gate, geometries
+from .batching import batch_to_device, to_device
 
 #: matgl's Hugging Face organisation for pretrained models (``matgl.utils.io.HF_MATGL_ORG``).
 HF_ORG = "materialyze"
@@ -186,9 +187,9 @@ class MatGLModel(Model):
             graphs.append(graph)
             lattices.append(lattice.reshape(1, 3, 3))
             states.append(np.asarray(state))
-        batch = Batch.from_data_list(graphs).to(self.device)
+        batch = batch_to_device(Batch.from_data_list(graphs), self.device)
         lattice = torch.cat(lattices).to(self.device)
-        state = torch.as_tensor(np.stack(states), device=self.device)
+        state = to_device(np.stack(states), self.device)
         n = len(frames)
         try:
             with torch.enable_grad():

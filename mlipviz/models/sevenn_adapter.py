@@ -24,6 +24,7 @@ import torch
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
 from .base import Model, edge_gate, geometries
+from .batching import batch_to_device
 from .registry import package_dir
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
@@ -157,7 +158,7 @@ class SevenNetModel(Model):
 
         if graphs is None:
             graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
-        return Batch.from_data_list(graphs).to(self.device)
+        return batch_to_device(Batch.from_data_list(graphs), self.device)
 
     def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
         import sevenn._keys as KEY

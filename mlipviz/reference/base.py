@@ -23,6 +23,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ..errors import MlipvizError
 from ..frames import Frames
+from ..models import batching
 from ..models.base import Model
 
 
@@ -210,12 +211,12 @@ class ReferenceModel(Model):
         self.calc = calc
         self.name = f"{calc.code} ({calc.level_of_theory()})"
         self.has_stress = "stress" in calc.implemented_properties
-        self.atoms_per_batch = 1  # batches of frames are sized by `_batches` below
         self.meta = {"level_of_theory": calc.level_of_theory(), "settings": calc.settings()}
 
-    def _batches(self, n_atoms, batch_size):
+    def _plan(self, frames: Frames, batch_size: int | None, memory_budget: float | None):
+        """One frame per worker and pass (``batch_size`` frames if given)."""
         per_batch = batch_size or max(1, self.calc.n_jobs or os.cpu_count() or 1)
-        return super()._batches(n_atoms, per_batch)
+        return batching.BatchPlan(frames.n_atoms, frames.n_atoms, max_frames=per_batch)
 
     def calculator(self):
         return self.calc

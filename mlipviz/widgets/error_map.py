@@ -10,7 +10,6 @@ import html
 
 import ipywidgets as widgets
 import numpy as np
-import pandas as pd
 
 from ..analysis.compare import Comparison
 from .viewer import Viewer
@@ -27,6 +26,8 @@ SVG_POINTS = 3_000
 #: above this many force components the parity plot is a density map plus the worst points.
 MAX_POINTS = 20_000
 WORST_POINTS = 2_000
+#: bins of the per-atom error histogram (counted here: only the counts travel)
+HISTOGRAM_BINS = 60
 PLOT = {"width": 440, "height": 360, "margin": {"l": 55, "r": 15, "t": 35, "b": 45}}
 
 
@@ -44,7 +45,8 @@ class ErrorMap(widgets.VBox):
                  metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events=None):
         self.comparison = comparison
         self._rare_spec = rare_events
-        metrics = [label for label, (column, _) in METRICS.items() if column in comparison.per_atom]
+        present = {column for name in comparison.models for column in comparison.atom_errors(name)}
+        metrics = [label for label, (column, _) in METRICS.items() if column in present]
         if metric not in metrics:
             raise ValueError(f"metric '{metric}' not available here; choose from {metrics}")
         self.model_select = widgets.Dropdown(options=comparison.models, value=model or comparison.models[0],
@@ -88,13 +90,14 @@ class ErrorMap(widgets.VBox):
     def metric_column(self) -> str:
         return METRICS[self.metric_select.value][0]
 
-    def _table(self) -> pd.DataFrame:
-        table = self.comparison.per_atom
-        return table[table["model"] == self.model].reset_index(drop=True)
+    def _errors(self, column: str) -> np.ndarray:
+        """Per-atom values of ``column`` for the shown model (NaN where it has none)."""
+        errors = self.comparison.atom_errors(self.model)
+        return errors[column] if column in errors else np.full(self.comparison.frames.total_atoms, np.nan)
 
     # -- drawing ---------------------------------------------------------------------
     def _show_model(self):
-        self._atoms = self._table()
+        self._forces = self.comparison.force_vectors(self.model)
         self._softening = self.comparison.softening().loc[self.model]
         self._draw_parity()
         self._draw_curve()
@@ -104,7 +107,7 @@ class ErrorMap(widgets.VBox):
 
     def _show_metric(self):
         column, signed = METRICS[self.metric_select.value]
-        values = self._atoms[column].to_numpy()
+        values = self._errors(column)
         self.viewer.set_colors(values, cmap="RdBu_r" if signed else "viridis", symmetric=signed,
                                label=self.metric_select.value)
         self._draw_histogram(values)
@@ -117,12 +120,8 @@ class ErrorMap(widgets.VBox):
     def _draw_parity(self):
         import plotly.graph_objects as go
 
-        t = self._atoms
-        ref = t[["fx_ref", "fy_ref", "fz_ref"]].to_numpy().ravel()
-        pred = t[["fx_pred", "fy_pred", "fz_pred"]].to_numpy().ravel()
-        frame = np.repeat(t["frame"].to_numpy(), 3)
-        atom = np.repeat(t["atom"].to_numpy(), 3)
-        component = np.tile(np.array(list("xyz")), len(t))
+        ref = np.asarray(self._forces["reference"]).ravel()
+        pred = np.asarray(self._forces["predicted"]).ravel()
         keep = np.isfinite(ref) & np.isfinite(pred)
         order = np.flatnonzero(keep)
         traces = []
@@ -133,11 +132,16 @@ class ErrorMap(widgets.VBox):
                                      colorbar={"title": "log10 n", "len": 0.6}, name="density",
                                      hoverinfo="skip"))
             error = np.abs(pred - ref)[order]
-            order = order[np.argsort(error)[::-1][:WORST_POINTS]]
+            worst = np.argpartition(error, -WORST_POINTS)[-WORST_POINTS:]
+            order = order[worst[np.argsort(error[worst])[::-1]]]
             label = f"{len(order)} largest errors"
         else:
             label = "components"
-        self._points = {"frame": frame[order], "atom": atom[order]}
+        offsets = self.comparison.frames.offsets
+        rows = order // 3
+        frame = np.searchsorted(offsets, rows, side="right") - 1
+        self._points = {"frame": frame, "atom": rows - offsets[frame]}
+        component = np.array(list("xyz"))[order % 3]
         lo = float(np.nanmin([ref[keep].min(), pred[keep].min()])) if keep.any() else -1.0
         hi = float(np.nanmax([ref[keep].max(), pred[keep].max()])) if keep.any() else 1.0
         slope = self._softening["slope"]
@@ -145,7 +149,7 @@ class ErrorMap(widgets.VBox):
         traces += [
             scatter(x=ref[order], y=pred[order], mode="markers", name=label,
                          marker={"size": 4, "color": "#1f77b4", "opacity": 0.6},
-                         customdata=np.stack([frame[order], atom[order], component[order]], axis=1),
+                         customdata=np.stack([self._points["frame"], self._points["atom"], component], axis=1),
                          hovertemplate="frame %{customdata[0]}, atom %{customdata[1]} (%{customdata[2]})"
                                        "<br>ref %{x:.3f}, pred %{y:.3f}<extra></extra>"),
             go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
@@ -165,9 +169,12 @@ class ErrorMap(widgets.VBox):
         import plotly.graph_objects as go
 
         finite = values[np.isfinite(values)]
-        trace = go.Histogram(x=finite, nbinsx=60, marker={"color": "#1f77b4"}, name=self.metric_select.value)
+        counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS) if len(finite) else (np.zeros(0), np.zeros(1))
+        trace = go.Bar(x=0.5 * (edges[1:] + edges[:-1]), y=counts, width=np.diff(edges), name=self.metric_select.value,
+                       marker={"color": "#1f77b4", "line": {"width": 0}},
+                       hovertemplate="%{x:.3g}: %{y} atoms<extra></extra>")
         self.histogram = _render(self.histogram, [trace], title="per-atom error", yaxis_title="atoms",
-                                 xaxis_title=self.metric_select.value, shapes=[], height=270,
+                                 xaxis_title=self.metric_select.value, shapes=[], height=270, bargap=0,
                                  yaxis_type="log" if len(finite) > 1000 else "linear")
 
     def _draw_curve(self):
@@ -175,8 +182,10 @@ class ErrorMap(widgets.VBox):
 
         table = self.comparison.per_frame
         table = table[table["model"] == self.model]
-        traces = [go.Scatter(x=table["frame"], y=table[column], mode="lines+markers", name=name,
-                             marker={"size": 5})
+        many = len(table) > SVG_POINTS  # WebGL lines, no markers, for long trajectories
+        scatter = go.Scattergl if many else go.Scatter
+        traces = [scatter(x=table["frame"].to_numpy(), y=table[column].to_numpy(),
+                          mode="lines" if many else "lines+markers", name=name, marker={"size": 5})
                   for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE"))]
         self.curve = _render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
                              yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98}, height=270,
@@ -226,13 +235,12 @@ class ErrorMap(widgets.VBox):
             self.viewer.frame = int(trace.x[points.point_inds[0]])
 
     def _on_pick(self, picked: dict):
-        row = self.comparison.frames.offsets[picked["frame"]] + picked["atom"]
-        atom = self._atoms.iloc[int(row)]
+        row = int(self.comparison.frames.offsets[picked["frame"]] + picked["atom"])
         with self.parity.batch_update():
             marker = self.parity.data[-1]
-            marker.x = [atom["fx_ref"], atom["fy_ref"], atom["fz_ref"]]
-            marker.y = [atom["fx_pred"], atom["fy_pred"], atom["fz_pred"]]
-        value = atom[self.metric_column]
+            marker.x = np.asarray(self._forces["reference"][row]).tolist()
+            marker.y = np.asarray(self._forces["predicted"][row]).tolist()
+        value = self._errors(self.metric_column)[row]
         self.histogram.layout.shapes = [] if not np.isfinite(value) else [
             {"type": "line", "x0": value, "x1": value, "yref": "paper", "y0": 0, "y1": 1,
              "line": {"color": "#ff00ff", "width": 2}}]

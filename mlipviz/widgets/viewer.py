@@ -62,8 +62,7 @@ class Viewer(widgets.VBox):
         self._extra_components: list[str] = []
         self._highlighted: list[int] = []
         self._uniform = _same_atoms_and_cell(frames)
-        self._rotations = [_standard_orientation(frames.cells[i], frames.pbc[i]) for i in
-                           (range(1) if self._uniform else range(len(frames)))]
+        self._rotations: dict[int, np.ndarray] = {}  # by frame, made when first drawn
         self._values = None
         self._arrows: dict[str, np.ndarray] = {}
         self._color_settings = {}
@@ -233,7 +232,10 @@ class Viewer(widgets.VBox):
         return continuous(self._values[rows], s["vmin"], s["vmax"], s["cmap"], s["label"])
 
     def _rotation(self, i: int) -> np.ndarray:
-        return self._rotations[0 if self._uniform else i]
+        i = 0 if self._uniform else i
+        if i not in self._rotations:
+            self._rotations[i] = _standard_orientation(self.frames.cells[i], self.frames.pbc[i])
+        return self._rotations[i]
 
     def coordinates(self, i: int) -> np.ndarray:
         """Positions of frame ``i`` as drawn (rotated like the PDB cell nglview draws)."""

@@ -1,0 +1,324 @@
+"""`evaluate`: models against a reference on whole datasets, chunk by chunk, on Dask.
+
+Frames are streamed: each task reads its own chunk of a file (`mlipviz.sources`), so no
+process holds the dataset. Each finished chunk is written whole to ``<store>.parts/``
+(atomically), so a job interrupted at any point and run again computes only the chunks
+that are missing. When all are done they are gathered into one uncompressed HDF5 file in
+`Comparison.save`'s format, which `load_comparison` maps instead of reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointMismatchError, InputError, MlipvizError
+from ..frames import Frames, read_info
+from ..models.base import PER_FRAME
+from ..sources import FrameSource, shifted
+from .compare import (Comparison, _unique, load_comparison, open_comparison_file, reference_from_labels,
+                      replacing, write_results)
+from .metrics import ANGLE_MIN_FORCE
+
+#: frames per task: large enough to batch well on a GPU, small enough to lose little on a crash.
+CHUNK_FRAMES = 256
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """Frames ``start:stop`` of ``source``; ``first`` is the first one's index in the dataset."""
+
+    number: int
+    source: FrameSource
+    start: int
+    stop: int
+    first: int
+
+    def where(self) -> str:
+        return f"frames {self.start}..{self.stop - 1} of {self.source.name}"
+
+
+def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evaluation.h5", client=None,
+             chunk_frames: int = CHUNK_FRAMES, device: str = "auto", batch_size: int | None = None,
+             memory_budget: float | None = None, embeddings: bool = False, progress: bool = True,
+             angle_min_force: float = ANGLE_MIN_FORCE) -> Comparison:
+    """Evaluate ``models`` (and ``reference``) on every frame of ``sources``; the result is
+    written to ``store`` and returned opened lazily (`load_comparison`).
+
+    ``sources``: a structure file, a list of them (read a chunk at a time where they are
+    read), or frames in memory (anything `mlipviz.read` takes). ``models``, ``reference``:
+    as in `compare` (None: the labels in the files); names and paths are loaded by each
+    worker once, objects are sent once to each worker. ``client``: a
+    ``dask.distributed.Client`` of any cluster (its workers must see the files); None: a
+    ``LocalCluster`` with one single-threaded worker per CPU core (one worker when
+    ``device`` is a GPU), started and closed here; False: in this process, without Dask.
+    ``chunk_frames``: frames per task. ``batch_size``, ``memory_budget``: per pass of
+    `Model.predict`. Run again with the same arguments after an interruption: finished
+    chunks are not recomputed.
+    """
+    from tqdm.auto import tqdm
+
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    store = Path(store)
+    specs = list(models) if isinstance(models, (list, tuple)) else [models]
+    opened = _open_sources(sources)
+    chunks = _chunks(opened, chunk_frames)
+    key = {"sources": [s.identity() for s in opened], "models": [_spec_id(m) for m in specs],
+           "reference": "labels" if reference is None else _spec_id(reference),
+           "chunk_frames": chunk_frames, "embeddings": embeddings}
+    if store.exists():
+        return _finished(store, key)
+    started = time.perf_counter()
+    parts = _Parts(store, key)
+    todo = [c for c in chunks if not parts.done(c)]
+    finished = sum(c.stop - c.start for c in chunks) - sum(c.stop - c.start for c in todo)
+    settings = {"device": device, "batch_size": batch_size, "memory_budget": memory_budget,
+                "embeddings": embeddings}
+    bar = tqdm(total=sum(c.stop - c.start for c in chunks), unit="frame", desc="evaluate",
+               initial=finished, disable=not progress)
+    try:
+        if todo and client is False:
+            for chunk in todo:
+                parts.write(chunk, run_chunk(chunk, specs, reference, settings))
+                bar.update(chunk.stop - chunk.start)
+        elif todo:
+            _run_on_dask(client, todo, specs, reference, settings, parts, bar)
+    finally:
+        bar.close()
+    n_atoms = np.concatenate([s.n_atoms for s in opened])
+    run = {"chunks": len(chunks), "chunks_computed": len(todo), "frames": len(n_atoms),
+           "atoms": int(n_atoms.sum()), "seconds": round(time.perf_counter() - started, 2),
+           "where": "this process" if client is False else str(client or "a LocalCluster")}
+    parts.gather(chunks, store, angle_min_force, len(opened) > 1, run)
+    return load_comparison(store)
+
+
+def _open_sources(sources) -> list[FrameSource]:
+    if isinstance(sources, (str, Path, Frames)):
+        return [FrameSource.open(sources)]
+    items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+    if not items:
+        raise InputError("no sources given")
+    if all(isinstance(s, (str, Path)) for s in items):
+        return [FrameSource.open(s) for s in items]
+    return [FrameSource.open(items)]  # structures in memory (ASE, pymatgen): one source
+
+
+def _chunks(sources: list[FrameSource], chunk_frames: int) -> list[Chunk]:
+    out, first = [], 0
+    for source in sources:
+        for start in range(0, len(source), chunk_frames):
+            stop = min(start + chunk_frames, len(source))
+            out.append(Chunk(len(out), source.part(start, stop), start, stop, first + start))
+        first += len(source)
+    return out
+
+
+def _spec_id(spec) -> str:
+    """What names a model in the job's key (a resumed job must use the same models)."""
+    if isinstance(spec, (str, Path)):
+        return str(spec)
+    meta = getattr(spec, "meta", None) or getattr(spec, "parameters", None) or {}
+    return f"{type(spec).__name__}:{getattr(spec, 'name', '')}:{json.dumps(meta, sort_keys=True, default=str)}"
+
+
+def _finished(store: Path, key: dict) -> Comparison:
+    import h5py
+
+    with h5py.File(store, "r") as h5:
+        stored = json.loads(h5.attrs.get("evaluation", "{}"))
+    if stored != key:
+        raise CheckpointMismatchError(
+            f"{store} exists and holds another evaluation (or a saved comparison); "
+            "choose another store path or delete it")
+    shutil.rmtree(store.with_name(store.name + ".parts"), ignore_errors=True)  # if stopped while removing
+    return load_comparison(store)
+
+
+# -- in the workers ---------------------------------------------------------------
+_LOADED: dict = {}  # models loaded in this process, by (spec, device): each worker loads each once
+
+
+def _model(spec, device: str):
+    from ..models import load_model
+
+    if not isinstance(spec, (str, Path)):
+        return load_model(spec, device=device)
+    key = (str(spec), device)
+    if key not in _LOADED:
+        _LOADED[key] = load_model(spec, device=device)
+    return _LOADED[key]
+
+
+def run_chunk(chunk: Chunk, specs: list, reference, settings: dict) -> dict:
+    """Read one chunk and evaluate the reference and every model on it (a task)."""
+    frames = chunk.source.read(chunk.start, chunk.stop)
+
+    def predict(spec, with_embeddings):
+        model = _model(spec, settings["device"])
+        return model.predict(frames, batch_size=settings["batch_size"], progress=False,
+                             memory_budget=settings["memory_budget"],
+                             return_embeddings=with_embeddings and model.embedding_layer is not None)
+
+    try:
+        ref = reference_from_labels(frames) if reference is None else predict(reference, False)
+        predictions = [predict(spec, settings["embeddings"]) for spec in specs]
+    except InputError as exc:
+        raise shifted(exc, chunk.start, chunk.source.path) from exc
+    except MlipvizError as exc:
+        raise MlipvizError(f"{chunk.where()}: {exc}") from exc
+    return {"frames": frames, "reference": ref, "predictions": predictions}
+
+
+# -- on Dask ----------------------------------------------------------------------
+def _run_on_dask(client, todo: list[Chunk], specs, reference, settings, parts: "_Parts", bar) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise MlipvizError("evaluate on Dask needs dask.distributed: pip install 'mlipviz[scale]' "
+                           "(or pass client=False to run in this process)") from exc
+    own = client is None
+    if own:
+        from ..models import resolve_device
+
+        workers = 1 if resolve_device(settings["device"]).startswith("cuda") else (os.cpu_count() or 1)
+        cluster = LocalCluster(n_workers=min(workers, len(todo)), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    pending: dict = {}
+    try:
+        sent = [s if isinstance(s, (str, Path)) else client.scatter(s, broadcast=True) for s in specs]
+        ref = reference if reference is None or isinstance(reference, (str, Path)) \
+            else client.scatter(reference, broadcast=True)
+        pending = {client.submit(run_chunk, chunk, sent, ref, settings, pure=False): chunk for chunk in todo}
+        for future in as_completed(list(pending)):
+            chunk = pending.pop(future)
+            parts.write(chunk, future.result())
+            future.release()  # its arrays leave the worker's memory
+            bar.update(chunk.stop - chunk.start)
+    finally:
+        for future in pending:
+            future.cancel()
+        if own:
+            client.close()
+            cluster.close()
+
+
+# -- the store --------------------------------------------------------------------
+class _Parts:
+    """Finished chunks, one HDF5 file each, in ``<store>.parts/``; ``job.json`` holds the key."""
+
+    def __init__(self, store: Path, key: dict):
+        self.dir = store.with_name(store.name + ".parts")
+        self.key = key
+        job = self.dir / "job.json"
+        if job.exists():
+            stored = json.loads(job.read_text())
+            if stored != key:
+                diff = sorted(k for k in key if stored.get(k) != key[k])
+                raise CheckpointMismatchError(
+                    f"{self.dir} holds chunks of another evaluation (other {', '.join(diff)}); "
+                    "choose another store path or delete that folder")
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            job.write_text(json.dumps(key, indent=1))
+
+    def path(self, chunk: Chunk) -> Path:
+        return self.dir / f"chunk-{chunk.number:07d}.h5"
+
+    def done(self, chunk: Chunk) -> bool:
+        return self.path(chunk).exists()
+
+    def write(self, chunk: Chunk, result: dict) -> None:
+        import h5py
+
+        with replacing(self.path(chunk)) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                h5.attrs["models"] = json.dumps([p.model for p in result["predictions"]])
+                write_results(h5, result["frames"], result["reference"], result["predictions"])
+
+    def gather(self, chunks: list[Chunk], store: Path, angle_min_force: float, many_sources: bool,
+               run: dict) -> None:
+        """All parts into ``store`` (contiguous arrays; ``run``: what this call computed, where,
+        in how long), then the parts folder is removed."""
+        import h5py
+
+        names: list[str] = []
+        for name in json.loads(_attr(self.path(chunks[0]), "models")):
+            names.append(_unique(name, names))
+        n_atoms = np.concatenate([c.source.n_atoms for c in chunks])
+        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+        layout = _layout(self.path(c) for c in chunks)
+        with replacing(store) as tmp:
+            with open_comparison_file(tmp, names, angle_min_force, evaluation=json.dumps(self.key),
+                                      evaluation_run=json.dumps(run)) as out:
+                for group, datasets in layout.items():
+                    target = out.require_group(group)
+                    for name, (dtype, tail, per_frame) in datasets.items():
+                        rows = len(n_atoms) if per_frame else int(offsets[-1])
+                        target.create_dataset(name, shape=(rows, *tail), dtype=dtype)
+                texts = []
+                for chunk in chunks:
+                    with h5py.File(self.path(chunk), "r") as part:
+                        _copy_chunk(part, out, layout, chunk, offsets)
+                        for i, info in enumerate(read_info(part["frames"])):
+                            if many_sources:
+                                info.update(source=chunk.source.name, source_frame=chunk.start + i)
+                            texts.append(json.dumps(info, default=str))
+                        if chunk.number == 0:
+                            for src, dst in [("reference", "reference"), *(
+                                    (f"predictions/{k}", f"predictions/{k}") for k in range(len(names)))]:
+                                out[dst].attrs["model"] = part[src].attrs["model"]
+                                out[dst].attrs["meta"] = part[src].attrs["meta"]
+                for k, name in enumerate(names):
+                    out[f"predictions/{k}"].attrs["model"] = name
+                out["frames"].create_dataset("info", data=texts, dtype=h5py.string_dtype())
+                out["frames"].attrs["source"] = "" if many_sources else chunks[0].source.name
+        shutil.rmtree(self.dir)
+
+
+def _attr(path: Path, name: str):
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return h5.attrs[name]
+
+
+def _layout(paths) -> dict[str, dict[str, tuple]]:
+    """Every dataset of the parts: group -> name -> (dtype, trailing shape, per frame?)."""
+    layout: dict[str, dict[str, tuple]] = {}
+    per_frame = {"n_atoms", "cells", "pbc", *PER_FRAME}
+    import h5py
+
+    for path in paths:
+        with h5py.File(path, "r") as part:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and not name.endswith("frames/info"):
+                    group, _, leaf = name.rpartition("/")
+                    entry = (obj.dtype, obj.shape[1:], leaf in per_frame and "/arrays" not in f"/{group}")
+                    layout.setdefault(group, {}).setdefault(leaf, entry)
+            part.visititems(visit)
+    return layout
+
+
+def _copy_chunk(part, out, layout, chunk: Chunk, offsets) -> None:
+    frames = slice(chunk.first, chunk.first + chunk.stop - chunk.start)
+    atoms = slice(int(offsets[frames.start]), int(offsets[frames.stop]))
+    for group, datasets in layout.items():
+        for name, (dtype, tail, per_frame) in datasets.items():
+            rows = frames if per_frame else atoms
+            path = f"{group}/{name}"
+            if path in part:
+                out[path][rows] = part[path][()]
+            elif np.issubdtype(dtype, np.floating):  # a label or output missing in this chunk
+                out[path][rows] = np.full((rows.stop - rows.start, *tail), np.nan, dtype=dtype)
+            else:
+                raise MlipvizError(f"{chunk.where()}: no '{path}' in its results, which other chunks have")
+
