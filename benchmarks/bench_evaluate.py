@@ -4,10 +4,10 @@
 
 Frames: small rattled and strained fcc metal cells (1 to 4 atoms of Cu, Al, Ni, Pd, Ag, Au,
 Pt) labelled by ASE's EMT, written to one extxyz file that both runs stream. The model is
-evaluated against the EMT labels three ways: in this process (``client=False``, torch with
-all cores), on a LocalCluster of ``--workers`` single-threaded workers started by
-`evaluate` (its start-up included), and on the same cluster already running. Reports wall
-times, the speed-ups and the largest difference between the runs' forces; writes
+evaluated against the EMT labels four ways: in this process (``client=False``) with torch on
+one thread and on all cores, on a LocalCluster of ``--workers`` single-threaded workers
+started by `evaluate` (its start-up included), and on the same cluster already running.
+Reports wall times, the speed-ups and the largest difference between the runs' forces; writes
 benchmarks/results/evaluate_<model>_cpu.json. Quote the ratios: these machines are noisy.
 """
 
@@ -70,6 +70,11 @@ def main():
     common = {"chunk_frames": args.chunk_frames, "progress": False}
     mlipviz.load_model(args.model, device="cpu").predict(mlipviz.read(source)[:4], progress=False)  # warm caches
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _, t_single = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "single.h5", client=False,
+                                                 **common))
+    torch.set_num_threads(threads)
     one, t_one = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "one.h5", client=False,
                                                 **common))
     own, t_own = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "own.h5", **common))
@@ -86,8 +91,9 @@ def main():
         "chunk_frames": args.chunk_frames, "workers": args.workers, "cpus": os.cpu_count(),
         "torch_threads_in_process": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
-        "one_process_s": round(t_one, 2), "local_cluster_started_by_evaluate_s": round(t_own, 2),
-        "running_local_cluster_s": round(t_warm, 2),
+        "one_process_one_thread_s": round(t_single, 2), "one_process_s": round(t_one, 2),
+        "local_cluster_started_by_evaluate_s": round(t_own, 2), "running_local_cluster_s": round(t_warm, 2),
+        "speedup_running_cluster_vs_one_thread": round(t_single / t_warm, 2),
         "speedup_with_startup": round(t_one / t_own, 2), "speedup_running_cluster": round(t_one / t_warm, 2),
         "max_abs_force_diff_eV_A": diff,
         "atoms_per_s_one_process": round(frames.total_atoms / t_one, 1),
