@@ -136,6 +136,9 @@ def test_softening_recovers_scale():
     assert row["cmae"] < 0.3 * row["mae"]
     f_pred, f_ref = cmp.predictions["synthetic"].forces, cmp.reference.forces
     assert row["cmae"] == pytest.approx(np.abs(f_ref - f_pred / row["slope"]).mean())
+    slope, intercept = np.polyfit(f_ref.ravel(), f_pred.ravel(), 1)  # the ordinary fit, as numpy does it
+    assert row["slope_with_intercept"] == pytest.approx(slope, rel=1e-9)
+    assert row["intercept"] == pytest.approx(intercept, abs=1e-9)
 
 
 def test_softening_by_group_and_frame():

@@ -50,9 +50,13 @@ def softening_fit(pred: np.ndarray, ref: np.ndarray) -> dict:
                 "mae": float(np.mean(np.abs(p - r))) if len(r) else nan, "cmae": nan,
                 "correction": nan, "n_components": int(len(r))}
     slope = float(np.dot(p, r) / np.dot(r, r))
-    slope_i, intercept = np.polyfit(r, p, 1)
+    r_mean, p_mean = r.mean(), p.mean()
+    r_centred = r - r_mean
+    # ordinary least squares in closed form (what np.polyfit(r, p, 1) solves, in O(n) memory)
+    slope_i = float(np.dot(r_centred, p - p_mean) / np.dot(r_centred, r_centred)) if np.any(r_centred) else nan
+    intercept = p_mean - slope_i * r_mean
     residual = p - (slope_i * r + intercept)
-    spread = np.sum((p - p.mean()) ** 2)
+    spread = np.sum((p - p_mean) ** 2)
     return {
         "slope": slope,
         "slope_with_intercept": float(slope_i),
