@@ -186,7 +186,7 @@ class Model:
         store = _Checkpoint(checkpoint, frames, self, return_embeddings) if checkpoint else None
         done = store.load() if store else {}
         todo = np.array([i for i in range(len(frames)) if i not in done], dtype=np.int64)
-        plan = self._plan(frames[todo], batch_size, memory_budget)
+        plan = self._plan(frames, todo, batch_size, memory_budget)
         meter = batching.MemoryMeter(self.device, plan.budget, enforce=memory_budget is not None)
         bar = tqdm(total=len(frames), initial=len(frames) - len(todo), unit="frame",
                    desc=f"{self.name} ({self.device})", disable=not progress)
@@ -254,11 +254,11 @@ class Model:
                 f"(first: {chemical_symbols[frames.numbers[row]]})",
                 source=frames.source, frame=frame, atom=row - int(frames.offsets[frame]))
 
-    def _plan(self, frames: Frames, batch_size: int | None, memory_budget: float | None):
-        """How ``frames`` are split into passes (`batching.BatchPlan`)."""
+    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None, memory_budget: float | None):
+        """How frames ``todo`` of ``frames`` are split into passes (`batching.BatchPlan`)."""
         budget = memory_budget if memory_budget is not None else batching.default_budget(self.device)
         cpu = not str(self.device).startswith("cuda")
-        return batching.BatchPlan(frames.n_atoms, batching.frame_costs(frames, self.cutoff),
+        return batching.BatchPlan(frames.n_atoms[todo], batching.frame_costs(frames, self.cutoff)[todo],
                                   max_frames=batch_size,
                                   max_atoms=self.atoms_per_batch if cpu and batch_size is None else None,
                                   budget=budget, bytes_per_unit=self.bytes_per_unit)

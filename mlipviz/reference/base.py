@@ -213,10 +213,10 @@ class ReferenceModel(Model):
         self.has_stress = "stress" in calc.implemented_properties
         self.meta = {"level_of_theory": calc.level_of_theory(), "settings": calc.settings()}
 
-    def _plan(self, frames: Frames, batch_size: int | None, memory_budget: float | None):
+    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None, memory_budget: float | None):
         """One frame per worker and pass (``batch_size`` frames if given)."""
         per_batch = batch_size or max(1, self.calc.n_jobs or os.cpu_count() or 1)
-        return batching.BatchPlan(frames.n_atoms, frames.n_atoms, max_frames=per_batch)
+        return batching.BatchPlan(frames.n_atoms[todo], frames.n_atoms[todo], max_frames=per_batch)
 
     def calculator(self):
         return self.calc
