@@ -4,9 +4,10 @@
 
 Frames: small rattled and strained fcc metal cells (1 to 4 atoms of Cu, Al, Ni, Pd, Ag, Au,
 Pt) labelled by ASE's EMT, written to one extxyz file that both runs stream. The model is
-evaluated against the EMT labels four ways: in this process (``client=False``) with torch on
+evaluated against the EMT labels five ways: in this process (``client=False``) with torch on
 one thread and on all cores, on a LocalCluster of ``--workers`` single-threaded workers
-started by `evaluate` (its start-up included), and on the same cluster already running.
+started by `evaluate` (its start-up included), and on such a cluster already running, with
+`evaluate.DASK_CONFIG` and, last, with Dask's default worker environment (MALLOC_TRIM_THRESHOLD_).
 Reports wall times, the speed-ups and the largest difference between the runs' forces; writes
 benchmarks/results/evaluate_<model>_cpu.json. Quote the ratios: these machines are noisy.
 """
@@ -61,8 +62,11 @@ def main():
     parser.add_argument("--chunk-frames", type=int, default=100)
     args = parser.parse_args()
 
+    import dask
     import torch
     from dask.distributed import Client, LocalCluster
+
+    from mlipviz.analysis.evaluate import DASK_CONFIG
 
     folder = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     source = folder / "cells.extxyz"
@@ -78,11 +82,17 @@ def main():
     one, t_one = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "one.h5", client=False,
                                                 **common))
     own, t_own = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "own.h5", **common))
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        client.run(lambda: None)  # the workers are up
-        warm, t_warm = timed(lambda: mlipviz.evaluate(source, args.model, store=folder / "warm.h5",
-                                                      client=client, **common))
+    def on_running_cluster(name, config):
+        with dask.config.set(config), \
+                LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            client.run(lambda: None)  # the workers are up
+            return timed(lambda: mlipviz.evaluate(source, args.model, store=folder / f"{name}.h5",
+                                                  client=client, **common))
+
+    warm, t_warm = on_running_cluster("warm", DASK_CONFIG)
+    # last: Dask's default worker environment (its nannies also set it in this process)
+    _, t_trim = on_running_cluster("trim", {})
     frames = one.frames
     diff = max(float(np.abs(r.predictions[args.model].forces - one.predictions[args.model].forces).max())
                for r in (own, warm))
@@ -93,6 +103,7 @@ def main():
         "cpu": platform.processor() or platform.machine(),
         "one_process_one_thread_s": round(t_single, 2), "one_process_s": round(t_one, 2),
         "local_cluster_started_by_evaluate_s": round(t_own, 2), "running_local_cluster_s": round(t_warm, 2),
+        "running_local_cluster_dask_default_environment_s": round(t_trim, 2),
         "speedup_running_cluster_vs_one_thread": round(t_single / t_warm, 2),
         "speedup_with_startup": round(t_one / t_own, 2), "speedup_running_cluster": round(t_one / t_warm, 2),
         "max_abs_force_diff_eV_A": diff,

@@ -30,16 +30,18 @@ def test_frame_costs_estimate_the_edges_of_a_crystal_and_count_those_of_a_molecu
     assert np.array_equal(frame_costs(frames, None), frames.n_atoms)
 
 
-def test_plan_keeps_atom_frame_and_budget_limits_and_learns_and_splits():
+def test_plan_keeps_atom_frame_cost_and_budget_limits_and_learns_and_splits():
     n_atoms, costs = [4] * 10, [10.0] * 10
     assert BatchPlan(n_atoms, costs, max_atoms=8).stop(0) == 2
     assert BatchPlan(n_atoms, costs, max_frames=3).stop(4) == 7
+    assert BatchPlan(n_atoms, costs, max_cost=35.0).stop(1) == 4
     plan = BatchPlan(n_atoms, costs, budget=100.0, bytes_per_unit=2.0)
     assert plan.stop(0) == 4  # 0.8 * 100 / 2 = 40 cost units
     plan.measured(0, 4, nbytes=160.0)  # 4 bytes per unit measured
     assert plan.stop(4) == 6 and plan.largest_pass_bytes == 160.0
     plan.split(4, 6)
     assert plan.stop(4) == 5 and plan.splits == 1
+    assert plan.passes == 1 and plan.largest_pass_atoms == 16
     assert BatchPlan([100], [1e9], budget=1.0, bytes_per_unit=1.0).stop(0) == 1  # always a frame
     with pytest.raises(ValueError, match="memory_budget"):
         BatchPlan(n_atoms, costs, budget=0)

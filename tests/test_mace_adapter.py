@@ -82,6 +82,27 @@ def test_model_attributes(model64, small_model_path):
     assert next(model64.net.parameters()).dtype == torch.float64
 
 
+def test_batch_equals_mace_atomic_data_batch(model64, frames):
+    """The input mlipviz builds is what mace's AtomicData + Batch give, entry for entry."""
+    from ase.build import molecule
+    from mace import data as mace_data
+    from mace.tools import torch_geometric, torch_tools
+
+    water = mlipviz.read(molecule("H2O"))  # non-periodic: get_neighborhood extends its cell
+    mixed = mlipviz.Frames.concatenate([frames, water])
+    ours = model64._batch(mixed)
+    with torch_tools.default_dtype("float64"):
+        graphs = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(mixed.to_atoms(i)),
+                                                   z_table=model64._z_table, cutoff=model64.cutoff)
+                  for i in range(len(mixed))]
+    theirs = torch_geometric.Batch.from_data_list(graphs)
+    for key, value in ours.items():
+        expected = theirs[key]
+        assert value.shape == expected.shape, key
+        assert value.dtype == (torch.float64 if expected.is_floating_point() else torch.long), key
+        torch.testing.assert_close(value, expected.to(value.dtype), rtol=0, atol=1e-12, msg=key)
+
+
 def test_batched_predict_equals_calculator_float64(pred64, frames, calc64):
     assert len(set(frames.n_atoms.tolist())) > 1  # a ragged batch
     assert np.abs(pred64.forces).max() > 0.05  # the test model is not trivially flat
@@ -97,8 +118,11 @@ def test_batched_predict_equals_calculator_float32(small_model_path, frames):
 
 def test_batch_size_does_not_change_results(model64, frames, pred64):
     one = model64.predict(frames, batch_size=1, progress=False)
-    np.testing.assert_allclose(one.energy, pred64.energy, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(one.forces, pred64.forces, rtol=0, atol=1e-10)
+    default = model64.predict(frames, progress=False)  # passes sized by cost_per_batch
+    assert one.meta["passes"] == len(frames) and 1 <= default.meta["passes"] < len(frames)
+    for other in (one, default):
+        np.testing.assert_allclose(other.energy, pred64.energy, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(other.forces, pred64.forces, rtol=0, atol=1e-10)
 
 
 def test_isolated_molecule(model64, calc64, frames):

@@ -28,6 +28,11 @@ from .metrics import ANGLE_MIN_FORCE
 
 #: frames per task: large enough to batch well on a GPU, small enough to lose little on a crash.
 CHUNK_FRAMES = 256
+#: Dask settings for the LocalCluster started here. Dask's nannies set MALLOC_TRIM_THRESHOLD_
+#: in their workers, which turns off glibc's adaptive mmap threshold: every large tensor
+#: allocation then maps and unmaps fresh pages, and a single-threaded CHGNet pass took
+#: 1.5x as long (docs/scale.md). Set the same in the Dask config of other clusters.
+DASK_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +185,7 @@ def run_chunk(chunk: Chunk, specs: list, reference, settings: dict) -> dict:
 # -- on Dask ----------------------------------------------------------------------
 def _run_on_dask(client, todo: list[Chunk], specs, reference, settings, parts: "_Parts", bar) -> None:
     try:
+        import dask
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
         raise MlipvizError("evaluate on Dask needs dask.distributed: pip install 'mlipviz[scale]' "
@@ -189,8 +195,9 @@ def _run_on_dask(client, todo: list[Chunk], specs, reference, settings, parts: "
         from ..models import resolve_device
 
         workers = 1 if resolve_device(settings["device"]).startswith("cuda") else (os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=min(workers, len(todo)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        with dask.config.set(DASK_CONFIG):
+            cluster = LocalCluster(n_workers=min(workers, len(todo)), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster)
     pending: dict = {}
     try:

@@ -105,6 +105,10 @@ class Model:
     atom_gate: str | None = None
     #: atoms per forward pass on CPU when ``batch_size`` is not given.
     atoms_per_batch: int = 2048
+    #: cost units (atoms plus estimated edges, `batching.frame_costs`) per forward pass on
+    #: CPU when ``batch_size`` is not given; None: no limit. Equivariant (e3nn) networks run
+    #: faster on CPU in small passes, whose edge features stay in cache.
+    cost_per_batch: float | None = None
     #: first guess of the bytes a pass takes per cost unit (atom or estimated edge), before
     #: a pass has been measured (`batching.frame_costs`); None: the first pass is not limited.
     bytes_per_unit: float | None = None
@@ -165,7 +169,8 @@ class Model:
         """Evaluate the model on all frames, many structures per forward pass.
 
         ``batch_size`` is structures per pass (default: as many as fit in
-        ``atoms_per_batch`` atoms on CPU, or in the memory budget on a GPU).
+        ``atoms_per_batch`` atoms and ``cost_per_batch`` on CPU, or in the memory budget on
+        a GPU).
         ``memory_budget``: bytes one pass may take (default: on a GPU, its free memory;
         on CPU, none); passes are sized to it from each frame's atoms and estimated edges
         and from what earlier passes took (`mlipviz.models.batching`). A pass that runs out
@@ -223,6 +228,7 @@ class Model:
         result = Prediction.concatenate([done[i] for i in range(len(frames))])
         result.meta = dict(self.meta, model=self.name, device=self.device, dtype=self.dtype,
                            embedding_layer=self.embedding_layer if return_embeddings else None)
+        result.meta.update(passes=plan.passes, largest_pass_atoms=plan.largest_pass_atoms)
         if plan.largest_pass_bytes:  # measured: on a GPU, or on CPU under a memory budget
             result.meta["largest_pass_bytes"] = plan.largest_pass_bytes
         if plan.splits:
@@ -261,6 +267,7 @@ class Model:
         return batching.BatchPlan(frames.n_atoms[todo], batching.frame_costs(frames, self.cutoff)[todo],
                                   max_frames=batch_size,
                                   max_atoms=self.atoms_per_batch if cpu and batch_size is None else None,
+                                  max_cost=self.cost_per_batch if cpu and batch_size is None else None,
                                   budget=budget, bytes_per_unit=self.bytes_per_unit)
 
     def _to_prediction(self, n_atoms, out: dict) -> Prediction:

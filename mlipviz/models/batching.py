@@ -40,12 +40,12 @@ def frame_costs(frames: Frames, cutoff: float | None) -> np.ndarray:
 
 
 class BatchPlan:
-    """The passes over ``costs``: at most ``max_frames`` frames and ``max_atoms`` atoms each,
-    and, with a ``budget`` in bytes, at most what fits in it."""
+    """The passes over ``costs``: at most ``max_frames`` frames, ``max_atoms`` atoms and
+    ``max_cost`` cost units each, and, with a ``budget`` in bytes, at most what fits in it."""
 
     def __init__(self, n_atoms: np.ndarray, costs: np.ndarray, max_frames: int | None = None,
                  max_atoms: int | None = None, budget: float | None = None,
-                 bytes_per_unit: float | None = None):
+                 bytes_per_unit: float | None = None, max_cost: float | None = None):
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"batch_size must be >= 1, got {max_frames}")
         if budget is not None and not budget > 0:
@@ -56,8 +56,10 @@ class BatchPlan:
         self.max_atoms = max_atoms
         self.budget = budget
         self.bytes_per_unit = bytes_per_unit
-        self.ceiling = math.inf  # largest cost allowed after an out-of-memory split
+        self.ceiling = max_cost or math.inf  # lowered by out-of-memory splits
         self.splits = 0
+        self.passes = 0
+        self.largest_pass_atoms = 0
         self.largest_pass_bytes = 0.0
 
     def stop(self, start: int) -> int:
@@ -77,7 +79,9 @@ class BatchPlan:
         return stop
 
     def measured(self, start: int, stop: int, nbytes: float | None) -> None:
-        """Learn the bytes per cost unit from a finished pass."""
+        """Count a finished pass; learn the bytes per cost unit from it."""
+        self.passes += 1
+        self.largest_pass_atoms = max(self.largest_pass_atoms, int(self.n_atoms[start:stop].sum()))
         if nbytes:
             self.bytes_per_unit = nbytes / float(self.costs[start:stop].sum())
             self.largest_pass_bytes = max(self.largest_pass_bytes, nbytes)

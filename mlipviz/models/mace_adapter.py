@@ -1,9 +1,11 @@
 """MACE backend (package ``mace-torch``): MACE-MP-0, MACE-MPA-0, or any MACE ``.model`` file.
 
-Evaluation batches for real: every frame of a batch becomes a ``mace.data.AtomicData``
-graph, the graphs are joined into one ``mace.tools.torch_geometric.Batch``, and the
-model runs once on it (``compute_stress=True``), exactly as ``MACECalculator`` does for
-a single structure. Embeddings are the invariant node descriptors that
+Evaluation batches for real: each frame's neighbour list comes from mace's own
+``get_neighborhood`` (what ``AtomicData.from_config`` calls), the frames' graphs are joined
+into the input dictionary a ``mace.tools.torch_geometric.Batch`` of ``AtomicData`` gives the
+model (only the entries the model reads, built without ``AtomicData``'s per-frame tensors),
+and the model runs once on it (``compute_stress=True``), as ``MACECalculator`` does for a
+single structure. Embeddings are the invariant node descriptors that
 ``MACECalculator.get_descriptors(atoms, invariants_only=True)`` returns (scalar
 channels of every interaction layer, concatenated), taken from the same forward pass.
 
@@ -23,7 +25,7 @@ import torch
 from ..errors import MlipvizError, ModelNotAvailableError
 from ..frames import Frames
 from .base import Model, edge_gate, geometries
-from .batching import batch_to_device
+from .batching import to_device
 from .registry import package_dir
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -85,6 +87,11 @@ def load(card, weights, device: str, dtype: str) -> "MACEModel":
         raise ModelNotAvailableError(
             f"{weights} does not hold a MACE model (got {type(net).__name__}); "
             "pass a file written by torch.save(model) as mace's training does")
+    if hasattr(net, "joint_embedding"):
+        raise ModelNotAvailableError(
+            f"MACE model {weights} embeds per-structure inputs ({', '.join(net.embedding_specs)}), "
+            "which mlipviz's batched graphs do not carry; wrap its MACECalculator instead: "
+            "mlipviz.load_model(MACECalculator(model_paths=...))")
     return MACEModel(net, weights=weights, card=card, device=device, dtype=dtype)
 
 
@@ -93,12 +100,14 @@ class MACEModel(Model):
 
     has_stress = True
     has_energies = True
+    #: on CPU, passes of about 90 Si atoms at r_max 6 Å: 2 to 3x the throughput of
+    #: 768-atom passes for MACE-MP-0-small's architecture (docs/scale.md)
+    cost_per_batch = 4000
 
     def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float32"):
         super().__init__()
         import mace
         from e3nn import o3
-        from mace import data as mace_data
         from mace.tools import utils as mace_utils
 
         net = net.to(device)
@@ -114,6 +123,8 @@ class MACEModel(Model):
         self.dtype = dtype
         self.cutoff = float(net.r_max)
         self._z_table = mace_utils.AtomicNumberTable([int(z) for z in net.atomic_numbers])
+        self._z_index = np.full(max(self._z_table.zs) + 1, -1, dtype=np.int64)  # Z -> one-hot column
+        self._z_index[self._z_table.zs] = np.arange(len(self._z_table.zs))
         self.elements = frozenset(int(z) for z in net.atomic_numbers)
 
         heads = list(getattr(net, "heads", None) or ["Default"])
@@ -127,11 +138,7 @@ class MACEModel(Model):
                     "mlipviz does not choose a head for you")
             head = named[0]
         self._heads, self._head = heads, head
-        # the same key specification as MACECalculator (charges, spin, field from atoms.info)
-        self._keyspec = mace_data.KeySpecification(
-            info_keys={"total_spin": "spin", "total_charge": "charge",
-                       "external_field": "external_field"},
-            arrays_keys={"Qs": "charges"})
+        self._head_index = heads.index(head)
 
         # invariant descriptors, as MACECalculator.get_descriptors(invariants_only=True)
         self._num_layers = int(net.num_interactions)
@@ -167,33 +174,46 @@ class MACEModel(Model):
         self.embedding_width = self._embedding_columns.stop - self._embedding_columns.start
 
     # -- evaluation -----------------------------------------------------------
-    def _graph(self, atoms):
-        from mace import data as mace_data
-        from mace.tools import torch_tools
+    def _graph(self, atoms) -> dict:
+        """One frame's graph: mace's ``get_neighborhood`` on its positions, cell and pbc."""
+        from mace.data.neighborhood import get_neighborhood
 
-        with torch_tools.default_dtype(self.dtype):
-            return mace_data.AtomicData.from_config(
-                mace_data.config_from_atoms(atoms, key_specification=self._keyspec, head_name=self._head),
-                z_table=self._z_table, cutoff=self.cutoff, heads=self._heads)
+        edge_index, shifts, unit_shifts, cell = get_neighborhood(
+            positions=atoms.positions, cutoff=self.cutoff, pbc=tuple(bool(p) for p in atoms.pbc),
+            cell=atoms.cell.array.copy())
+        return {"numbers": atoms.numbers, "positions": atoms.positions, "cell": cell,
+                "edge_index": edge_index, "shifts": shifts, "unit_shifts": unit_shifts}
 
-    def _batch(self, frames: Frames | None = None, graphs=None):
-        from mace.tools import torch_geometric
-
+    def _batch(self, frames: Frames | None = None, graphs=None) -> dict:
+        """The model's input for ``graphs`` (default: those of ``frames``), on its device:
+        the entries of ``Batch.from_data_list`` of their ``AtomicData`` that MACE reads."""
         if graphs is None:
             graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
-        batch = torch_geometric.Batch.from_data_list(graphs)
+        sizes = np.array([len(g["numbers"]) for g in graphs])
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        numbers = np.concatenate([g["numbers"] for g in graphs])
+        node_attrs = np.zeros((len(numbers), len(self._z_table)))
+        node_attrs[np.arange(len(numbers)), self._z_index[numbers]] = 1.0
+        batch = {
+            "node_attrs": node_attrs,
+            "positions": np.concatenate([g["positions"] for g in graphs]),
+            "cell": np.concatenate([g["cell"] for g in graphs]),
+            "edge_index": np.concatenate([g["edge_index"] + offsets[k] for k, g in enumerate(graphs)], axis=1),
+            "shifts": np.concatenate([g["shifts"] for g in graphs]),
+            "unit_shifts": np.concatenate([g["unit_shifts"] for g in graphs]).astype(np.float64),
+            "batch": np.repeat(np.arange(len(graphs)), sizes),
+            "ptr": offsets,
+            "head": np.full(len(graphs), self._head_index),
+        }
         ftype = _DTYPES[self.dtype]
-        for key in batch.keys:
-            value = batch[key]
-            if torch.is_tensor(value) and torch.is_floating_point(value) and value.dtype != ftype:
-                batch[key] = value.to(dtype=ftype)
-        return batch_to_device(batch, self.device)
+        return {key: to_device(value, self.device, ftype if value.dtype.kind == "f" else torch.long)
+                for key, value in batch.items()}
 
     def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
         from mace.modules.utils import extract_invariant
 
         batch = self._batch(frames)
-        out = self.net(batch.to_dict(), compute_stress=True, training=False)
+        out = self.net(batch, compute_stress=True, training=False)
         stress = out["stress"].detach().cpu().numpy().astype(np.float64)
         stress[~frames.pbc.all(axis=1)] = np.nan  # no stress without a fully periodic cell
         result = {
@@ -234,7 +254,7 @@ class MACEModel(Model):
             hook = net.radial_embedding.register_forward_hook(gate_edges)
         try:
             with torch.enable_grad():
-                out = net(batch.to_dict(), compute_force=False, training=False)
+                out = net(batch, compute_force=False, training=False)
         finally:
             if hook is not None:
                 hook.remove()
