@@ -141,6 +141,29 @@ def test_softening_recovers_scale():
     assert row["intercept"] == pytest.approx(intercept, abs=1e-9)
 
 
+def test_softening_fit_in_blocks_skips_missing_components(monkeypatch):
+    from mlipviz.analysis import metrics
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(2.0, 1.0, (200, 3))  # off-centre, so the centred sums matter
+    pred = 0.9 * ref + 0.3 + rng.normal(0, 0.05, ref.shape)
+    pred[5, 1] = ref[17, 2] = np.nan
+    keep = np.isfinite(pred.ravel()) & np.isfinite(ref.ravel())
+    p, r = pred.ravel()[keep], ref.ravel()[keep]
+    slope, intercept = np.polyfit(r, p, 1)
+    residual = p - (slope * r + intercept)
+    expected = {"slope": p @ r / (r @ r), "slope_with_intercept": slope, "intercept": intercept,
+                "r2": 1 - residual @ residual / np.sum((p - p.mean()) ** 2), "mae": np.abs(p - r).mean(),
+                "n_components": 598}
+    expected["cmae"] = np.abs(r - p / expected["slope"]).mean()
+    whole = metrics.softening_fit(pred, ref)
+    monkeypatch.setattr(metrics, "FIT_BLOCK", 7)
+    blocked = metrics.softening_fit(pred, ref)
+    for key, value in expected.items():
+        assert whole[key] == pytest.approx(value, rel=1e-9), key
+        assert blocked[key] == pytest.approx(value, rel=1e-9), key
+
+
 def test_softening_by_group_and_frame():
     cmp = synthetic({"mp-1": 0.7, "mp-2": 0.95, "mp-3": 1.1}, n_frames=9)
     table = cmp.softening(by="material_id")

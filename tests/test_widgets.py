@@ -186,8 +186,14 @@ def test_parity_plot_turns_into_density_when_large(comparison, monkeypatch):
 
     monkeypatch.setattr(error_map, "MAX_POINTS", 100)
     monkeypatch.setattr(error_map, "WORST_POINTS", 50)
+    monkeypatch.setattr(error_map, "DENSITY_BLOCK", 37)  # counted in many blocks
     emap = comparison.show()
     assert emap.parity.data[0].type == "heatmap"
+    ref = comparison.reference.forces.ravel()
+    pred = comparison.predictions[emap.model].forces.ravel()
+    bounds = [min(ref.min(), pred.min()), max(ref.max(), pred.max())]
+    counts, _, _ = np.histogram2d(ref, pred, bins=error_map.DENSITY_BINS, range=[bounds, bounds])
+    np.testing.assert_allclose(np.asarray(emap.parity.data[0].z), np.log10(counts.T + 1), rtol=0, atol=1e-12)
     worst = np.abs(np.asarray(emap._points_trace.y) - np.asarray(emap._points_trace.x))
     all_errors = np.abs(comparison.per_atom[["fx_pred", "fy_pred", "fz_pred"]].to_numpy()
                         - comparison.per_atom[["fx_ref", "fy_ref", "fz_ref"]].to_numpy()).ravel()

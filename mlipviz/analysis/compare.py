@@ -15,7 +15,7 @@ from ..errors import InputError, MissingLabelsError
 from ..frames import Frames
 from ..io import read
 from ..models.base import Prediction
-from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, softening_fit
+from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
 EV_A3_TO_GPA = 160.21766208
 #: atoms per block when measuring displacements from the first frame (bounds the memory
@@ -147,10 +147,13 @@ class Comparison:
 
     def force_vectors(self, model: str) -> dict[str, np.ndarray]:
         """Per-atom force vectors (frames layout, eV/Å): ``predicted``, ``reference``, ``difference``."""
+        pred, ref = self._predicted_forces(model), self.reference.forces
+        return {"predicted": pred, "reference": ref, "difference": pred - ref}
+
+    def _predicted_forces(self, model: str) -> np.ndarray:
         if model not in self.predictions:
             raise KeyError(f"no model '{model}' in this comparison (models: {', '.join(self.models)})")
-        pred, ref = self.predictions[model].forces, self.reference.forces
-        return {"predicted": pred, "reference": ref, "difference": pred - ref}
+        return self.predictions[model].forces
 
     def show(self, **kwargs):
         """The interactive error map (`mlipviz.widgets.ErrorMap`); needs the widget extras."""
@@ -164,8 +167,7 @@ class Comparison:
         ``site_energy_error``; computed once. What `per_atom` tabulates for every model,
         without the table (for large sets)."""
         if model not in self._atom_errors:
-            pred = self.force_vectors(model)["predicted"]
-            errors = force_errors(pred, self.reference.forces, self.angle_min_force)
+            errors = force_errors(self._predicted_forces(model), self.reference.forces, self.angle_min_force)
             energies = self.predictions[model].energies
             if energies is not None and self.has_site_energy_reference:
                 errors["site_energy_error"] = energies - self.reference.energies
@@ -212,9 +214,11 @@ class Comparison:
         for name, pred in self.predictions.items():
             diff = pred.forces - ref.forces
             abs_sum = np.bincount(frame_of_atom, np.abs(diff).sum(axis=1), minlength=len(f))
-            sq_sum = np.bincount(frame_of_atom, (diff ** 2).sum(axis=1), minlength=len(f))
+            norm = row_norms(diff)
+            sq_sum = np.bincount(frame_of_atom, norm ** 2, minlength=len(f))
             max_err = np.zeros(len(f))
-            np.maximum.at(max_err, frame_of_atom, np.linalg.norm(diff, axis=1))
+            filled = f.n_atoms > 0  # frames' atoms are contiguous: one maximum per run of rows
+            max_err[filled] = np.maximum.reduceat(norm, f.offsets[:-1][filled])
             table = pd.DataFrame({
                 "model": name, "frame": np.arange(len(f)), "n_atoms": f.n_atoms,
                 "energy_pred": pred.energy, "energy_ref": ref.energy if ref.energy is not None else np.nan,

@@ -26,6 +26,8 @@ SVG_POINTS = 3_000
 #: above this many force components the parity plot is a density map plus the worst points.
 MAX_POINTS = 20_000
 WORST_POINTS = 2_000
+DENSITY_BINS = 90
+DENSITY_BLOCK = 1 << 22
 #: bins of the per-atom error histogram (counted here: only the counts travel)
 HISTOGRAM_BINS = 60
 PLOT = {"width": 440, "height": 360, "margin": {"l": 55, "r": 15, "t": 35, "b": 45}}
@@ -97,7 +99,8 @@ class ErrorMap(widgets.VBox):
 
     # -- drawing ---------------------------------------------------------------------
     def _show_model(self):
-        self._forces = self.comparison.force_vectors(self.model)
+        self._forces = {"predicted": self.comparison.predictions[self.model].forces,
+                        "reference": self.comparison.reference.forces}
         self._softening = self.comparison.softening().loc[self.model]
         self._draw_parity()
         self._draw_curve()
@@ -113,37 +116,37 @@ class ErrorMap(widgets.VBox):
         self._draw_histogram(values)
 
     def _show_arrows(self):
-        vectors = self.comparison.force_vectors(self.model)
-        chosen = {name: vectors[name] for name, box in self.arrow_select.items() if box.value}
-        self.viewer.set_arrows(chosen or None, scale=self.arrow_scale.value)
+        names = [name for name, box in self.arrow_select.items() if box.value]
+        vectors = self.comparison.force_vectors(self.model) if names else {}
+        self.viewer.set_arrows({name: vectors[name] for name in names} or None, scale=self.arrow_scale.value)
 
     def _draw_parity(self):
         import plotly.graph_objects as go
 
-        ref = np.asarray(self._forces["reference"]).ravel()
-        pred = np.asarray(self._forces["predicted"]).ravel()
-        keep = np.isfinite(ref) & np.isfinite(pred)
-        order = np.flatnonzero(keep)
+        ref = np.ravel(self._forces["reference"])
+        pred = np.ravel(self._forces["predicted"])
+        error = np.abs(pred - ref)  # NaN or inf where a component is missing
+        shown = np.isfinite(error)
+        lo = min(float(v.min(where=shown, initial=np.inf)) for v in (ref, pred)) if shown.any() else -1.0
+        hi = max(float(v.max(where=shown, initial=-np.inf)) for v in (ref, pred)) if shown.any() else 1.0
         traces = []
-        if len(order) > MAX_POINTS:
-            counts, xedges, yedges = np.histogram2d(ref[keep], pred[keep], bins=90)
-            traces.append(go.Heatmap(z=np.log10(counts.T + 1), x=0.5 * (xedges[1:] + xedges[:-1]),
-                                     y=0.5 * (yedges[1:] + yedges[:-1]), colorscale="Blues",
+        if np.count_nonzero(shown) > MAX_POINTS:
+            counts, centres = _density(ref, pred, shown, lo, hi, DENSITY_BINS)
+            traces.append(go.Heatmap(z=np.log10(counts.T + 1), x=centres, y=centres, colorscale="Blues",
                                      colorbar={"title": "log10 n", "len": 0.6}, name="density",
                                      hoverinfo="skip"))
-            error = np.abs(pred - ref)[order]
+            error[~shown] = -np.inf
             worst = np.argpartition(error, -WORST_POINTS)[-WORST_POINTS:]
-            order = order[worst[np.argsort(error[worst])[::-1]]]
+            order = worst[np.argsort(error[worst])[::-1]]
             label = f"{len(order)} largest errors"
         else:
+            order = np.flatnonzero(shown)
             label = "components"
         offsets = self.comparison.frames.offsets
         rows = order // 3
         frame = np.searchsorted(offsets, rows, side="right") - 1
         self._points = {"frame": frame, "atom": rows - offsets[frame]}
         component = np.array(list("xyz"))[order % 3]
-        lo = float(np.nanmin([ref[keep].min(), pred[keep].min()])) if keep.any() else -1.0
-        hi = float(np.nanmax([ref[keep].max(), pred[keep].max()])) if keep.any() else 1.0
         slope = self._softening["slope"]
         scatter = go.Scatter if len(order) <= SVG_POINTS else go.Scattergl
         traces += [
@@ -247,6 +250,19 @@ class ErrorMap(widgets.VBox):
 
     def _mark_frame(self, frame: int):
         self.curve.layout.shapes = [_frame_line(frame)]
+
+
+def _density(x, y, shown, lo: float, hi: float, bins: int):
+    """Counts of the points (x, y) where ``shown`` on a bins x bins grid over [lo, hi]²
+    (as ``np.histogram2d``), in blocks; and the bin centres."""
+    width = (hi - lo) / bins or 1.0
+    counts = np.zeros(bins * bins, dtype=np.int64)
+    for start in range(0, len(x), DENSITY_BLOCK):
+        keep = shown[start:start + DENSITY_BLOCK]
+        cells = [np.minimum(((v[start:start + DENSITY_BLOCK][keep] - lo) / width).astype(np.int64), bins - 1)
+                 for v in (x, y)]
+        counts += np.bincount(cells[0] * bins + cells[1], minlength=bins * bins)
+    return counts.reshape(bins, bins), lo + width * (np.arange(bins) + 0.5)
 
 
 def _frame_line(frame: int) -> dict:
