@@ -78,15 +78,21 @@ def _store(path) -> dict:
 def test_evaluate_on_a_local_cluster_equals_compare_in_process(files, labelled, tmp_path):
     pytest.importorskip("dask.distributed")
     pytest.importorskip("chgnet")
+    import dask
     from dask.distributed import Client, LocalCluster
 
+    from mlipviz.analysis.evaluate import DASK_CONFIG
+
     in_process = mlipviz.compare("chgnet", labelled, progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+    with dask.config.set(DASK_CONFIG), \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         result = mlipviz.evaluate(files, "chgnet", store=tmp_path / "eval.h5", client=client,
                                   chunk_frames=3, progress=False)
         workers = len(client.scheduler_info()["workers"])
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert workers == 2
+    assert set(trim.values()) == {None}  # glibc's adaptive mmap threshold stays on in the workers
     assert _store(tmp_path / "eval.h5")["chunks_computed"] == 5  # 3 + 2 chunks of 3 frames
     _assert_same_frames(result.frames, labelled)
     pred, ref = result.predictions["chgnet"], in_process.predictions["chgnet"]

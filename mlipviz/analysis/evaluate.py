@@ -83,11 +83,11 @@ def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evalu
     started = time.perf_counter()
     parts = _Parts(store, key)
     todo = [c for c in chunks if not parts.done(c)]
-    finished = sum(c.stop - c.start for c in chunks) - sum(c.stop - c.start for c in todo)
+    total = sum(c.stop - c.start for c in chunks)
     settings = {"device": device, "batch_size": batch_size, "memory_budget": memory_budget,
                 "embeddings": embeddings}
-    bar = tqdm(total=sum(c.stop - c.start for c in chunks), unit="frame", desc="evaluate",
-               initial=finished, disable=not progress)
+    bar = tqdm(total=total, unit="frame", desc="evaluate", disable=not progress,
+               initial=total - sum(c.stop - c.start for c in todo))
     try:
         if todo and client is False:
             for chunk in todo:
@@ -299,11 +299,12 @@ def _attr(path: Path, name: str):
 
 
 def _layout(paths) -> dict[str, dict[str, tuple]]:
-    """Every dataset of the parts: group -> name -> (dtype, trailing shape, per frame?)."""
-    layout: dict[str, dict[str, tuple]] = {}
-    per_frame = {"n_atoms", "cells", "pbc", *PER_FRAME}
+    """Every dataset of the parts (some may lack a label others have): group -> name ->
+    (dtype, trailing shape, per frame?)."""
     import h5py
 
+    layout: dict[str, dict[str, tuple]] = {}
+    per_frame = {"n_atoms", "cells", "pbc", *PER_FRAME}
     for path in paths:
         with h5py.File(path, "r") as part:
             def visit(name, obj):
