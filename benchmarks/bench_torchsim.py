@@ -32,22 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.build import bulk
+from bench_predict import rattled_cells  # the same rattled Si cells as bench_predict
 
 import mlipviz
 
 MP0_SMALL_ELEMENTS = list(range(1, 84)) + list(range(89, 95))
-
-
-def rattled_cells(repeat, n, seed):
-    rng = np.random.default_rng(seed)
-    base = bulk("Si", "diamond", a=5.43, cubic=True) * repeat
-    images = []
-    for _ in range(n):
-        atoms = base.copy()
-        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
-        images.append(atoms)
-    return images
 
 
 def build_mace_mp0_small(path):
