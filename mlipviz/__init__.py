@@ -14,6 +14,11 @@ from .frames import Frames
 from .io import read
 from .models import available_models, load_model
 from .models.base import Model, Prediction
+from .settings import resolve_folder_settings
+
+# relative folder settings ($MLIPVIZ_MODELS, ...) become absolute in os.environ, so that the
+# processes started from here (kernels, Dask workers, reference workers) find the same folders
+resolve_folder_settings()
 
 __version__ = "0.1.0"
 

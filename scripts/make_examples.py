@@ -26,6 +26,7 @@ from ase import units
 
 import mlipviz
 from mlipviz.examples import DATA_DIR, DATASETS
+from mlipviz.settings import shown
 
 SEED = 20251121
 UMLIP = "chgnet"  # the uMLIP that drives MD, relaxations and NEB (as in Deng et al. 2025)
@@ -369,8 +370,12 @@ def main():
     record = args.out / "run_times.json"
     runs = json.loads(record.read_text()) if record.exists() else []
     timings = {}
+    cache = mlipviz.reference.base.default_cache_dir()
+    entries = sum(1 for _ in cache.rglob("*.npz")) if cache.is_dir() else 0
     runs.append({"seconds": timings, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-                 "cache": str(mlipviz.reference.base.default_cache_dir())})
+                 # where the cache was, relative to its setting (records are read on other machines),
+                 # and how much it held already (0: every reference frame was computed in this run)
+                 "cache": shown(cache), "cache_entries_at_start": entries})
     for name in args.only or ["diatomics", "high-energy-states", "si-vacancy-migration"]:
         start = time.perf_counter()
         BUILDERS[name](args.out, args.jobs)

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlipviz.settings import resolve_folder_settings
+
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+# the default is absolute; a relative setting given to pytest is made absolute before any test
+# starts a kernel or a worker in another folder
 os.environ.setdefault("MLIPVIZ_MODELS", str(SHARED_MODELS))
+resolve_folder_settings()
 
 
 def rattled(atoms, n: int, stdev: float = 0.05, seed: int = 0):

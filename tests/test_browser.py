@@ -3,8 +3,9 @@
 Asserts that the nglview canvas draws atoms and changes colour with the metric, that the
 plotly parity plot renders, that clicking a parity point moves the viewer, and that the
 browser console stays free of errors. Screenshots go to ``$MLIPVIZ_SCREENSHOTS`` (default:
-the test's temporary folder). Skipped where Chromium or Playwright is missing, unless
-``MLIPVIZ_REQUIRE_BROWSER=1`` (as in ``.ci/run``), where that is a failure.
+the test's temporary folder). Skipped where Chromium or Playwright is missing, except in CI
+(``CI=true``, which CI sets when it runs the README's test command) or with
+``MLIPVIZ_REQUIRE_BROWSER=1``, where that is a failure.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.slow
 
 def _require(condition: bool, why: str):
     if not condition:
-        if os.environ.get("MLIPVIZ_REQUIRE_BROWSER") == "1":
+        if os.environ.get("MLIPVIZ_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true":
             pytest.fail(f"browser test required but {why}")
         pytest.skip(why)
 

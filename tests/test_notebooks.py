@@ -1,8 +1,10 @@
 """Every tutorial notebook executes top to bottom, offline, producing its figures and widgets.
 
 With ``MLIPVIZ_TEST_BINDER=1`` they also run as Binder runs them: in a fresh virtual environment
-built from binder/ alone (requirements.txt, then postBuild; weights already on disk stand in for
-postBuild's downloads), whose widgets' JupyterLab extensions are checked first. That build
+built from binder/ alone (requirements.txt, then postBuild), with a fresh home folder and no
+mlipviz setting, the M3GNet weights where postBuild's download puts them (matgl's cache in the
+home folder; copied there from the shared folder, since the hub cannot be reached), whose widgets'
+JupyterLab extensions are checked first. That build
 resolves and installs every package afresh (tens of minutes here), so it is not part of the
 default run.
 """
@@ -23,14 +25,38 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "nglview-js-widgets", "anywidget")
 
 
+#: a stand-in Hugging Face revision for the seeded matgl cache (the hub cannot be reached here)
+HUB_REVISION = "0" * 40
+
+
+def _binder_home(root: Path) -> Path:
+    """A fresh home folder as Binder's image has it after postBuild's ``mlipviz fetch m3gnet``:
+    the M3GNet weights in matgl's Hugging Face cache (``~/.cache/matgl/models--materialyze--
+    <name>/snapshots/<revision>/``), copied there from the shared folder because the hub cannot
+    be reached; no mlipviz setting at all."""
+    import shutil
+
+    from mlipviz.models.registry import get_card, models_dir
+
+    card = get_card("m3gnet")
+    repo = root / ".cache" / "matgl" / f"models--materialyze--{card.version}"
+    shutil.copytree(models_dir() / card.filenames[0], repo / "snapshots" / HUB_REVISION)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_REVISION)
+    return root
+
+
 @pytest.fixture(scope="module")
 def binder(tmp_path_factory):
     if os.environ.get("MLIPVIZ_TEST_BINDER") != "1":
         pytest.skip("set MLIPVIZ_TEST_BINDER=1 to build the Binder environment (tens of minutes)")
     """(environment variables, postBuild's output) of a venv built as repo2docker builds Binder's
     image: ``pip install -r binder/requirements.txt`` from the repository root, then
-    ``binder/postBuild``. PyTorch's CPU index is unreachable here (pip is told not to retry it);
-    ``torch==2.13.0`` then comes from the machine's local CPU wheel."""
+    ``binder/postBuild``, which runs, as do the notebooks afterwards, with a fresh home folder and
+    none of mlipviz's settings (Binder has no ``MLIPVIZ_MODELS``; the weights come from the
+    packages and matgl's cache in the home folder, see `_binder_home`). PyTorch's CPU index is
+    unreachable here (pip is told not to retry it); ``torch==2.13.0`` then comes from the
+    machine's local CPU wheel."""
     venv = tmp_path_factory.mktemp("binder") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -39,6 +65,9 @@ def binder(tmp_path_factory):
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", "binder/requirements.txt"],
                              cwd=ROOT, env=env, capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-4000:]
+    for name in ("MLIPVIZ_MODELS", "MLIPVIZ_CACHE", "MATGL_CACHE", "XDG_CACHE_HOME"):
+        env.pop(name, None)
+    env["HOME"] = str(_binder_home(tmp_path_factory.mktemp("home")))
     post = subprocess.run(["bash", "binder/postBuild"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert post.returncode == 0, post.stdout + post.stderr
     return env, post.stdout + post.stderr
@@ -47,7 +76,8 @@ def binder(tmp_path_factory):
 @pytest.mark.slow
 def test_binder_build(binder):
     env, post_build = binder
-    assert "m3gnet: ready" in post_build
+    # postBuild's fetch found the weights where matgl's download puts them in the home folder
+    assert f"m3gnet: ready ({env['HOME']}/.cache/matgl/models--materialyze--" in post_build, post_build
     torch = subprocess.run(["python", "-c", "import torch, mlipviz; print(torch.__version__, mlipviz.__file__)"],
                            env=env, capture_output=True, text=True, check=True).stdout
     assert "+cpu" in torch and str(ROOT / "mlipviz") in torch

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ModelNotAvailableError
+from ..settings import shown
 from .base import Model, Prediction
 from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
 
@@ -116,11 +117,13 @@ def _availability(card: ModelCard) -> tuple[bool, str]:
     adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
     weights, looked = find_local_weights(card, adapter.package_weights(card))
     if weights is not None:
-        return True, f"weights at {weights}"
+        return True, f"weights at {shown(weights)}"
     source = adapter.download_source(card)
     if reachable(source):
         return True, f"weights will be downloaded from {source}"
-    return False, f"offline and no local weights (looked in {'; '.join(looked)})"
+    # places relative to the settings ($MLIPVIZ_MODELS/..., ~/.cache/...): this table is shown,
+    # recorded by the benchmarks and read on other machines
+    return False, f"offline and no local weights (looked in {'; '.join(shown(p) for p in looked)})"
 
 
 def available_models() -> pd.DataFrame:

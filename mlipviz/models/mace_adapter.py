@@ -11,7 +11,7 @@ channels of every interaction layer, concatenated), taken from the same forward 
 
 ``mace`` is imported lazily: importing it sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
 for the whole process, and ``e3nn`` 0.4.4 needs ``mace`` imported first under torch
->= 2.6 (see /work/shared/PITFALLS.md).
+>= 2.6.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ float64 potential: the two then differ by about |F| x 1e-7 Å).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..settings import folder_setting
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device, to_device
 
@@ -37,8 +37,7 @@ def cache_dir() -> Path:
     ``$MATGL_CACHE`` overrides it for mlipviz's lookup and downloads (matgl 4.1
     itself has no such variable; mlipviz passes the folder to matgl explicitly).
     """
-    value = os.environ.get("MATGL_CACHE")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "matgl"
+    return folder_setting("MATGL_CACHE") or Path.home() / ".cache" / "matgl"
 
 
 def package_weights(card) -> list[Path]:

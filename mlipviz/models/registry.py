@@ -9,7 +9,6 @@ seconds with a message naming the model, every place looked, and the fix.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import ModelNotAvailableError
+from ..settings import folder_setting
 
 MACE_MP_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
 
@@ -85,9 +85,9 @@ def get_card(name: str) -> ModelCard | None:
 
 
 def models_dir() -> Path | None:
-    """The directory named by ``MLIPVIZ_MODELS``, if set."""
-    value = os.environ.get("MLIPVIZ_MODELS")
-    return Path(value).expanduser() if value else None
+    """The directory named by ``MLIPVIZ_MODELS``, if set, as an absolute path (a relative
+    value is resolved as `mlipviz.settings` says)."""
+    return folder_setting("MLIPVIZ_MODELS")
 
 
 def package_installed(package: str) -> bool:

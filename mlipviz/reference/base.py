@@ -25,12 +25,12 @@ from ..errors import MlipvizError
 from ..frames import Frames
 from ..models import batching
 from ..models.base import Model
+from ..settings import folder_setting
 
 
 def default_cache_dir() -> Path:
     """``$MLIPVIZ_CACHE/reference``, else ``~/.cache/mlipviz/reference``."""
-    root = os.environ.get("MLIPVIZ_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "mlipviz") / "reference"
+    return (folder_setting("MLIPVIZ_CACHE") or Path.home() / ".cache" / "mlipviz") / "reference"
 
 
 class ReferenceCalculator(Calculator):
