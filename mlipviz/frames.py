@@ -150,6 +150,32 @@ class Frames:
         return {k: getattr(self, k) is not None and not np.all(np.isnan(getattr(self, k)))
                 for k in LABELS}
 
+    #: ``info`` keys that name the level of theory of the labels, first found wins
+    THEORY_KEYS = ("reference", "level_of_theory", "method")
+
+    def describe(self) -> dict:
+        """What the frames hold, for a reader: ``frames``, ``atoms`` (total), ``atoms_per_frame``
+        (min, max), ``elements`` (symbols in order of atomic number), ``same_atoms`` (every frame
+        has the same atoms in the same order: a trajectory), ``labels`` (names present),
+        ``level_of_theory`` (the distinct values of the first of `THEORY_KEYS` the frames'
+        ``info`` carries; empty if none)."""
+        from ase.data import chemical_symbols
+
+        counts = self.n_atoms
+        same = bool(np.all(counts == counts[0])) and bool(
+            np.all(self.numbers.reshape(len(self), -1) == self.numbers[:counts[0]])) if len(self) else True
+        theory: list[str] = []
+        for key in self.THEORY_KEYS:
+            values = [str(d[key]) for d in self.info if d.get(key) not in (None, "")]
+            if values:
+                theory = list(dict.fromkeys(values))
+                break
+        return {"frames": len(self), "atoms": self.total_atoms,
+                "atoms_per_frame": (int(counts.min()), int(counts.max())) if len(self) else (0, 0),
+                "elements": [chemical_symbols[z] for z in np.unique(self.numbers)],
+                "same_atoms": same, "labels": [k for k, v in self.has_labels.items() if v],
+                "level_of_theory": theory}
+
     def atoms_of(self, i: int) -> slice:
         """Rows of frame ``i`` in the per-atom arrays."""
         i = self._check_index(i)

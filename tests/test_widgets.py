@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 
 import numpy as np
 import pytest
@@ -231,9 +230,9 @@ def test_explorer_shows_errors_instead_of_dying(tmp_path):
     app = Explorer()
     app.run()
     assert "choose a file" in app.message.value
-    app.upload.value = [{"name": "broken.xyz", "type": "", "size": 7, "content": memoryview(b"3\nxx\nH"),
-                         "last_modified": datetime.datetime.now()}]
-    assert app.load() is None
+    app.source.value = "upload"
+    app.upload.receive("broken.xyz", b"3\nxx\nH")  # what the browser sends; the app loads it at once
+    assert app.frames is None
     assert "broken.xyz" in app.message.value and app.status.value == "failed"
 
 

@@ -289,6 +289,25 @@ class Comparison:
             groups.setdefault(key, []).append(i)
         return {k: np.array(v) for k, v in groups.items()}
 
+    def errors_by_element(self) -> pd.DataFrame:
+        """Per model and element: atoms, mean and largest |dF| (eV/Å), mean magnitude error dF
+        (eV/Å, signed: < 0 means too small forces), mean angle error (degrees). Meaningful for
+        any frames, also where atoms differ from frame to frame."""
+        from ase.data import chemical_symbols
+
+        numbers = self.frames.numbers
+        rows = []
+        for name in self.models:
+            errors = self.atom_errors(name)
+            for z in np.unique(numbers):
+                mask = numbers == z
+                rows.append({"model": name, "element": chemical_symbols[z], "n_atoms": int(mask.sum()),
+                             "force_error_mean": _finite(errors["force_error"][mask], np.mean),
+                             "force_error_max": _finite(errors["force_error"][mask], np.max),
+                             "magnitude_error_mean": _finite(errors["magnitude_error"][mask], np.mean),
+                             "angle_error_mean": _finite(errors["angle_error"][mask], np.mean)})
+        return pd.DataFrame(rows).set_index(["model", "element"])
+
     # -- rare events ------------------------------------------------------------
     def rare_events(self, atoms=None, threshold: float = 1.0, force_threshold: float = 0.5,
                     angle_thresholds=(15.0, 30.0)) -> RareEvents:

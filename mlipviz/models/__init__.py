@@ -111,27 +111,54 @@ def _load(spec, device: str, dtype: str, backend: str | None) -> Model:
     return _adapter(backend, f"weights {path}").load(None, path, resolve_device(device), dtype)
 
 
-def _availability(card: ModelCard) -> tuple[bool, str]:
+def _availability(card: ModelCard) -> tuple[bool, str, str]:
+    """(can load here, why, the same in a few words)."""
     if not package_installed(card.package):
-        return False, f"package '{_PIP_NAMES[card.backend]}' not installed: pip install 'mlipviz[{card.extra}]'"
+        return (False, f"package '{_PIP_NAMES[card.backend]}' not installed: pip install 'mlipviz[{card.extra}]'",
+                f"needs pip install 'mlipviz[{card.extra}]'")
     adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
     weights, looked = find_local_weights(card, adapter.package_weights(card))
     if weights is not None:
-        return True, f"weights at {shown(weights)}"
+        return True, f"weights at {shown(weights)}", "weights on this machine"
     source = adapter.download_source(card)
     if reachable(source):
-        return True, f"weights will be downloaded from {source}"
+        return True, f"weights will be downloaded from {source}", "weights downloaded on first use"
     # places relative to the settings ($MLIPVIZ_MODELS/..., ~/.cache/...): this table is shown,
     # recorded by the benchmarks and read on other machines
-    return False, f"offline and no local weights (looked in {'; '.join(shown(p) for p in looked)})"
+    return (False, f"offline and no local weights (looked in {'; '.join(shown(p) for p in looked)})",
+            "weights not on this machine, and offline")
 
 
 def available_models() -> pd.DataFrame:
-    """Every registered model, whether it can load on this machine, and why (not)."""
+    """Every registered model, whether it can load on this machine, and why (not).
+
+    Columns: ``available``, ``reason`` (where the weights are or every place looked),
+    ``short_reason`` (the same in a few words, for lists), ``description``,
+    ``training_data``, ``package``, ``citation``.
+    """
     rows = []
     for card in CARDS:
-        ok, why = _availability(card)
-        rows.append({"name": card.name, "available": ok, "reason": why,
+        ok, why, short = _availability(card)
+        rows.append({"name": card.name, "available": ok, "reason": why, "short_reason": short,
                      "description": card.description, "training_data": card.training_data,
                      "package": _PIP_NAMES[card.backend], "citation": card.citation})
     return pd.DataFrame(rows).set_index("name")
+
+
+def preload(names) -> None:
+    """Import the packages the named registry models need (a few seconds to a quarter of a
+    minute each), so that the first `load_model` of them does not wait for it; for apps that
+    start this in a background thread as soon as they open. Names that are not registered or
+    whose package is missing are skipped, and so are backends without an ``import_package``
+    (MACE: importing ``mace`` changes a process-wide torch setting, so it waits until a MACE
+    model is asked for); import errors surface later, in `load_model`."""
+    for name in names:
+        card = get_card(str(name))
+        if card is None or not package_installed(card.package):
+            continue
+        try:
+            adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
+            if hasattr(adapter, "import_package"):
+                adapter.import_package()
+        except Exception:  # noqa: BLE001 - reported by load_model, where the user asks for it
+            continue

@@ -445,3 +445,9 @@ class CHGNetModel(Model):
                 site = site + comp.fc.weight.detach()[0, numbers - 1]
         feas = captured[0].detach() if return_embeddings else None
         return energy, forces.detach(), stress.detach(), site, feas
+
+
+def import_package() -> None:
+    """What `mlipviz.models.preload` imports ahead of the first load."""
+    from chgnet.model import CHGNet  # noqa: F401
+    from chgnet.model.model import BatchedGraph  # noqa: F401

@@ -272,3 +272,11 @@ def _training_data(folder) -> str:
                 if text and not text.startswith("#"):
                     return text[:200]
     return "unknown (bare model folder)"
+
+
+def import_package() -> None:
+    """What `mlipviz.models.preload` imports ahead of the first load (matgl's model and graph
+    code, about 13 s on two cores)."""
+    import matgl  # noqa: F401
+    from matgl.apps.pes import Potential  # noqa: F401
+    from matgl.ext.ase import Atoms2Graph  # noqa: F401

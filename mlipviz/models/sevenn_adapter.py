@@ -236,3 +236,7 @@ class SevenNetModel(Model):
             warnings.simplefilter("ignore", UserWarning)
             return SevenNetCalculator(model=str(self.weights), file_type="checkpoint",
                                       device=self.device)
+
+
+#: what `mlipviz.models.preload` imports ahead of the first load
+import_package = _import_sevenn

@@ -20,6 +20,16 @@ from .viewer import Viewer
 PLOT = {"width": 460, "height": 380, "margin": {"l": 60, "r": 15, "t": 35, "b": 45}}
 POSITIVE, NEGATIVE, SELECTED = "#b2182b", "#2166ac", "#ff00ff"
 UNITS = {"energy": "eV", "site_energy": "eV"}
+#: the pickers' words for the settings of `mlipviz.attribute`
+TARGET_LABELS = {"energy": "total energy", "site_energy": "energy of one atom", "force": "force component",
+                 "force_magnitude": "force magnitude", "force_error": "force error (vs reference)"}
+METHOD_LABELS = {"integrated_gradients": "integrated gradients", "saliency": "saliency (gradient)",
+                 "input_x_gradient": "input × gradient", "feature_ablation": "remove each atom (ablation)"}
+INPUT_LABELS = {"positions": "atom positions", "atom_mask": "atom presence"}
+
+
+def _options(labels: dict, keys) -> list[tuple[str, str]]:
+    return [(labels.get(key, key), key) for key in keys]
 
 
 class AttributionView(widgets.VBox):
@@ -28,7 +38,7 @@ class AttributionView(widgets.VBox):
     both. With a model and atoms, the pickers recompute (in the background)."""
 
     def __init__(self, model=None, atoms=None, result: Attribution | None = None, top: int = 15,
-                 **settings):
+                 pickers: bool = True, **settings):
         if result is None and (model is None or atoms is None):
             raise ValueError("give result=, or model and atoms to compute one")
         self.model, self.atoms, self.settings, self.top_k = model, atoms, dict(settings), top
@@ -37,29 +47,33 @@ class AttributionView(widgets.VBox):
         self.result = result
         self.selected: int | None = None
         n = result.frame.total_atoms
-        self.target = widgets.Dropdown(options=list(TARGETS), value=result.target, description="target")
+        self.target = widgets.Dropdown(options=_options(TARGET_LABELS, TARGETS), value=result.target,
+                                       description="explain")
         self.atom = widgets.BoundedIntText(result.atom or 0, min=0, max=n - 1, description="atom",
                                            layout={"width": "160px"})
         self.component = widgets.Dropdown(options=["x", "y", "z"], description="component",
                                           value="xyz"[result.component or 0], layout={"width": "180px"})
-        self.method = widgets.Dropdown(options=list(METHODS), value=result.method, description="method")
-        self.inputs = widgets.Dropdown(options=list(INPUTS), value=result.inputs, description="inputs")
+        self.method = widgets.Dropdown(options=_options(METHOD_LABELS, METHODS), value=result.method,
+                                       description="method")
+        self.inputs = widgets.Dropdown(options=_options(INPUT_LABELS, INPUTS), value=result.inputs,
+                                       description="varying")
         self.steps = widgets.BoundedIntText(result.n_steps or 32, min=2, max=1024, description="IG steps",
                                             layout={"width": "170px"})
         self.button = widgets.Button(description="attribute", button_style="primary",
                                      disabled=model is None)
         self.button.on_click(lambda _: self.recompute())
         self.status = widgets.HTML()
-        self.viewer = Viewer(result.frame, representation="ball+stick", height="380px")
+        self.viewer = Viewer(result.frame, height="380px")
         self.viewer.layout.width = "460px"
         self.viewer.on_pick(lambda picked: self.select(picked["atom"]))
         self.bars = None
         self.summary = widgets.HTML()
         self._thread: threading.Thread | None = None
-        pickers = [widgets.HBox([self.target, self.atom, self.component]),
-                   widgets.HBox([self.method, self.inputs, self.steps, self.button, self.status])]
+        rows = [widgets.HBox([self.target, self.atom, self.component]),
+                widgets.HBox([self.method, self.inputs, self.steps, self.button, self.status])]
         self._show()
-        super().__init__([*pickers, widgets.HBox([self.viewer, self.bars]), self.summary])
+        # pickers=False: another set of controls (the Explorer's tab) drives this view
+        super().__init__([*(rows if pickers else []), widgets.HBox([self.viewer, self.bars]), self.summary])
 
     # -- drawing ---------------------------------------------------------------------
     def _show(self):
@@ -160,8 +174,9 @@ class AttributionTab(widgets.VBox):
                                             layout={"width": "160px"})
         self.atom = widgets.BoundedIntText(0, min=0, max=int(frames.n_atoms.max()) - 1, description="atom",
                                            layout={"width": "160px"})
-        self.method = widgets.Dropdown(options=list(METHODS), description="method")
-        self.inputs = widgets.Dropdown(options=list(INPUTS), value="atom_mask", description="inputs")
+        self.method = widgets.Dropdown(options=_options(METHOD_LABELS, METHODS), description="method")
+        self.inputs = widgets.Dropdown(options=_options(INPUT_LABELS, INPUTS), value="atom_mask",
+                                       description="varying")
         self.button = widgets.Button(description="attribute force error", button_style="primary",
                                      layout={"width": "200px"})
         self.button.on_click(lambda _: self.start())
@@ -192,6 +207,6 @@ class AttributionTab(widgets.VBox):
         frames = cmp.frames[[self.frame.value]]
         rows = cmp.frames.atoms_of(self.frame.value)
         model = next(m for m in self.run.models if m.name == self.model.value)
-        return AttributionView(model, frames, target="force_error", atom=self.atom.value,
+        return AttributionView(model, frames, target="force_error", atom=self.atom.value, pickers=False,
                                method=self.method.value, inputs=self.inputs.value,
                                reference_forces=cmp.reference.forces[rows])

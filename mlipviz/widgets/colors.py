@@ -23,11 +23,13 @@ class AtomColors:
     vmin: float | None = None
     vmax: float | None = None
 
-    def selection_scheme(self) -> list[list[str]]:
-        """``[[colour, "@i,j,k"], ...]``: one entry per distinct colour (nglview's format)."""
+    def selection_scheme(self, copies: int = 1) -> list[list[str]]:
+        """``[[colour, "@i,j,k"], ...]``: one entry per distinct colour (nglview's format);
+        ``copies`` > 1 colours as many periodic images of the atoms alike."""
         groups: dict[str, list[int]] = {}
+        n = len(self.hex)
         for index, colour in enumerate(self.hex):
-            groups.setdefault(colour, []).append(index)
+            groups.setdefault(colour, []).extend(range(index, n * copies, n))
         return [[colour, "@" + ",".join(map(str, atoms))] for colour, atoms in groups.items()]
 
 

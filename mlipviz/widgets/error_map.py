@@ -61,7 +61,7 @@ class ErrorMap(widgets.VBox):
         self.arrow_scale = widgets.FloatLogSlider(1.0, base=10, min=-2, max=1, step=0.1,
                                                   description="arrow Å per eV/Å", continuous_update=False,
                                                   style={"description_width": "initial"})
-        self.viewer = Viewer(comparison.frames, representation="ball+stick")
+        self.viewer = Viewer(comparison.frames)
         self.viewer.layout.width = "480px"
         self.parity = self.histogram = self.curve = None  # made with their data by _show_model
         self.summary = widgets.HTML(layout={"width": "360px", "margin": "30px 0 0 10px"})
@@ -205,20 +205,32 @@ class ErrorMap(widgets.VBox):
         parts = ["<b>Softening</b> (Deng et al. 2025)", _table_html(rows)]
         try:
             rare = self.comparison.rare_events(atoms=self._rare_atoms()).summary.loc[self.model]
-        except Exception as exc:  # rare-event selection needs extra input: say so, keep the rest
-            parts.append(f"<b>Rare events</b>: {html.escape(str(exc))}")
+        except Exception as exc:  # the default selection does not apply here: say why, and what does
+            parts.append(self._rare_fallback_html(exc))
         else:
             columns = [("n_atoms", "atoms", "{:.0f}"), ("force_error_mean", "mean |dF|", "{:.3f}"),
                        ("force_error_max", "max |dF|", "{:.3f}"), ("angle_error_mean", "mean angle (°)", "{:.1f}"),
                        ("frac_force_error_gt_0.5", "|dF| > 0.5", "{:.1%}")]
-            header = "".join(f"<th>{label}</th>" for _, label, _ in columns)
-            body = "".join(
-                f"<tr><td>{group}</td>" + "".join(f"<td>{fmt.format(rare.loc[group, col])}</td>"
-                                                  for col, _, fmt in columns) + "</tr>"
-                for group in rare.index)
-            parts.append("<b>Rare events</b> (Liu, He & Mo 2023)<table style='font-size:11px'>"
-                         f"<tr><th></th>{header}</tr>{body}</table>")
+            parts.append("<b>Rare events</b> (Liu, He & Mo 2023)" + _frame_table(rare, columns, "group"))
         self.summary.value = "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
+
+    def _rare_fallback_html(self, exc: Exception) -> str:
+        """Where the default rare-event selection (atoms displaced > 1 Å along a trajectory) does
+        not apply, e.g. frames with different atoms: why, the option that makes it apply, and the
+        errors by element instead."""
+        if self._rare_spec is None and not self.comparison.frames.describe()["same_atoms"]:
+            why = ("these frames hold different structures, so no atom can be followed from frame to "
+                   "frame to find the ones that migrate. Mark them with a per-atom array "
+                   "<code>migrating</code> in the file, or pass <code>rare_events=</code> (a mask, "
+                   "atom indices or an info key) to <code>cmp.show()</code>.")
+        else:
+            why = html.escape(str(exc))
+        columns = [("n_atoms", "atoms", "{:.0f}"), ("force_error_mean", "mean |dF|", "{:.3f}"),
+                   ("force_error_max", "max |dF|", "{:.3f}"), ("magnitude_error_mean", "mean dF", "{:+.3f}"),
+                   ("angle_error_mean", "mean angle (°)", "{:.1f}")]
+        by_element = self.comparison.errors_by_element().loc[self.model]
+        return (f"<b>Rare events</b> (Liu, He & Mo 2023): {why}<br><b>Errors by element</b> (eV/Å)"
+                + _frame_table(by_element, columns, "element"))
 
     def _rare_atoms(self):
         if self._rare_spec is not None:
@@ -282,6 +294,16 @@ def _render(figure, traces, **layout):
         figure.add_traces(traces)
         figure.update_layout(**layout)
     return figure
+
+
+def _frame_table(table, columns, index_label: str) -> str:
+    """An HTML table of ``table``'s rows (index first) in ``columns`` (column, header, format)."""
+    header = f"<th>{html.escape(index_label)}</th>" + "".join(f"<th>{label}</th>" for _, label, _ in columns)
+    body = "".join(
+        f"<tr><td>{html.escape(str(key))}</td>" + "".join(f"<td>{fmt.format(table.loc[key, col])}</td>"
+                                                          for col, _, fmt in columns) + "</tr>"
+        for key in table.index)
+    return f"<table style='font-size:11px'><tr>{header}</tr>{body}</table>"
 
 
 def _table_html(rows) -> str:

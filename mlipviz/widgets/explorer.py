@@ -22,6 +22,7 @@ from ..analysis.compare import Comparison
 from ..errors import MlipvizError
 from ..frames import Frames
 from ..models.base import Model
+from .upload import MAX_UPLOAD_BYTES, UploadButton
 
 
 @dataclass
@@ -57,60 +58,96 @@ class Cancelled(MlipvizError):
 
 
 class Explorer(widgets.VBox):
-    """Load a structure, choose models and a reference, run, and explore the result tabs.
+    """Load structures, choose models and a reference, run, and explore the result tabs.
 
-    ``structures``: an optional Python object for the "object" source (anything
-    `mlipviz.read` accepts). ``models``: extra models (`Model` objects or ASE
-    calculators) offered next to the registry. Finished model batches are checkpointed in
-    a temporary folder (one per structure set), so a cancelled run resumes where it stopped.
+    Structures come from a file on the server (a path, or picked in a listing of the working
+    folder: in JupyterLab the files usually live there already), an upload from the browser
+    (up to `MAX_UPLOAD_BYTES`; larger files are refused in the browser with a pointer to the
+    path field), a bundled example, or the Python object ``structures`` (anything
+    `mlipviz.read` accepts). ``files``: paths to open at once (as ``mlipviz explore FILE ...``
+    does); ``folder``: where the listing starts (default: the working folder). ``models``:
+    extra models (`Model` objects or ASE calculators) offered next to the registry. The model
+    packages are imported in the background as soon as the app opens. Finished model batches
+    are checkpointed in a temporary folder (one per structure set), so a cancelled run
+    resumes where it stopped.
     """
 
-    def __init__(self, structures=None, models=None):
+    def __init__(self, structures=None, models=None, files=None, folder=None):
         from .. import examples
         from ..models import available_models
 
         self.frames: Frames | None = None
         self.result: Run | None = None
         self._object = structures
-        self._extra_models = {getattr(m, "name", type(m).__name__): m for m in (models or [])}
+        self._extra_models = {}
+        for m in models or []:
+            if not (isinstance(m, Model) or _is_calculator(m)):
+                raise TypeError(f"models= takes mlipviz Models or ASE calculators; got {type(m).__name__}")
+            self._extra_models[getattr(m, "name", type(m).__name__)] = m
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._workdir = tempfile.TemporaryDirectory(prefix="mlipviz-explorer-")
 
-        # source
-        sources = ["upload", "example"] + (["object"] if structures is not None else [])
-        self.source = widgets.ToggleButtons(options=sources, value="object" if structures is not None else "upload",
-                                            description="structures")
-        self.upload = widgets.FileUpload(multiple=False, description="file")
+        # structures: where from
+        sources = [(SOURCES[k], k) for k in ("path", "upload", "example")]
+        if structures is not None:
+            sources.append((SOURCES["object"], "object"))
+        self.source = widgets.ToggleButtons(options=sources, value="object" if structures is not None else "path",
+                                            description="structures", style={"button_width": "130px"})
+        self.folder = Path(folder) if folder is not None else Path.cwd()
+        self.path = widgets.Text(placeholder="path of a structure file on the server (several: comma-separated)",
+                                 description="file", layout={"width": "520px"})
+        self.listing = widgets.Select(rows=8, layout={"width": "520px"})
+        self.listing.observe(self._on_listing, "value")
+        self.folder_label = widgets.HTML()
+        self._list_folder(self.folder)
+        self.upload = UploadButton(description="choose file to upload...")
+        self.upload.on_upload(lambda name, content: self.load())
+        self.upload_note = widgets.HTML(
+            f"<span style='font-size:12px;color:#555'>up to {MAX_UPLOAD_BYTES // 2**20} MB through the "
+            "browser; larger files: open them as a file on the server</span>")
         self.example = widgets.Dropdown(options=examples.list(), description="example")
         self.load_button = widgets.Button(description="load", icon="folder-open")
         self.load_button.on_click(lambda _: self.load())
         self.structure_info = widgets.HTML()
+        self.source.observe(lambda _: self._show_source(), "value")
+        self.source_box = widgets.VBox()
+        self._show_source()
 
-        # models: every registry entry, disabled with the reason where it cannot load here
+        # models: every registry entry; those that cannot load here disabled, with a short reason
+        # in the list and the whole one (where it looked) on hover and in the note below
         table = available_models()
         self.model_boxes: dict[str, widgets.Checkbox] = {}
         rows = []
         for name, row in table.iterrows():
             box = widgets.Checkbox(False, description=name, disabled=not row["available"], indent=False,
-                                   layout={"width": "170px"})
+                                   layout={"width": "180px"}, tooltip=row["reason"])
             self.model_boxes[name] = box
-            reason = "" if row["available"] else row["reason"]
-            rows.append(widgets.HBox([box, widgets.HTML(f"<span style='color:#888;font-size:11px'>"
-                                                        f"{html.escape(reason)}</span>")]))
+            note = "" if row["available"] else row["short_reason"]
+            rows.append(widgets.HBox([box, widgets.HTML(
+                f"<span title='{html.escape(row['reason'], quote=True)}' style='color:#666;font-size:12px'>"
+                f"{html.escape(row['description'])}{' &middot; ' + html.escape(note) if note else ''}</span>")]))
         for name in self._extra_models:
             self.model_boxes[name] = widgets.Checkbox(True, description=name, indent=False)
             rows.append(self.model_boxes[name])
         self.unavailable = {name: row["reason"] for name, row in table.iterrows() if not row["available"]}
+        self.model_note = widgets.Accordion([widgets.HTML(
+            "<ul style='font-size:12px'>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(r)}</li>"
+                                                     for n, r in self.unavailable.items()) + "</ul>")])
+        self.model_note.set_title(0, f"why {len(self.unavailable)} model(s) cannot load here")
+        self.model_note.selected_index = None
+        loadable = [n for n, b in self.model_boxes.items() if not b.disabled]
+        self._preload = threading.Thread(target=_preload, args=(loadable,), daemon=True)
+        self._preload.start()
 
         # reference
-        loadable = [n for n, b in self.model_boxes.items() if not b.disabled]
         self.reference = widgets.Dropdown(
-            options=[FILE_LABELS, PYSCF, GPAW] + [MODEL_PREFIX + n for n in loadable], description="reference")
+            options=[FILE_LABELS, PYSCF, GPAW] + [MODEL_PREFIX + n for n in loadable], description="reference",
+            layout={"width": "420px"})
         self.pyscf_method = widgets.Text("PBE", description="method")
-        self.pyscf_basis = widgets.Text("def2-SVP", description="basis")
+        self.pyscf_basis = widgets.Text("def2-SVP", description="basis set")
         self.gpaw_ecut = widgets.FloatText(520.0, description="cutoff (eV)")
-        self.gpaw_kdens = widgets.FloatText(4.0, description="k-density (1/Å⁻¹)",
+        self.gpaw_kdens = widgets.FloatText(4.0, description="k-point density (Å)",
                                             style={"description_width": "initial"})
         self.reference_settings = widgets.HBox()
         self.reference.observe(lambda _: self._show_reference_settings(), "value")
@@ -123,26 +160,61 @@ class Explorer(widgets.VBox):
         self.cancel_button.on_click(lambda _: self.cancel())
         self.progress = widgets.IntProgress(0, 0, 1, description="", layout={"width": "300px"})
         self.status = widgets.HTML()
+        self.task_progress = widgets.VBox()  # one row per model and for the reference
+        self._task_rows: dict[str, tuple[widgets.IntProgress, widgets.HTML]] = {}
         self.message = widgets.HTML()
         self.tabs = widgets.Tab()
-        self.source.observe(lambda _: self._show_source(), "value")
-        self.source_box = widgets.HBox()
-        self._show_source()
 
         super().__init__([
             widgets.HTML("<h3 style='margin:4px 0'>mlipviz Explorer</h3>"),
-            self.source, widgets.HBox([self.source_box, self.load_button]), self.structure_info,
-            widgets.HTML("<b>models</b>"), widgets.VBox(rows),
+            self.source, self.source_box, self.structure_info,
+            widgets.HTML("<b>models</b>"), widgets.VBox(rows), self.model_note,
             widgets.HBox([self.reference, self.reference_settings]),
             widgets.HBox([self.device, self.run_button, self.cancel_button, self.progress, self.status]),
-            self.message, self.tabs,
+            self.task_progress, self.message, self.tabs,
         ])
+        if files:
+            self.path.value = ", ".join(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
+            self.source.value = "path"
+            self.load()
 
     # -- inputs ------------------------------------------------------------------
     def _show_source(self):
-        self.source_box.children = {"upload": [self.upload], "example": [self.example],
-                                    "object": [widgets.HTML(f"<i>{html.escape(_describe(self._object))}</i>")]
-                                    }[self.source.value]
+        choice = self.source.value
+        self.source_box.children = {
+            "path": [widgets.HBox([self.path, self.load_button]), self.folder_label, self.listing],
+            "upload": [widgets.HBox([self.upload]), self.upload_note],
+            "example": [widgets.HBox([self.example, self.load_button])],
+            "object": [widgets.HBox([widgets.HTML(f"<i>{html.escape(_describe(self._object))}</i>"),
+                                     self.load_button])],
+        }[choice]
+
+    def _list_folder(self, folder: Path):
+        """Fill the listing with ``folder``'s sub-folders and structure files."""
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+        except OSError as exc:
+            self.folder_label.value = _error_html(MlipvizError(f"cannot list {folder}: {exc.strerror}"))
+            return
+        self.folder = folder
+        options = [("../", folder.parent)] if folder.parent != folder else []
+        options += [(p.name + "/", p) for p in entries if p.is_dir() and not p.name.startswith(".")]
+        options += [(p.name, p) for p in entries if p.is_file() and _looks_like_structures(p)]
+        self.listing.unobserve(self._on_listing, "value")
+        self.listing.options = options
+        self.listing.value = None
+        self.listing.observe(self._on_listing, "value")
+        self.folder_label.value = (f"<span style='font-size:12px;color:#555'>in {html.escape(_shown_folder(folder))}"
+                                   " (structure files and folders; click a file to choose it)</span>")
+
+    def _on_listing(self, change):
+        chosen = change["new"]
+        if chosen is None:
+            return
+        if chosen.is_dir():
+            self._list_folder(chosen)
+        else:
+            self.path.value = _shown_folder(chosen)
 
     def _show_reference_settings(self):
         choice = self.reference.value
@@ -156,18 +228,32 @@ class Explorer(widgets.VBox):
 
         return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
+    def _paths(self) -> list[Path]:
+        names = [p.strip() for p in self.path.value.split(",") if p.strip()]
+        if not names:
+            raise MlipvizError("choose a file first: type its path on the server or click it in the listing")
+        paths = [Path(name).expanduser() for name in names]
+        return [p if p.is_absolute() else Path.cwd() / p for p in paths]
+
     def load(self) -> Frames | None:
         """Read the chosen source into `frames`; errors show in the app."""
         from .. import examples
         from ..io import read
 
         try:
-            if self.source.value == "upload":
-                if not self.upload.value:
+            if self.source.value == "path":
+                parts = []
+                for path in self._paths():
+                    if not path.is_file():
+                        raise MlipvizError(f"no file {_shown_folder(path)}" + (" (it is a folder)" if path.is_dir()
+                                                                              else ""))
+                    parts.append(read(path))
+                self.frames = parts[0] if len(parts) == 1 else Frames.concatenate(parts)
+            elif self.source.value == "upload":
+                if self.upload.content is None:
                     raise MlipvizError("choose a file to upload first")
-                item = self.upload.value[0]
-                path = Path(self._workdir.name) / Path(item["name"]).name
-                path.write_bytes(bytes(item["content"]))
+                path = Path(self._workdir.name) / Path(self.upload.filename).name
+                path.write_bytes(self.upload.content)
                 self.frames = read(path)
             elif self.source.value == "example":
                 if not self.example.value:
@@ -178,12 +264,10 @@ class Explorer(widgets.VBox):
         except Exception as exc:
             self._error(exc)
             return None
-        f = self.frames
-        labels = [k for k, present in f.has_labels.items() if present]
-        self.structure_info.value = (f"{len(f)} frame(s), {f.total_atoms} atoms; reference labels: "
-                                     f"{', '.join(labels) or 'none'}")
+        self.structure_info.value = _structure_html(self.frames.describe())
         self.message.value = ""
-        return f
+        self.status.value = ""
+        return self.frames
 
     def selected_models(self) -> list:
         return [self._extra_models.get(name, name) for name, box in self.model_boxes.items()
@@ -214,10 +298,17 @@ class Explorer(widgets.VBox):
         if not models:
             self._error(MlipvizError("choose at least one model"))
             return None
+        try:
+            reference = self._reference()
+        except Exception as exc:
+            self._error(exc)
+            return None
         self._cancel.clear()
         self.message.value = ""
+        self.task_progress.children = []
+        self._task_rows = {}
         self.run_button.disabled, self.cancel_button.disabled = True, False
-        self._thread = threading.Thread(target=self._run, args=(models, self._reference()), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(models, reference), daemon=True)
         self._thread.start()
         return self._thread
 
@@ -229,6 +320,16 @@ class Explorer(widgets.VBox):
     def _progress(self, name: str, done: int, total: int):
         self.progress.max, self.progress.value = total, done
         self.status.value = f"{html.escape(name)}: {done}/{total} frames"
+        if name not in self._task_rows:
+            bar = widgets.IntProgress(0, 0, max(total, 1), layout={"width": "240px"})
+            text = widgets.HTML()
+            label = "reference" if name == "reference" else f"model {name}"
+            self._task_rows[name] = (bar, text)
+            self.task_progress.children = [*self.task_progress.children, widgets.HBox(
+                [widgets.HTML(html.escape(label), layout={"width": "200px"}), bar, text])]
+        bar, text = self._task_rows[name]
+        bar.max, bar.value = max(total, 1), done
+        text.value = f"<span style='font-size:12px'>{done}/{total} frames</span>"
         if self._cancel.is_set():
             raise Cancelled(f"cancelled during {name} after {done} of {total} frames; "
                             "run again to resume from the finished batches")
@@ -270,6 +371,54 @@ class Explorer(widgets.VBox):
     def _error(self, exc: Exception):
         self.status.value = "stopped" if isinstance(exc, Cancelled) else "failed"
         self.message.value = _error_html(exc)
+
+
+#: the structure sources, as the app names them
+SOURCES = {"path": "file on server", "upload": "upload", "example": "bundled example", "object": "Python object"}
+#: what the server-file listing shows: files ``ase.io.read`` or mlipviz reads, by suffix or name
+STRUCTURE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".h5", ".hdf5", ".cif", ".vasp", ".poscar", ".pdb",
+                      ".json", ".db", ".gen", ".xsf", ".cell", ".res", ".lammps", ".data", ".gz", ".bz2")
+STRUCTURE_NAMES = ("POSCAR", "CONTCAR", "OUTCAR", "XDATCAR", "vasprun.xml")
+
+
+def _looks_like_structures(path: Path) -> bool:
+    return path.suffix.lower() in STRUCTURE_SUFFIXES or any(path.name.startswith(n) for n in STRUCTURE_NAMES)
+
+
+def _shown_folder(path: Path) -> str:
+    """``path`` relative to the working folder where it lies inside it (no machine paths in
+    the app's main view), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def _structure_html(d: dict) -> str:
+    lo, hi = d["atoms_per_frame"]
+    per = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    kind = "the same atoms in every frame" if d["same_atoms"] else "frames with different atoms"
+    theory = "; ".join(d["level_of_theory"][:3]) + (" ..." if len(d["level_of_theory"]) > 3 else "")
+    rows = [("frames", f"{d['frames']} ({kind})"), ("atoms", f"{d['atoms']:,} in all, {per} per frame"),
+            ("elements", ", ".join(d["elements"])),
+            ("reference labels", ", ".join(d["labels"]) or "none (choose a live reference or a model)")]
+    if theory:
+        rows.append(("level of theory", theory))
+    return ("<table class='mlipviz-structure-info' style='font-size:12px'>" + "".join(
+        f"<tr><td style='padding-right:8px;color:#555'>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        + "</table>")
+
+
+def _is_calculator(obj) -> bool:
+    from ase.calculators.calculator import BaseCalculator
+
+    return isinstance(obj, BaseCalculator) or callable(getattr(obj, "as_model", None))
+
+
+def _preload(names):
+    from ..models import preload
+
+    preload(names)
 
 
 def run_in_background(button, status, output, busy: str, make: Callable[[], widgets.Widget]) -> threading.Thread:

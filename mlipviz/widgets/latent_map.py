@@ -58,7 +58,7 @@ class LatentMap(widgets.VBox):
         self.model_selects = [widgets.Dropdown(options=space.models, value=m, description=f"map {k + 1}")
                               for k, m in enumerate(shown)]
         self.selected: np.ndarray = np.array([], dtype=np.int64)
-        self.viewer = Viewer(frames, representation="ball+stick", height="380px")
+        self.viewer = Viewer(frames, height="380px")
         self.viewer.layout.width = "440px"
         self.summary = widgets.HTML(self._summary_html())
         self.maps = None
@@ -248,8 +248,11 @@ class LatentTab(widgets.VBox):
 
     def __init__(self, run):
         self.run = run
-        self.method = widgets.Dropdown(options=[("UMAP", "umap"), ("PCA", "pca")], description="map")
-        self.k = widgets.BoundedIntText(10, min=1, max=100, description="OOD k")
+        self.method = widgets.Dropdown(options=[("UMAP (neighbourhoods kept)", "umap"),
+                                                ("PCA (linear, fast)", "pca")], description="projection",
+                                       layout={"width": "330px"})
+        self.k = widgets.BoundedIntText(10, min=1, max=100, description="neighbours for the OOD score",
+                                        style={"description_width": "initial"}, layout={"width": "260px"})
         self.button = widgets.Button(description="make map", button_style="primary")
         self.button.on_click(lambda _: self.start())
         self.status = widgets.HTML()

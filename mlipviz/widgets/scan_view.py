@@ -86,19 +86,31 @@ class ScanTab(widgets.VBox):
     def __init__(self, run):
         self.run = run
         atoms = run.comparison.frames.to_atoms(0)
-        self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan")
+        self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan", layout={"width": "330px"})
         self.range = widgets.FloatRangeSlider(value=(-0.04, 0.04), min=-0.2, max=0.2, step=0.01,
-                                              description="range", readout_format=".2f")
+                                              description="strain ε", readout_format=".2f",
+                                              style={"description_width": "initial"})
         self.points = widgets.IntSlider(9, 5, 25, description="points")
-        self.atom = widgets.BoundedIntText(0, min=0, max=len(atoms) - 1, description="atom")
-        self.direction = widgets.Dropdown(options=["x", "y", "z"], description="direction")
+        self.atom = widgets.BoundedIntText(0, min=0, max=len(atoms) - 1, description="atom",
+                                           layout={"width": "160px"})
+        self.direction = widgets.Dropdown(options=["x", "y", "z"], description="direction",
+                                          layout={"width": "160px"})
         self.button = widgets.Button(description="scan", button_style="primary")
         self.button.on_click(lambda _: self.start())
         self.status = widgets.HTML()
         self.output = widgets.VBox()
         self._thread = None
+        self._where = widgets.HBox([self.atom, self.direction])
+        self.kind.observe(lambda _: self._show_kind(), "value")
+        self._show_kind()
         super().__init__([widgets.HBox([self.kind, self.range, self.points]),
-                          widgets.HBox([self.atom, self.direction, self.button, self.status]), self.output])
+                          widgets.HBox([self._where, self.button, self.status]), self.output])
+
+    def _show_kind(self):
+        """Label the range in the kind's own unit; atom and direction only for displacements."""
+        eos = self.KINDS[self.kind.value] == "eos"
+        self.range.description = "strain ε (linear)" if eos else "displacement (Å)"
+        self._where.layout.display = "none" if eos else None
 
     def start(self) -> threading.Thread | None:
         if self.run.reference is None:

@@ -6,6 +6,13 @@ level) with a fresh representation. Frames with identical atoms and cell play as
 nglview trajectory (only coordinates travel per frame); others are swapped as whole
 structures. Updates after the first drawing are sent once (not archived), so a long
 playback does not grow nglview's synced message archive.
+
+Atoms are spheres of their covalent radius, scaled (with thin bonds up to `BONDS_UP_TO` atoms,
+spheres alone above, so 1,000- and 10,000-atom cells stay legible and per-atom colours cover the
+atoms); periodic cells are drawn with their unit cell, turned slightly so that three faces show,
+and the camera is fitted to the whole scene. A view made while it is hidden (a `Tab`, `Accordion`
+or `Stack` page not shown, an Explorer tab) has no size yet: each browser view watches its own
+size (`SIZE_WATCH`) and sizes, fits and redraws its stage when it becomes visible or is resized.
 """
 
 from __future__ import annotations
@@ -22,6 +29,36 @@ from ..frames import Frames
 from .colors import AtomColors, continuous, element_colors, value_range
 
 ATOMS_REPR = "mlipviz-atoms"
+#: bonds are drawn up to this many atoms (nglview stops computing them above 500)
+BONDS_UP_TO = 500
+#: atom sphere radius / covalent radius: with bonds, and spheres alone (nearly touching)
+BALL_SCALE, SPHERE_SCALE = 0.5, 0.85
+BOND_RADIUS = 0.14  # Å
+#: the default view of a periodic cell: turned about the screen's y, then its x axis (radians),
+#: so that a cube shows three faces instead of one
+TILT = ((0.0, 1.0, 0.0, -0.45), (1.0, 0.0, 0.0, 0.3))
+#: runs in each browser view of the nglview widget (``this`` is the view): a view created hidden
+#: has a 0 x 0 stage; when it first gets a size it is sized and its camera fitted, later size
+#: changes (panel or window resized) size it again
+SIZE_WATCH = """
+var view = this;
+if (!view._mlipvizSize) {
+  // resized in the next animation frame, not inside the observer's callback: resizing there
+  // would change observed sizes again ("ResizeObserver loop" errors in the console)
+  view._mlipvizSize = new ResizeObserver(function () {
+    window.requestAnimationFrame(function () {
+      var width = view.el.clientWidth, height = view.el.clientHeight;
+      if (!width || !height || (width === view._mlipvizWidth && height === view._mlipvizHeight)) return;
+      var first = !view._mlipvizWidth;
+      view._mlipvizWidth = width;
+      view._mlipvizHeight = height;
+      view.handleResize();
+      if (first) view.stage.autoView();
+    });
+  });
+  view._mlipvizSize.observe(view.el);
+}
+"""
 HIGHLIGHT_REPR = "mlipviz-highlight"
 ARROW_COLORS = {"predicted": [0.13, 0.4, 0.85], "reference": [0.1, 0.6, 0.2], "difference": [0.85, 0.1, 0.1]}
 OTHER_ARROW_COLORS = [[0.55, 0.25, 0.7], [0.9, 0.55, 0.0], [0.3, 0.3, 0.3]]
@@ -45,16 +82,26 @@ def view(frames_or_atoms, color_by=None, arrows=None, **kwargs) -> "Viewer":
 
 
 class Viewer(widgets.VBox):
-    """An nglview widget plus frame slider, colour bar and pick report (a thin view of arrays)."""
+    """An nglview widget plus frame slider, colour bar and pick report (a thin view of arrays).
+
+    ``representation``: ``"auto"`` (spheres with bonds up to `BONDS_UP_TO` atoms, spheres
+    alone above), ``"ball+stick"``, ``"spacefill"``, or any other NGL representation name.
+    ``camera``: ``"orthographic"`` (default) or ``"perspective"``. ``images``: periodic images
+    drawn along each cell vector, e.g. ``(2, 2, 1)`` (picking, colours and highlights refer to
+    the atoms of the cell itself; force arrows are drawn on those).
+    """
 
     frame = traitlets.Int(0)
 
     def __init__(self, frames: Frames, color_by=None, arrows=None, cmap: str = "viridis",
                  vmin: float | None = None, vmax: float | None = None, symmetric: bool = False,
-                 arrow_scale: float = 1.0, label: str = "", representation: str = "ball+stick",
-                 height: str = "420px"):
+                 arrow_scale: float = 1.0, label: str = "", representation: str = "auto",
+                 height: str = "420px", camera: str = "orthographic", images=(1, 1, 1)):
         self.frames = frames
+        if representation == "auto":
+            representation = "ball+stick" if int(frames.n_atoms.max()) <= BONDS_UP_TO else "spacefill"
         self.representation = representation
+        self.images = _images(images, frames)
         self.arrow_scale = arrow_scale
         self.picked: dict | None = None
         self._pick_callbacks: list[Callable[[dict], None]] = []
@@ -70,6 +117,7 @@ class Viewer(widgets.VBox):
         self.ngl = nglview.NGLWidget(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
                                      default_representation=False)
         self.ngl.layout.height = height
+        self.ngl.camera = camera
         self.ngl.observe(self._on_ngl_frame, "frame")
         self.ngl.observe(self._on_pick, "picked")
         self.slider = widgets.IntSlider(0, 0, max(len(frames) - 1, 0), description="frame",
@@ -188,7 +236,7 @@ class Viewer(widgets.VBox):
         atom = picked.get("atom1")
         if atom is None or picked.get("component", 0) != 0:
             return
-        self.pick(int(atom["index"]))
+        self.pick(int(atom["index"]) % int(self.frames.n_atoms[self.frame]))  # images: the cell's atom
 
     # -- data ----------------------------------------------------------------------
     def _per_atom(self, spec, what: str) -> np.ndarray:
@@ -206,10 +254,15 @@ class Viewer(widgets.VBox):
         values = np.asarray(spec, dtype=np.float64)
         if len(values) == f.total_atoms:
             return values
-        if self._uniform and len(values) == f.n_atoms[0]:
+        same_count = bool(np.all(f.n_atoms == f.n_atoms[0]))
+        if same_count and len(values) == f.n_atoms[0]:
             return np.tile(values, (len(f),) + (1,) * (values.ndim - 1))
-        raise ValueError(f"{what} has {len(values)} rows; expected one per atom of all frames "
-                         f"({f.total_atoms}) or of one frame ({f.n_atoms[0]})")
+        if same_count:
+            raise ValueError(f"{what} has {len(values)} rows; expected one per atom of all frames "
+                             f"({f.total_atoms}) or of one frame ({f.n_atoms[0]})")
+        raise ValueError(f"{what} has {len(values)} rows; these frames differ in atoms "
+                         f"({int(f.n_atoms.min())}-{int(f.n_atoms.max())} per frame), so it needs one value "
+                         f"per atom of all frames together ({f.total_atoms}, frame after frame)")
 
     def _resolve_arrows(self, arrows) -> dict[str, np.ndarray]:
         if arrows is None:
@@ -241,8 +294,18 @@ class Viewer(widgets.VBox):
         """Positions of frame ``i`` as drawn (rotated like the PDB cell nglview draws)."""
         return self.frames.positions[self.frames.atoms_of(i)] @ self._rotation(i)
 
+    def drawn_coordinates(self, i: int) -> np.ndarray:
+        """`coordinates` of frame ``i`` followed by those of its periodic `images`."""
+        positions = self.coordinates(i)
+        if self.images == (1, 1, 1):
+            return positions
+        shifts = np.array([(a, b, c) for a in range(self.images[0]) for b in range(self.images[1])
+                           for c in range(self.images[2])], dtype=np.float64)
+        vectors = shifts @ (self.frames.cells[i] @ self._rotation(i))
+        return (vectors[:, None, :] + positions[None]).reshape(-1, 3)
+
     def structure_string(self, i: int) -> str:
-        return _pdb(self.frames, i, self.coordinates(i))
+        return _pdb(self.frames, i, self.drawn_coordinates(i), self.images)
 
     # -- drawing -------------------------------------------------------------------
     def _send(self, method: str, target: str, args=None, **kwargs):
@@ -256,8 +319,11 @@ class Viewer(widgets.VBox):
             ngl._remote_call(method, target=target, args=args or [], kwargs=kwargs, fire_once=True)
 
     def _draw_initial(self):
+        self.ngl._js(SIZE_WATCH)  # archived: every browser view of this widget runs it
         if self.frames.pbc[0].any():
             self.ngl.add_representation("unitcell")
+            for *axis, angle in TILT:
+                self.ngl.control.spin(axis, angle)
         self._draw_atoms(archive=True)
         self._draw_arrows()
         self.ngl.center()
@@ -266,15 +332,15 @@ class Viewer(widgets.VBox):
         from nglview.color import _ColorScheme
 
         colors = self._colors_for(self.frame)
-        scheme = _ColorScheme(colors.selection_scheme(), self._scheme_label)
-        params = {"sele": "all", "color": scheme, "name": ATOMS_REPR, "component_index": 0,
-                  **({"radiusScale": 0.5, "aspectRatio": 1.6} if self.representation == "ball+stick" else {})}
+        copies = int(np.prod(self.images))
+        scheme = _ColorScheme(colors.selection_scheme(copies), self._scheme_label)
         self._remove_representation(ATOMS_REPR)
-        if archive:
-            self.ngl._remote_call("addRepresentation", target="compList", args=[self.representation],
-                                  kwargs=params)
-        else:
-            self._send("addRepresentation", "compList", [self.representation], **params)
+        for kind, params in _representations(self.representation):
+            params.update(sele="all", color=scheme, name=ATOMS_REPR, component_index=0)
+            if archive:
+                self.ngl._remote_call("addRepresentation", target="compList", args=[kind], kwargs=params)
+            else:
+                self._send("addRepresentation", "compList", [kind], **params)
         self._shown_colors = colors
         self._update_legend()
 
@@ -319,8 +385,8 @@ class Viewer(widgets.VBox):
         self._remove_representation(HIGHLIGHT_REPR)
         if self._highlighted:
             self._send("addRepresentation", "compList", ["spacefill"],
-                       sele="@" + ",".join(map(str, self._highlighted)),
-                       color="#ff00ff", opacity=0.45, radiusScale=0.9, name=HIGHLIGHT_REPR,
+                       sele="@" + ",".join(map(str, self._highlighted)), color="#ff00ff", opacity=0.45,
+                       radiusType="covalent", radiusScale=SPHERE_SCALE * 1.45, name=HIGHLIGHT_REPR,
                        component_index=0)
 
     def _redraw_structure(self):
@@ -352,7 +418,7 @@ class FramesTrajectory(nglview.Trajectory, nglview.Structure):
         return len(self.viewer.frames)
 
     def get_coordinates(self, index: int) -> np.ndarray:
-        return self.viewer.coordinates(index)
+        return self.viewer.drawn_coordinates(index)
 
     def get_structure_string(self) -> str:
         return self.viewer.structure_string(0)
@@ -386,8 +452,34 @@ def _standard_orientation(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     return np.linalg.solve(cell, standard)
 
 
-def _pdb(frames: Frames, i: int, positions: np.ndarray) -> str:
-    """A PDB string of frame ``i`` with the given (already rotated) positions."""
+def _representations(name: str) -> list[tuple[str, dict]]:
+    """The NGL representations (kind, parameters) that draw the atoms in style ``name``."""
+    if name == "ball+stick":  # spheres of scaled covalent radii joined by thin bonds
+        return [("spacefill", {"radiusType": "covalent", "radiusScale": BALL_SCALE}),
+                ("licorice", {"radiusType": "size", "radiusSize": BOND_RADIUS})]
+    if name == "spacefill":
+        return [("spacefill", {"radiusType": "covalent", "radiusScale": SPHERE_SCALE})]
+    return [(name, {})]
+
+
+def _images(images, frames: Frames) -> tuple[int, int, int]:
+    """``images`` checked: three positive counts, more than one only along periodic axes."""
+    try:
+        counts = tuple(int(n) for n in images)
+    except (TypeError, ValueError):
+        counts = ()
+    if len(counts) != 3 or min(counts) < 1 or any(float(n) != int(n) for n in images):
+        raise ValueError(f"images must be three positive whole numbers, e.g. (2, 2, 1); got {images!r}")
+    periodic = np.all(frames.pbc, axis=0)
+    if any(n > 1 and not periodic[k] for k, n in enumerate(counts)):
+        raise ValueError(f"images={counts} repeats a non-periodic axis (pbc of the frames: "
+                         f"{frames.pbc.all(axis=0).tolist()})")
+    return counts
+
+
+def _pdb(frames: Frames, i: int, positions: np.ndarray, images=(1, 1, 1)) -> str:
+    """A PDB string of frame ``i`` with the given (already rotated) positions (and those of its
+    periodic images, which repeat the frame's elements)."""
     from ase.data import chemical_symbols
     from ase.geometry import cell_to_cellpar
 
@@ -395,7 +487,7 @@ def _pdb(frames: Frames, i: int, positions: np.ndarray) -> str:
     if frames.pbc[i].any():
         a, b, c, alpha, beta, gamma = cell_to_cellpar(frames.cells[i])
         lines.append(f"CRYST1{a:9.3f}{b:9.3f}{c:9.3f}{alpha:7.2f}{beta:7.2f}{gamma:7.2f} P 1           1")
-    numbers = frames.numbers[frames.atoms_of(i)]
+    numbers = np.tile(frames.numbers[frames.atoms_of(i)], int(np.prod(images)))
     for k, (z, (x, y, zc)) in enumerate(zip(numbers, positions)):
         symbol = chemical_symbols[z]
         lines.append(f"ATOM  {(k + 1) % 100000:5d} {symbol:<4s} MOL     1    "
