@@ -1,4 +1,5 @@
-"""Command line: ``python -m mlipviz models | fetch NAME ... | compare FILE ... | demo``."""
+"""Command line: ``mlipviz models | fetch NAME ... | compare FILE ... | demo | explore [FILE ...]``
+(also as ``python -m mlipviz ...``)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,49 @@ def _demo(args) -> None:
     _print("softening per material", cmp.softening(by="material"))
 
 
+def _explore(args) -> int:
+    """Serve the Explorer with Voila, loaded on ``args.files``, until Ctrl-C."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        print(f"mlipviz: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    files = [str(Path(f).resolve()) for f in args.files]
+    source = ("import mlipviz\n"
+              f"mlipviz.Explorer(files={files!r}, folder={str(Path.cwd())!r})")
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {},
+                           "outputs": [], "source": source}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    with tempfile.TemporaryDirectory(prefix="mlipviz-explore-") as folder:
+        path = Path(folder) / "mlipviz-explorer.ipynb"
+        path.write_text(json.dumps(notebook))
+        command = [sys.executable, "-m", "voila", str(path), f"--port={args.port}", "--Voila.ip=127.0.0.1",
+                   "--Voila.port_retries=0", "--theme=light", "--show_tracebacks=True"]
+        if args.no_browser:
+            command.append("--no-browser")
+        print(f"mlipviz explore: the Explorer at http://127.0.0.1:{args.port}/ "
+              f"({len(files)} file(s) loaded); Ctrl-C stops it", flush=True)
+        server = subprocess.Popen(command, env=dict(os.environ), start_new_session=True)
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            os.killpg(server.pid, signal.SIGTERM)  # voila, its kernels and their workers
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+            print("mlipviz explore: stopped", flush=True)
+            return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mlipviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +109,14 @@ def main(argv=None) -> int:
                        help="reference model/weights (default: labels in the file)")
         p.add_argument("--out", default="mlipviz-demo.h5" if p is demo else None,
                        help="save the comparison to this HDF5 file")
+    explore = sub.add_parser("explore", help="serve the Explorer app (Voila) on these files and open it in a "
+                                             "browser; Ctrl-C stops it")
+    explore.add_argument("files", nargs="*", help="structure files to load at once")
+    explore.add_argument("--port", type=int, default=8866, help="port on this machine (default 8866)")
+    explore.add_argument("--no-browser", action="store_true", help="only print the address")
     args = parser.parse_args(argv)
+    if args.command == "explore":
+        return _explore(args)
 
     import mlipviz
 

@@ -10,6 +10,7 @@ the test's temporary folder). Skipped where Chromium or Playwright is missing, e
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -83,6 +84,14 @@ def lab(tmp_path_factory):
     empty = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     empty.metadata["kernelspec"] = notebook.metadata["kernelspec"]
     nbformat.write(empty, folder / "empty.ipynb")
+    with serve_jupyter(folder) as (url, token):
+        yield url, token, folder
+
+
+@contextlib.contextmanager
+def serve_jupyter(folder: Path, env: dict | None = None):
+    """A Jupyter server (JupyterLab, Notebook 7 and Voila) on a free localhost port with
+    ``folder`` as its root; yields (url, token) and stops it afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -90,24 +99,30 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         # a workspace of its own: JupyterLab reopens the last server's notebooks otherwise (404s)
+         f"--LabApp.workspaces_dir={folder / '.workspaces'}"],
+        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("JupyterLab did not start:\n" + (folder / "server.log").read_text())
-                time.sleep(0.5)
-        yield url, token, folder
+        wait_for_server(f"{url}/api/status?token={token}", server, folder / "server.log")
+        yield url, token
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: float = 90):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the server at {url} did not start:\n" + log.read_text()[-3000:])
+            time.sleep(0.5)
 
 
 def _pixels(png: bytes) -> np.ndarray:

@@ -446,7 +446,7 @@ def _error_html(exc: Exception) -> str:
         text = str(exc)
     else:  # unexpected: show the type and the last frames of the traceback
         text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__, limit=-3))
-    return ("<div style='color:#a00;background:#fee;border:1px solid #d99;padding:6px;white-space:pre-wrap;"
+    return ("<div class='mlipviz-error' style='color:#a00;background:#fee;border:1px solid #d99;padding:6px;white-space:pre-wrap;"
             f"font-family:monospace;font-size:12px'>{html.escape(text)}</div>")
 
 

@@ -1,0 +1,343 @@
+"""The Explorer as a user meets it, in a real browser (JupyterLab 4 and Voila, Debian Chromium
+driven by Playwright), through the app's own controls only: upload, open by path, tick models,
+choose the reference, run, every result tab and its action, slider, metric, arrows, parity clicks;
+views in hidden containers and after a resize; a 1,000-atom structure's coloured atoms;
+``mlipviz explore FILE``. Screenshots go to ``$MLIPVIZ_SCREENSHOTS`` (default: the test's folder).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_browser import (CHROMIUM, METRIC, _drawn_fraction, _pixels, _require, _run_all_cells, _wait_for,
+                          browser_page, serve_jupyter, wait_for_server)
+
+__all__ = ["browser_page"]  # the fixture, shared with test_browser
+pytestmark = pytest.mark.slow
+
+TABS = ("summary", "error map", "PES scan", "latent space", "attributions")
+
+
+def _needs_browser():
+    _require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    for module in ("playwright", "jupyterlab", "voila"):
+        try:
+            __import__(module)
+        except ImportError:
+            _require(False, f"Python package {module} is missing")
+
+
+def _write_cu(path: Path, n: int, seed: int):
+    """``n`` rattled 32-atom Cu cells labelled by EMT, as a user's extxyz file."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        images.append(atoms)
+    write(path, images)
+
+
+def _notebook(path: Path, cells: list[str]):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+def _open_notebook(page, url: str, token: str, name: str):
+    page.goto(f"{url}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    page.wait_for_timeout(2000)
+    _run_all_cells(page)
+
+
+def _visible_canvas(page, within=None, timeout: float = 120):
+    """The visible 3D canvas (in ``within``) once it has a size and shows atoms; and its pixels."""
+    scope = within if within is not None else page
+    canvas = scope.locator("canvas:visible").first
+    canvas.wait_for(timeout=timeout * 1000)
+
+    def drawn():
+        box = canvas.bounding_box()
+        if not box or box["width"] < 100 or box["height"] < 100:
+            return None
+        image = _pixels(canvas.screenshot())
+        return image if _drawn_fraction(image) > 0.01 else None
+    return canvas, _wait_for(drawn, timeout, "a sized 3D canvas with atoms drawn", page)
+
+
+def _changed(canvas, before, page, what: str, timeout: float = 60):
+    def differs():
+        after = _pixels(canvas.screenshot())
+        return after if after.shape == before.shape and (np.abs(after - before).max(axis=-1) > 0.1).mean() > 0.002 \
+            else None
+    return _wait_for(differs, timeout, f"the canvas to change after {what}", page)
+
+
+def _tab(page, title: str):
+    page.locator(".widget-tab .lm-TabBar-tabLabel", has_text=title).first.click()
+    page.wait_for_timeout(1000)
+    return page.locator(".widget-tab-contents > .lm-Widget:visible").last
+
+
+def _no_error_box(page):
+    boxes = page.locator(".mlipviz-error:visible")
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+@pytest.fixture
+def user_folder(tmp_path_factory):
+    """A working folder as a user has it: two structure files and a notebook with the Explorer."""
+    _needs_browser()
+    folder = tmp_path_factory.mktemp("work")
+    _write_cu(folder / "uploaded.extxyz", 4, seed=7)
+    _write_cu(folder / "on_server.extxyz", 3, seed=8)
+    _notebook(folder / "explorer.ipynb", ["import mlipviz\napp = mlipviz.Explorer()\napp"])
+    return folder
+
+
+def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
+    page, console_errors, shots = browser_page
+    with serve_jupyter(user_folder) as (url, token):
+        try:
+            _open_notebook(page, url, token, "explorer.ipynb")
+            app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
+            app.wait_for(timeout=120_000)
+
+            # upload through the app's upload control; a file too large is refused with a pointer
+            page.locator(".widget-toggle-button", has_text="upload").click()
+            page.locator(".mlipviz-upload-input").set_input_files(
+                files=[{"name": "huge.extxyz", "mimeType": "text/plain", "buffer": b"0" * (9 * 2**20)}])
+            page.get_by_text("open it by its path on the server").wait_for(timeout=30_000)
+            page.locator(".mlipviz-upload-input").set_input_files(str(user_folder / "uploaded.extxyz"))
+            page.get_by_text("128 in all, 32 per frame").wait_for(timeout=60_000)
+
+            # open a file that is already on the server: pick it in the listing, press load
+            page.locator(".widget-toggle-button", has_text="file on server").click()
+            page.locator(".widget-select select").select_option(label="on_server.extxyz")
+            app.locator("button.widget-button[title='load']").click()
+            page.get_by_text("96 in all, 32 per frame").wait_for(timeout=60_000)
+            assert "energy, forces" in app.inner_text()
+
+            # tick a model, choose another model as the reference, run
+            page.get_by_role("checkbox", name="chgnet", exact=True).check()
+            page.locator(".widget-dropdown", has_text="reference").locator("select").select_option(
+                label="model: sevennet-0")
+            page.locator("button.widget-button[title='run']").click()
+            page.locator(".widget-tab .lm-TabBar-tabLabel", has_text="attributions").wait_for(timeout=300_000)
+            page.get_by_text("3/3 frames").first.wait_for(timeout=30_000)  # per-model progress
+            _no_error_box(page)
+
+            # every tab: its canvas draws, its plots render, its action works
+            summary = _tab(page, "summary")
+            assert "force_mae_eV_A" in summary.inner_text()
+            summary.screenshot(path=str(shots / "explorer_summary.png"))
+
+            emap = _tab(page, "error map")
+            canvas, before = _visible_canvas(page, emap)
+            assert emap.locator(".js-plotly-plot").count() >= 3
+            emap.screenshot(path=str(shots / "explorer_error_map.png"))
+            # frame slider (keyboard on its handle, as a user steps frames)
+            emap.locator(".widget-slider", has_text="frame").locator(".noUi-handle").first.press("ArrowRight")
+            before = _changed(canvas, before, page, "stepping the frame slider")
+            readout = emap.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
+            assert readout.inner_text().strip() == "1"
+            # metric
+            emap.locator(".widget-dropdown", has_text="colour by").locator("select").select_option(label=METRIC)
+            before = _changed(canvas, before, page, "changing the metric")
+            # force arrows
+            emap.get_by_role("checkbox", name="predicted forces").check()
+            before = _changed(canvas, before, page, "showing the predicted forces")
+            # a parity point of frame 2 moves the viewer there
+            parity = emap.locator(".js-plotly-plot", has_text="force components").first
+            data = parity.evaluate("gd => gd.data[0].customdata.map(r => [Number(r[0]), Number(r[1])])")
+            k = next(i for i, (frame, _) in enumerate(data) if frame == 2)
+            parity.locator(".scatterlayer .trace").first.locator("path.point").nth(k).click(force=True)
+            page.get_by_text(f"frame 2, atom {data[k][1]} (Cu)").wait_for(timeout=30_000)
+            _wait_for(lambda: readout.inner_text().strip() == "2" or None, 30, "the slider to follow", page)
+            _changed(canvas, before, page, "clicking a parity point")
+            emap.screenshot(path=str(shots / "explorer_error_map_clicked.png"))
+
+            scan = _tab(page, "PES scan")
+            scan.get_by_role("button", name="scan", exact=True).click()
+            scan.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            _visible_canvas(page, scan)
+            scan.screenshot(path=str(shots / "explorer_scan.png"))
+
+            latent = _tab(page, "latent space")
+            latent.locator(".widget-dropdown", has_text="projection").locator("select").select_option(
+                label="PCA (linear, fast)")
+            latent.get_by_role("button", name="make map").click()
+            latent.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            _visible_canvas(page, latent)
+            latent.screenshot(path=str(shots / "explorer_latent.png"))
+
+            attributions = _tab(page, "attributions")
+            assert attributions.get_by_role("button").count() == 1  # one set of controls
+            attributions.get_by_role("button", name="attribute force error").click()
+            attributions.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            _visible_canvas(page, attributions)
+            attributions.screenshot(path=str(shots / "explorer_attributions.png"))
+            _no_error_box(page)
+
+            # back to the error map after the window shrinks: still sized and drawn
+            page.set_viewport_size({"width": 1000, "height": 1600})
+            emap = _tab(page, "error map")
+            _visible_canvas(page, emap)
+        except Exception:
+            page.screenshot(path=str(shots / "failure_explorer.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+    assert console_errors == [], console_errors
+
+
+def _strip_port(text: str) -> str:
+    import re
+
+    return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1", text)
+
+
+def _voila_baseline(page, folder: Path) -> set[str]:
+    """Console errors of the same Voila serving a notebook without widgets."""
+    _notebook(folder / "empty.ipynb", ["1 + 1"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = folder / "voila-empty.log"
+    server = subprocess.Popen([sys.executable, "-m", "voila", "empty.ipynb", "--no-browser", f"--port={port}",
+                               "--Voila.ip=127.0.0.1", "--theme=light"], cwd=folder, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT)
+    errors: set[str] = set()
+    other = page.context.new_page()
+    other.on("console", lambda msg: errors.add(_strip_port(msg.text)) if msg.type == "error" else None)
+    try:
+        wait_for_server(f"http://127.0.0.1:{port}/", server, log)
+        other.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+        other.get_by_text("2").first.wait_for(timeout=120_000)
+        other.wait_for_timeout(3000)
+    finally:
+        other.close()
+        server.terminate()
+        server.wait(timeout=30)
+    return errors
+
+
+HIDDEN = [
+    """import ipywidgets as widgets
+import numpy as np
+from ase.build import bulk
+import mlipviz
+
+cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+tab = widgets.Tab([widgets.HTML("first page"), mlipviz.view(cu)], titles=("first", "viewer in tab"))
+tab""",
+    """accordion = widgets.Accordion([mlipviz.view(cu)], titles=("viewer in accordion",))
+accordion""",
+    """stack = widgets.Stack([widgets.HTML("first page"), mlipviz.view(cu)], selected_index=0)
+pages = widgets.ToggleButtons(options=["first page", "viewer in stack"])
+widgets.jslink((pages, "index"), (stack, "selected_index"))
+widgets.VBox([pages, stack])""",
+    # 1,000 Si atoms coloured by a per-atom value
+    """si = bulk("Si", "diamond", a=5.43, cubic=True) * (5, 5, 5)
+big = mlipviz.view(si, color_by=si.positions[:, 0], label="x (Å)")
+big""",
+]
+
+
+def test_views_draw_in_hidden_containers_and_large_cells_are_legible(tmp_path_factory, browser_page):
+    _needs_browser()
+    folder = tmp_path_factory.mktemp("hidden")
+    _notebook(folder / "hidden.ipynb", HIDDEN)
+    page, console_errors, shots = browser_page
+    with serve_jupyter(folder) as (url, token):
+        try:
+            _open_notebook(page, url, token, "hidden.ipynb")
+            outputs = page.locator(".jp-CodeCell .jp-OutputArea")  # one per cell
+            outputs.nth(3).locator("canvas").first.wait_for(timeout=240_000)
+
+            page.locator(".widget-tab .lm-TabBar-tabLabel", has_text="viewer in tab").click()
+            _visible_canvas(page, outputs.nth(0))
+            page.locator(".jupyter-widget-Collapse-header", has_text="viewer in accordion").click()
+            _visible_canvas(page, outputs.nth(1))
+            outputs.nth(2).locator(".widget-toggle-button", has_text="viewer in stack").click()
+            _visible_canvas(page, outputs.nth(2))
+
+            # 1,000 atoms: spheres large enough that the colours cover much of the canvas
+            outputs.nth(3).scroll_into_view_if_needed()
+            canvas, image = _visible_canvas(page, outputs.nth(3))
+            coloured = _coloured_fraction(image)
+            page.screenshot(path=str(shots / "hidden_containers_and_1000_atoms.png"), full_page=True)
+            canvas.screenshot(path=str(shots / "si_1000_atoms.png"))
+            # a cube fitted to a 2.3:1 canvas can cover at most ~45 %; specks cover a few per cent
+            assert coloured > 0.15, f"coloured atoms cover only {coloured:.1%} of the canvas"
+        except Exception:
+            page.screenshot(path=str(shots / "failure_hidden.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+    assert console_errors == [], console_errors
+
+
+def _coloured_fraction(image: np.ndarray) -> float:
+    """Share of pixels in colour (chroma > 0.15): atoms coloured by value, not the white
+    background or grey."""
+    return float((image.max(axis=-1) - image.min(axis=-1) > 0.15).mean())
+
+
+def test_mlipviz_explore_serves_the_explorer_on_a_file(tmp_path, browser_page):
+    _needs_browser()
+    _write_cu(tmp_path / "md.extxyz", 2, seed=3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "explore.log"
+    server = subprocess.Popen([sys.executable, "-m", "mlipviz", "explore", "md.extxyz", "--no-browser",
+                               f"--port={port}"], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    page, console_errors, shots = browser_page
+    try:
+        wait_for_server(f"http://127.0.0.1:{port}/", server, log)
+        assert f"http://127.0.0.1:{port}/" in log.read_text()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=240_000)
+        page.get_by_text("64 in all, 32 per frame").wait_for(timeout=240_000)  # the file is loaded
+        page.get_by_role("checkbox", name="chgnet", exact=True).check()
+        page.locator("button.widget-button[title='run']").click()
+        page.locator(".widget-tab .lm-TabBar-tabLabel", has_text="error map").wait_for(timeout=300_000)
+        emap = _tab(page, "error map")
+        _visible_canvas(page, emap)
+        page.screenshot(path=str(shots / "mlipviz_explore_voila.png"), full_page=True)
+    except Exception:
+        page.screenshot(path=str(shots / "failure_explore.png"), full_page=True)
+        print(log.read_text()[-3000:])
+        raise
+    finally:
+        page.goto("about:blank")  # leave the page first: a page open on a stopped server logs errors
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            code = server.wait(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert code == 0, log.read_text()[-3000:]
+    assert "stopped" in log.read_text()
+    time.sleep(1)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens there any more
+    # only errors that Voila logs for a notebook without widgets too (offline CDN fonts, a
+    # Notebook 7 extension Voila 0.5 cannot share modules with)
+    baseline = _voila_baseline(page, tmp_path)
+    assert [e for e in console_errors if _strip_port(e) not in baseline] == [], console_errors
