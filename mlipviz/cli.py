@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     explore.add_argument("files", nargs="*", help="structure files to load at once")
     explore.add_argument("--port", type=int, default=8866, help="port on this machine (default 8866)")
     explore.add_argument("--no-browser", action="store_true", help="only print the address")
+    sub.add_parser("warm-up", help="compile and cache on disk what a fresh kernel would otherwise compile on its "
+                                   "first latent map (UMAP's numba functions), e.g. at image build time")
     args = parser.parse_args(argv)
     if args.command == "explore":
         return _explore(args)
@@ -127,6 +129,15 @@ def main(argv=None) -> int:
             for name in args.names:
                 model = mlipviz.load_model(name, device="cpu")
                 print(f"{name}: ready ({model.meta.get('weights') or 'weights inside its package'})")
+        elif args.command == "warm-up":
+            import time
+
+            from mlipviz.analysis.latent import warm_up
+
+            start = time.perf_counter()
+            switched = warm_up()
+            print(f"warm-up: {switched} UMAP functions compiled into numba's disk cache "
+                  f"({time.perf_counter() - start:.0f} s)")
         elif args.command == "compare":
             if not args.model:
                 parser.error("compare needs at least one --model")

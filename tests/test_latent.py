@@ -176,3 +176,23 @@ def test_widget_links_selection_and_picking(comparison):
     widget.color_select.value = "element"
     assert widget.maps.data[0].marker.color[0].startswith("#") and widget.maps.layout.showlegend
     assert "latent space" in result_tabs()
+
+
+def test_umap_compiled_functions_are_kept_on_disk_and_give_the_same_map(tmp_path):
+    """`cache_compiled_umap` switches numba's disk cache on for umap-learn's and pynndescent's
+    functions (once); a fresh process, which then loads them from disk, draws the same map."""
+    import subprocess
+    import sys
+
+    from mlipviz.analysis.latent import _umap, cache_compiled_umap
+
+    cache_compiled_umap()
+    assert cache_compiled_umap() == 0  # every function already switched
+    x = np.random.default_rng(3).normal(size=(300, 8))
+    here = np.asarray(_umap(x, 2, 0, 15, 0.1, 30).embedding_)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np; from mlipviz.analysis.latent import _umap; "
+            f"x = np.load({str(tmp_path / 'x.npy')!r}); "
+            f"np.save({str(tmp_path / 'fresh.npy')!r}, _umap(x, 2, 0, 15, 0.1, 30).embedding_)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "fresh.npy"), here, rtol=0, atol=1e-6)
