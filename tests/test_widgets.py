@@ -337,3 +337,33 @@ def test_explorer_attribution_tab_explains_the_worst_force(comparison):
     assert isinstance(view_, AttributionView)
     assert view_.result.target == "force_error" and view_.result.atom == worst.atom
     assert view_.result.value == pytest.approx(worst.force_error, rel=1e-4)
+
+
+def test_periodic_images_camera_and_representation(cu_trajectory):
+    from ase.build import molecule
+
+    from mlipviz.widgets.viewer import BONDS_UP_TO, _representations
+
+    n = int(cu_trajectory.n_atoms[0])
+    viewer = view(cu_trajectory, images=(2, 1, 1), color_by=np.arange(cu_trajectory.total_atoms, dtype=float))
+    drawn = viewer.drawn_coordinates(1)
+    assert drawn.shape == (2 * n, 3)
+    a = cu_trajectory.cells[1][0] @ viewer._rotation(1)
+    np.testing.assert_allclose(drawn[n:] - drawn[:n], np.tile(a, (n, 1)), atol=1e-12)
+    assert viewer.structure_string(1).count("ATOM  ") == 2 * n
+    scheme = viewer.atom_colors.selection_scheme(2)  # an image is coloured as its atom
+    atoms_of_colour = {int(i): colour for colour, sele in scheme for i in sele[1:].split(",")}
+    assert sorted(atoms_of_colour) == list(range(2 * n))
+    assert all(atoms_of_colour[i] == atoms_of_colour[i + n] for i in range(n))
+    viewer.ngl.picked = {"atom1": {"index": n + 3}, "component": 0}  # a click on an image
+    assert viewer.picked["atom"] == 3
+    # spheres with bonds for small cells, spheres alone above BONDS_UP_TO atoms
+    assert viewer.representation == "ball+stick" and n <= BONDS_UP_TO
+    assert [kind for kind, _ in _representations("ball+stick")] == ["spacefill", "licorice"]
+    assert [kind for kind, _ in _representations("spacefill")] == ["spacefill"]
+    with pytest.raises(ValueError, match="non-periodic"):
+        view(molecule("H2O"), images=(2, 1, 1))
+    with pytest.raises(ValueError, match="three positive whole numbers"):
+        view(cu_trajectory, images=(0, 1, 1))
+    with pytest.raises(ValueError, match="camera"):
+        view(cu_trajectory, camera="fisheye")

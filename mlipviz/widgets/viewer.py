@@ -117,6 +117,8 @@ class Viewer(widgets.VBox):
         self.ngl = nglview.NGLWidget(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
                                      default_representation=False)
         self.ngl.layout.height = height
+        if camera not in ("orthographic", "perspective"):
+            raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
         self.ngl.camera = camera
         self.ngl.observe(self._on_ngl_frame, "frame")
         self.ngl.observe(self._on_pick, "picked")
