@@ -367,3 +367,27 @@ def test_periodic_images_camera_and_representation(cu_trajectory):
         view(cu_trajectory, images=(0, 1, 1))
     with pytest.raises(ValueError, match="camera"):
         view(cu_trajectory, camera="fisheye")
+
+
+def test_explorer_opens_files_on_the_server(cu_trajectory, tmp_path):
+    from ase.io import write
+
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "md.extxyz", [cu_trajectory.to_atoms(i) for i in range(3)])
+    (tmp_path / "notes.txt").write_text("not a structure")
+    app = Explorer(folder=tmp_path)
+    labels = [label for label, _ in app.listing.options]
+    assert "sub/" in labels and "notes.txt" not in labels and str(tmp_path) not in app.folder_label.value
+    app.listing.value = tmp_path / "sub"  # into the folder
+    assert [label for label, _ in app.listing.options] == ["../", "md.extxyz"]
+    app.listing.value = tmp_path / "sub" / "md.extxyz"
+    assert app.path.value == "sub/md.extxyz"  # shown relative to the app's folder
+    frames = app.load()
+    assert len(frames) == 3 and "96 in all, 32 per frame" in app.structure_info.value
+    assert "energy, forces" in app.structure_info.value
+    app.path.value = "sub/missing.extxyz"
+    assert app.load() is None and "no file sub/missing.extxyz" in app.message.value
+    opened = Explorer(files=[tmp_path / "sub" / "md.extxyz"] * 2, folder=tmp_path)  # as mlipviz explore
+    assert len(opened.frames) == 6 and opened.path.value == "sub/md.extxyz, sub/md.extxyz"
+    with pytest.raises(TypeError, match="models= takes"):
+        Explorer(models=["chgnet"])

@@ -94,7 +94,9 @@ class Explorer(widgets.VBox):
             sources.append((SOURCES["object"], "object"))
         self.source = widgets.ToggleButtons(options=sources, value="object" if structures is not None else "path",
                                             description="structures", style={"button_width": "130px"})
-        self.folder = Path(folder) if folder is not None else Path.cwd()
+        #: paths are typed and shown relative to this folder (``folder``, else the working folder)
+        self.root = Path(folder).resolve() if folder is not None else Path.cwd().resolve()
+        self.folder = self.root
         self.path = widgets.Text(placeholder="path of a structure file on the server (several: comma-separated)",
                                  description="file", layout={"width": "520px"})
         self.listing = widgets.Select(rows=8, layout={"width": "520px"})
@@ -174,7 +176,8 @@ class Explorer(widgets.VBox):
             self.task_progress, self.message, self.tabs,
         ])
         if files:
-            self.path.value = ", ".join(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
+            files = [files] if isinstance(files, (str, Path)) else files
+            self.path.value = ", ".join(self._shown(Path(f)) for f in files)
             self.source.value = "path"
             self.load()
 
@@ -204,7 +207,7 @@ class Explorer(widgets.VBox):
         self.listing.options = options
         self.listing.value = None
         self.listing.observe(self._on_listing, "value")
-        self.folder_label.value = (f"<span style='font-size:12px;color:#555'>in {html.escape(_shown_folder(folder))}"
+        self.folder_label.value = (f"<span style='font-size:12px;color:#555'>in {html.escape(self._shown(folder))}"
                                    " (structure files and folders; click a file to choose it)</span>")
 
     def _on_listing(self, change):
@@ -214,7 +217,7 @@ class Explorer(widgets.VBox):
         if chosen.is_dir():
             self._list_folder(chosen)
         else:
-            self.path.value = _shown_folder(chosen)
+            self.path.value = self._shown(chosen)
 
     def _show_reference_settings(self):
         choice = self.reference.value
@@ -233,7 +236,15 @@ class Explorer(widgets.VBox):
         if not names:
             raise MlipvizError("choose a file first: type its path on the server or click it in the listing")
         paths = [Path(name).expanduser() for name in names]
-        return [p if p.is_absolute() else Path.cwd() / p for p in paths]
+        return [p if p.is_absolute() else self.root / p for p in paths]
+
+    def _shown(self, path: Path) -> str:
+        """``path`` relative to `root` where it lies inside it (no machine paths in the app's
+        main view), else as it is."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root)) or "."
+        except ValueError:
+            return str(path)
 
     def load(self) -> Frames | None:
         """Read the chosen source into `frames`; errors show in the app."""
@@ -245,8 +256,8 @@ class Explorer(widgets.VBox):
                 parts = []
                 for path in self._paths():
                     if not path.is_file():
-                        raise MlipvizError(f"no file {_shown_folder(path)}" + (" (it is a folder)" if path.is_dir()
-                                                                              else ""))
+                        raise MlipvizError(f"no file {self._shown(path)}" + (" (it is a folder)" if path.is_dir()
+                                                                            else ""))
                     parts.append(read(path))
                 self.frames = parts[0] if len(parts) == 1 else Frames.concatenate(parts)
             elif self.source.value == "upload":
@@ -383,15 +394,6 @@ STRUCTURE_NAMES = ("POSCAR", "CONTCAR", "OUTCAR", "XDATCAR", "vasprun.xml")
 
 def _looks_like_structures(path: Path) -> bool:
     return path.suffix.lower() in STRUCTURE_SUFFIXES or any(path.name.startswith(n) for n in STRUCTURE_NAMES)
-
-
-def _shown_folder(path: Path) -> str:
-    """``path`` relative to the working folder where it lies inside it (no machine paths in
-    the app's main view), else as it is."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) or "."
-    except ValueError:
-        return str(path)
 
 
 def _structure_html(d: dict) -> str:
