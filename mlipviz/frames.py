@@ -150,6 +150,16 @@ class Frames:
         return {k: getattr(self, k) is not None and not np.all(np.isnan(getattr(self, k)))
                 for k in LABELS}
 
+    @property
+    def same_atoms(self) -> bool:
+        """Whether every frame has the same atoms (elements) in the same order, as in a trajectory."""
+        counts = self.n_atoms
+        if not len(self):
+            return True
+        if not np.all(counts == counts[0]):
+            return False
+        return bool(np.all(self.numbers.reshape(len(self), -1) == self.numbers[:counts[0]]))
+
     #: ``info`` keys that name the level of theory of the labels, first found wins
     THEORY_KEYS = ("reference", "level_of_theory", "method")
 
@@ -162,8 +172,6 @@ class Frames:
         from ase.data import chemical_symbols
 
         counts = self.n_atoms
-        same = bool(np.all(counts == counts[0])) and bool(
-            np.all(self.numbers.reshape(len(self), -1) == self.numbers[:counts[0]])) if len(self) else True
         theory: list[str] = []
         for key in self.THEORY_KEYS:
             values = [str(d[key]) for d in self.info if d.get(key) not in (None, "")]
@@ -173,7 +181,7 @@ class Frames:
         return {"frames": len(self), "atoms": self.total_atoms,
                 "atoms_per_frame": (int(counts.min()), int(counts.max())) if len(self) else (0, 0),
                 "elements": [chemical_symbols[z] for z in np.unique(self.numbers)],
-                "same_atoms": same, "labels": [k for k, v in self.has_labels.items() if v],
+                "same_atoms": self.same_atoms, "labels": [k for k, v in self.has_labels.items() if v],
                 "level_of_theory": theory}
 
     def atoms_of(self, i: int) -> slice:

@@ -350,7 +350,7 @@ class Comparison:
     def _select_atoms(self, atoms, threshold: float) -> np.ndarray:
         f = self.frames
         if atoms is None:
-            if len(set(f.n_atoms.tolist())) != 1 or not np.all(f.numbers.reshape(len(f), -1) == f.numbers[:f.n_atoms[0]]):
+            if not f.same_atoms:
                 raise InputError("default rare-event selection needs the same atoms in every frame; "
                                  "pass atoms=", source=f.source)
             return self._displaced(threshold)

@@ -218,7 +218,7 @@ class ErrorMap(widgets.VBox):
         """Where the default rare-event selection (atoms displaced > 1 Å along a trajectory) does
         not apply, e.g. frames with different atoms: why, the option that makes it apply, and the
         errors by element instead."""
-        if self._rare_spec is None and not self.comparison.frames.describe()["same_atoms"]:
+        if self._rare_spec is None and not self.comparison.frames.same_atoms:
             why = ("these frames hold different structures, so no atom can be followed from frame to "
                    "frame to find the ones that migrate. Mark them with a per-atom array "
                    "<code>migrating</code> in the file, or pass <code>rare_events=</code> (a mask, "

@@ -436,12 +436,8 @@ class _FrameStructure(nglview.Structure):
 
 
 def _same_atoms_and_cell(frames: Frames) -> bool:
-    n = frames.n_atoms
-    if not np.all(n == n[0]):
-        return False
-    numbers = frames.numbers.reshape(len(frames), -1)
-    return bool(np.all(numbers == numbers[0]) and np.allclose(frames.cells, frames.cells[0])
-                and np.all(frames.pbc == frames.pbc[0]))
+    return frames.same_atoms and bool(np.allclose(frames.cells, frames.cells[0])
+                                      and np.all(frames.pbc == frames.pbc[0]))
 
 
 def _standard_orientation(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
