@@ -5,7 +5,7 @@
    the front end is measured): frame step (arrow key on the frame slider), recolour (another
    metric), parity click (a point of another frame). A script in the page compares a 64 x 64
    copy of the canvas with its state before the event at every animation frame; the time runs
-   from just before Playwright dispatches the event, so it includes Playwright's own dispatch.
+   from the input event as the page receives it (key down, pointer down, the select's change).
 (Still to come: from pressing run to the drawn error map of ``high-energy-states`` with CHGNet,
 cold and warm.)
 
@@ -61,16 +61,24 @@ WATCH = """canvas => {
   const grab = () => { ctx.clearRect(0, 0, 64, 64); ctx.drawImage(canvas, 0, 0, 64, 64);
                        return ctx.getImageData(0, 0, 64, 64).data; };
   const before = grab().slice();
-  const t0 = performance.now();
+  const armed = performance.now();
+  // the clock starts at the input event itself (key, pointer or the select's change) as the
+  // page receives it, not when Playwright starts dispatching it
+  let t0 = null;
+  const start = () => { if (t0 === null) t0 = performance.now(); };
+  const kinds = ["keydown", "pointerdown", "mousedown", "input", "change"];
+  kinds.forEach(kind => document.addEventListener(kind, start, {capture: true, once: true}));
   window.__changed = new Promise(resolve => {
     const tick = () => {
       const now = grab();
       let changed = 0;
       for (let i = 0; i < now.length; i += 4)
         if (Math.abs(now[i] - before[i]) + Math.abs(now[i + 1] - before[i + 1]) + Math.abs(now[i + 2] - before[i + 2]) > 24) changed++;
-      if (changed > 8) resolve(performance.now() - t0);
-      else if (performance.now() - t0 > 20000) resolve(-1);
-      else requestAnimationFrame(tick);
+      const done = changed > 8 ? performance.now() - (t0 === null ? armed : t0)
+                 : performance.now() - armed > 20000 ? -1 : null;
+      if (done === null) { requestAnimationFrame(tick); return; }
+      kinds.forEach(kind => document.removeEventListener(kind, start, {capture: true}));
+      resolve(done);
     };
     requestAnimationFrame(tick);
   });

@@ -47,6 +47,14 @@ def _expected_hex(value, vmin, vmax, cmap="viridis"):
     return to_hex(colormaps[cmap](level / (LEVELS - 1)))
 
 
+def _sent_colors(viewer) -> list[int]:
+    """The per-atom colours of the viewer's colour scheme as the browser receives them."""
+    import json
+    import re
+
+    return json.loads(re.search(r"store\[key\] = (\[[^\]]*\]);", viewer.colors_code()).group(1))
+
+
 def test_colours_follow_the_array_with_a_fixed_range(cu_trajectory):
     values = np.linspace(-1.0, 2.0, cu_trajectory.total_atoms)
     values[5] = np.nan
@@ -57,9 +65,9 @@ def test_colours_follow_the_array_with_a_fixed_range(cu_trajectory):
     for atom in (0, 7, 31):
         assert colors.hex[atom] == _expected_hex(first[atom], -1.0, 2.0)
     assert colors.hex[5] == "#bdbdbd"  # NaN is grey
-    # the selection scheme nglview receives covers every atom exactly once
-    selected = sorted(int(i) for _, sele in colors.selection_scheme() for i in sele[1:].split(","))
-    assert selected == list(range(32))
+    # the browser gets one colour per atom, as the NGL scheme's 0xRRGGBB
+    sent = _sent_colors(viewer)
+    assert len(sent) == 32 and sent == [int(colour[1:], 16) for colour in colors.hex]
     assert "test value" in viewer.legend.value and ">-1<" in viewer.legend.value and ">2<" in viewer.legend.value
 
 
@@ -79,7 +87,11 @@ def test_frame_change_moves_trajectory_and_recolours(cu_trajectory):
     values = np.arange(cu_trajectory.total_atoms, dtype=float)
     viewer = view(cu_trajectory, color_by=values)
     before = viewer.atom_colors.hex
+    sent = []
+    viewer._send = lambda method, target, args=None, **kwargs: sent.append((method, args))
     viewer.frame = 4
+    # recoloured in place: the new colours, no representation removed or rebuilt
+    assert [method for method, _ in sent] == ["executeCode"] and "update({color: true})" in sent[0][1][0]
     assert viewer.ngl.frame == 4 and viewer.slider.value == 4
     assert viewer.atom_colors.hex != before
     assert viewer.atom_colors.hex[0] == _expected_hex(values[4 * 32], values.min(), values.max())
@@ -351,10 +363,8 @@ def test_periodic_images_camera_and_representation(cu_trajectory):
     a = cu_trajectory.cells[1][0] @ viewer._rotation(1)
     np.testing.assert_allclose(drawn[n:] - drawn[:n], np.tile(a, (n, 1)), atol=1e-12)
     assert viewer.structure_string(1).count("ATOM  ") == 2 * n
-    scheme = viewer.atom_colors.selection_scheme(2)  # an image is coloured as its atom
-    atoms_of_colour = {int(i): colour for colour, sele in scheme for i in sele[1:].split(",")}
-    assert sorted(atoms_of_colour) == list(range(2 * n))
-    assert all(atoms_of_colour[i] == atoms_of_colour[i + n] for i in range(n))
+    # one colour per atom of the cell; the scheme gives an image its atom's (index modulo n)
+    assert len(_sent_colors(viewer)) == n and "atom.index % c.length" in viewer.colors_code()
     viewer.ngl.picked = {"atom1": {"index": n + 3}, "component": 0}  # a click on an image
     assert viewer.picked["atom"] == 3
     # spheres with bonds for small cells, spheres alone above BONDS_UP_TO atoms

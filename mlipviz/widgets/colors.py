@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-#: colour levels of a continuous map; nglview colours by selection, one per level.
+#: colour levels of a continuous map
 LEVELS = 64
 
 
@@ -23,14 +23,10 @@ class AtomColors:
     vmin: float | None = None
     vmax: float | None = None
 
-    def selection_scheme(self, copies: int = 1) -> list[list[str]]:
-        """``[[colour, "@i,j,k"], ...]``: one entry per distinct colour (nglview's format);
-        ``copies`` > 1 colours as many periodic images of the atoms alike."""
-        groups: dict[str, list[int]] = {}
-        n = len(self.hex)
-        for index, colour in enumerate(self.hex):
-            groups.setdefault(colour, []).extend(range(index, n * copies, n))
-        return [[colour, "@" + ",".join(map(str, atoms))] for colour, atoms in groups.items()]
+    @property
+    def ints(self) -> list[int]:
+        """The colours as 0xRRGGBB integers, as NGL's colour schemes return them."""
+        return [int(colour[1:], 16) for colour in self.hex]
 
 
 def _colormap(name: str):

@@ -290,8 +290,15 @@ def _render(figure, traces, **layout):
     if figure is None:
         return go.FigureWidget(data=traces, layout=go.Layout(**{**PLOT, **layout}))
     with figure.batch_update():
-        figure.data = []
-        figure.add_traces(traces)
+        if [trace.type for trace in figure.data] == [trace.type for trace in traces]:
+            # the same kinds of traces: changed in place, one message and one redraw in the
+            # browser (replacing them costs a redraw each for removing, adding and the layout)
+            for old, new in zip(figure.data, traces):
+                old.update({key: value for key, value in new.to_plotly_json().items() if key != "type"},
+                           overwrite=True)
+        else:
+            figure.data = []
+            figure.add_traces(traces)
         figure.update_layout(**layout)
     return figure
 
