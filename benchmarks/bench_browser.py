@@ -6,8 +6,13 @@
    metric), parity click (a point of another frame). A script in the page compares a 64 x 64
    copy of the canvas with its state before the event at every animation frame; the time runs
    from the input event as the page receives it (key down, pointer down, the select's change).
-(Still to come: from pressing run to the drawn error map of ``high-energy-states`` with CHGNet,
-cold and warm.)
+   The same clock on a change made in the page alone (the camera turned by script, no kernel):
+   the floor of this browser's drawing, with which the three compare.
+2. From pressing the Explorer's run button to its drawn error map (the tab opened as soon as it
+   appears, atoms drawn on its canvas) for the bundled ``high-energy-states`` with CHGNet
+   against the file's DFT labels: cold (the first run of a fresh kernel, pressed as soon as the
+   app is shown) and warm (a second Explorer in the same kernel, nothing reused but the
+   imports and the loaded model).
 
 Writes ``benchmarks/results/browser_cpu.json``. Usage: ``python benchmarks/bench_browser.py
 [--repeats 15] [--sizes 100,1000,10000]``. Needs what the browser tests need (``chromium``, ``playwright``).
@@ -52,6 +57,7 @@ for _ in range(6):
     images.append(atoms)
 cmp = mlipviz.compare(EMT(), mlipviz.read(images), device="cpu", progress=False)
 emap = cmp.show()
+emap.viewer.ngl._js("window.__mlipvizView = this")  # for the floor: the camera turned in the page
 emap"""
 
 WATCH = """canvas => {
@@ -85,6 +91,9 @@ WATCH = """canvas => {
 }"""
 
 
+SPIN = "() => window.__mlipvizView.stage.viewerControls.spin([0, 1, 0], 0.3)"
+
+
 def _timed(page, canvas, act) -> float:
     """ms from just before ``act()`` to the canvas change (-1: no change within 20 s)."""
     canvas.evaluate(WATCH)
@@ -108,6 +117,11 @@ def _stats(values):
             "n": len(values), "no_change": int(sum(v < 0 for v in values))}
 
 
+def _panel(page):
+    """The notebook shown (JupyterLab also restores the notebooks opened before, hidden)."""
+    return page.locator(".jp-NotebookPanel:visible")
+
+
 def _open(page, url, token, name):
     page.goto(f"{url}/lab/tree/{name}?token={token}")
     page.wait_for_selector(".jp-Notebook", timeout=90_000)
@@ -123,15 +137,16 @@ def error_map_latencies(page, url, token, folder: Path, n_atoms: int, repeats: i
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, folder / name)
     _open(page, url, token, name)
-    canvas = page.locator("canvas").first
+    panel = _panel(page)
+    canvas = panel.locator("canvas").first
     canvas.wait_for(timeout=300_000)
     page.wait_for_timeout(8000)  # first drawing and colours settle
-    handle = page.locator(".widget-slider", has_text="frame").locator(".noUi-handle").first
-    metric = page.locator(".widget-dropdown", has_text="colour by").locator("select")
-    parity = page.locator(".js-plotly-plot", has_text="force components").first
+    handle = panel.locator(".widget-slider", has_text="frame").locator(".noUi-handle").first
+    metric = panel.locator(".widget-dropdown", has_text="colour by").locator("select")
+    parity = panel.locator(".js-plotly-plot", has_text="force components").first
     frames = [int(r[0]) for r in parity.evaluate("gd => gd.data.find(t => t.customdata).customdata")]
-    readout = page.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
-    out = {"frame_step": [], "recolour": [], "parity_click": []}
+    readout = panel.locator(".widget-slider", has_text="frame").locator(".widget-readout").first
+    out = {"frame_step": [], "recolour": [], "parity_click": [], "floor_camera_turn": []}
     rng = np.random.default_rng(0)
     for k in range(repeats):
         key = "ArrowRight" if (k // 4) % 2 == 0 else "ArrowLeft"
@@ -145,13 +160,68 @@ def error_map_latencies(page, url, token, folder: Path, n_atoms: int, repeats: i
         target = int(rng.choice(choices))
         out["parity_click"].append(_timed(page, canvas, lambda: _click_point(page, parity, target)))
         page.wait_for_timeout(300)
+        out["floor_camera_turn"].append(_timed(page, canvas, lambda: page.evaluate(SPIN)))
+        page.wait_for_timeout(300)
     return {action: _stats(values) for action, values in out.items()} | {"raw_ms": out}
+
+
+EXPLORER = "import mlipviz\napp = mlipviz.Explorer()\napp"
+
+
+def _drawn_in(canvas) -> bool:
+    from test_browser import _drawn_fraction, _pixels
+
+    box = canvas.bounding_box()
+    return bool(box and box["width"] > 0 and _drawn_fraction(_pixels(canvas.screenshot())) > 0.01)
+
+
+def run_to_error_map(page, cell) -> float:
+    """Seconds from pressing run in the Explorer of notebook ``cell`` to its drawn error map."""
+    cell.get_by_role("checkbox", name="chgnet", exact=True).check()
+    cell.locator(".widget-toggle-button", has_text="bundled example").click()
+    cell.locator(".widget-dropdown", has_text="example").locator("select").select_option(label="high-energy-states")
+    t0 = time.perf_counter()
+    cell.locator("button.widget-button[title='run']").click()
+    tab = cell.locator(".widget-tab .lm-TabBar-tabLabel", has_text="error map")
+    tab.wait_for(timeout=600_000)
+    tab.click()
+    canvas = cell.locator(".widget-tab-contents > .lm-Widget:visible canvas").first
+    while not _drawn_in(canvas):
+        if time.perf_counter() - t0 > 600:
+            raise TimeoutError("the error map was not drawn within 600 s")
+        page.wait_for_timeout(50)
+    return round(time.perf_counter() - t0, 2)
+
+
+def explorer_run_times(page, url, token, folder: Path) -> dict:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(EXPLORER)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / "explorer.ipynb")
+    _open(page, url, token, "explorer.ipynb")
+    first = _panel(page).locator(".jp-CodeCell").nth(0)
+    first.locator("button.widget-button[title='run']").wait_for(timeout=300_000)
+    cold = run_to_error_map(page, first)
+    # a second Explorer in the same kernel: a new cell below, run from the keyboard
+    first.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    second = _panel(page).locator(".jp-CodeCell").nth(1)
+    second.locator(".jp-InputArea-editor").click()
+    page.keyboard.type("app2 = mlipviz.Explorer()\napp2")
+    page.keyboard.press("Shift+Enter")
+    second.locator("button.widget-button[title='run']").wait_for(timeout=120_000)
+    warm = run_to_error_map(page, second)
+    return {"example": "high-energy-states", "model": "chgnet", "reference": "file labels",
+            "cold_s": cold, "warm_s": warm}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--sizes", default="100,1000,10000", help="atoms per error map, comma-separated")
+    parser.add_argument("--no-explorer", action="store_true", help="skip run-to-error-map timing")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "browser_cpu.json")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -162,16 +232,25 @@ def main():
         folder = Path(tmp)
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=False, args=CHROMIUM_FLAGS)
         with serve_jupyter(folder) as (url, token):
-            for n_atoms in (int(n) for n in args.sizes.split(",")):
+            for n_atoms in (int(n) for n in args.sizes.split(",") if n):
                 page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
                 result["error_map"][str(n_atoms)] = error_map_latencies(page, url, token, folder, n_atoms,
                                                                         args.repeats)
                 print(n_atoms, {k: v for k, v in result["error_map"][str(n_atoms)].items() if k != "raw_ms"},
                       flush=True)
                 page.context.close()
+            if not args.no_explorer:
+                page = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
+                try:
+                    result["run_to_error_map"] = explorer_run_times(page, url, token, folder)
+                except Exception:
+                    page.screenshot(path=str(args.out.with_suffix(".failure.png")), full_page=True)
+                    raise
+                print(result["run_to_error_map"], flush=True)
+                page.context.close()
         browser.close()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
