@@ -169,6 +169,21 @@ def test_error_map_links_plots_and_viewer(comparison):
     np.testing.assert_allclose(emap.parity.data[-1].x, row[["fx_ref", "fy_ref", "fz_ref"]].to_numpy(float))
 
 
+def test_plots_share_one_copy_of_plotly_js(comparison):
+    """Plotly's ~5 MB front-end bundle travels once per kernel (in the runtime widget), not
+    in every figure's state: the error map's three figures carry only a short loader."""
+    from plotly.basewidget import BaseFigureWidget
+
+    from mlipviz.widgets.figure import runtime
+
+    emap = comparison.show()
+    bundle = str(BaseFigureWidget._esm)
+    assert runtime().get_state()["bundle"] == bundle and len(bundle) > 1_000_000
+    for figure in (emap.parity, emap.histogram, emap.curve):
+        assert len(figure.get_state()["_esm"]) < 2_000
+    assert runtime() is runtime()
+
+
 def test_error_map_metric_and_summary(comparison):
     emap = comparison.show()
     force_error = comparison.per_atom["force_error"].to_numpy()

@@ -283,12 +283,14 @@ def _frame_line(frame: int) -> dict:
 
 
 def _render(figure, traces, **layout):
-    """A FigureWidget made with its data (so front-ends that render later, like Voila, get
+    """A `Figure` made with its data (so front-ends that render later, like Voila, get
     it in the widget state), or ``figure`` with its data and layout replaced."""
     import plotly.graph_objects as go
 
+    from .figure import Figure
+
     if figure is None:
-        return go.FigureWidget(data=traces, layout=go.Layout(**{**PLOT, **layout}))
+        return Figure(data=traces, layout=go.Layout(**{**PLOT, **layout}))
     with figure.batch_update():
         if [trace.type for trace in figure.data] == [trace.type for trace in traces]:
             # the same kinds of traces: changed in place, one message and one redraw in the

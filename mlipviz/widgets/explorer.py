@@ -421,6 +421,12 @@ def _preload(names):
     from ..models import preload
 
     preload(names)
+    # the result views' own imports (plotly's figure widget pulls in nbformat and jsonschema,
+    # a few seconds in a fresh kernel) and the shared plotly front end
+    from .error_map import ErrorMap  # noqa: F401
+    from .figure import runtime
+
+    runtime()
 
 
 def run_in_background(button, status, output, busy: str, make: Callable[[], widgets.Widget]) -> threading.Thread:

@@ -9,6 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..analysis.scan import REFERENCE, Scan, barriers, birch_murnaghan
+from .figure import Figure
 from .viewer import Viewer
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -43,7 +44,7 @@ class ScanView(widgets.VBox):
         if has_force:
             figure.update_yaxes(title_text="force along scan (-dE/dq)", row=2, col=1)
         figure.update_xaxes(title_text=scan.coordinate_label, row=2 if has_force else 1, col=1)
-        self.figure = go.FigureWidget(figure)
+        self.figure = Figure(figure)
         for trace in self.figure.data:
             trace.on_click(self._on_click)
         self.summary = widgets.HTML(_summary_html(scan), layout={"margin": "0 0 0 10px"})
