@@ -123,8 +123,9 @@ def _panel(page):
 
 
 def _open(page, url, token, name):
-    page.goto(f"{url}/lab/tree/{name}?token={token}")
-    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    # ?reset: a fresh workspace, without the notebooks an earlier measurement left open
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
     page.wait_for_timeout(2000)
     _run_all_cells(page)
 
@@ -217,6 +218,17 @@ def explorer_run_times(page, url, token, folder: Path) -> dict:
             "cold_s": cold, "warm_s": warm}
 
 
+def _stop_kernels(url: str, token: str) -> None:
+    import urllib.request
+
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels", headers=headers)) as reply:
+        kernels = json.load(reply)
+    for kernel in kernels:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels/{kernel['id']}", headers=headers,
+                                                      method="DELETE"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
@@ -239,6 +251,7 @@ def main():
                 print(n_atoms, {k: v for k, v in result["error_map"][str(n_atoms)].items() if k != "raw_ms"},
                       flush=True)
                 page.context.close()
+                _stop_kernels(url, token)  # an idle kernel and its page would load the next size
             if not args.no_explorer:
                 page = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
                 try:
