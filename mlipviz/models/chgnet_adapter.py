@@ -186,9 +186,10 @@ class CHGNetModel(Model):
         conv = self.net.graph_converter
         n_atoms = len(numbers)
         inverse = np.linalg.inv(cell)
-        # summed in the order of pymatgen's per-site vector-matrix product (a matrix product
-        # through BLAS rounds differently: -1e-17 where pymatgen gets 0)
-        frac = positions[:, :1] * inverse[0] + positions[:, 1:2] * inverse[1] + positions[:, 2:] * inverse[2]
+        # pymatgen's own per-site product (PeriodicSite: np.dot(vector, inverse)): a matrix
+        # product, or a hand-written sum, rounds differently with some numpy/BLAS builds
+        # (-1e-17 where pymatgen gets 0); a few microseconds per atom
+        frac = np.array([np.dot(position, inverse) for position in positions]).reshape(-1, 3)
         cart = np.ascontiguousarray(frac @ cell)
         center, neighbor, image, distance = find_points_in_spheres(
             cart, cart, r=float(conv.atom_graph_cutoff), pbc=np.ascontiguousarray(pbc, dtype=np.int64),
