@@ -246,8 +246,12 @@ def main():
         with serve_jupyter(folder) as (url, token):
             for n_atoms in (int(n) for n in args.sizes.split(",") if n):
                 page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
-                result["error_map"][str(n_atoms)] = error_map_latencies(page, url, token, folder, n_atoms,
-                                                                        args.repeats)
+                try:
+                    result["error_map"][str(n_atoms)] = error_map_latencies(page, url, token, folder, n_atoms,
+                                                                            args.repeats)
+                except Exception:
+                    page.screenshot(path=str(args.out.with_suffix(f".failure_{n_atoms}.png")), full_page=True)
+                    raise
                 print(n_atoms, {k: v for k, v in result["error_map"][str(n_atoms)].items() if k != "raw_ms"},
                       flush=True)
                 page.context.close()

@@ -11,10 +11,14 @@ PCA and OOD scores of 100,000 real per-atom embeddings.
    reproducible, its layout single-threaded, with the default and with umap-learn's 200
    epochs; and seed=None: all cores), PCA, and `ood_score` (k = 10, leave-one-out); for each
    map, the fraction of 15 nearest neighbours it keeps (3,000 sampled atoms). The UMAP times
-   exclude numba's one-off compilation, measured separately on 2,000 and 6,000 atoms.
+   exclude numba's one-off compilation, measured separately (a 2,000-atom map, and one epoch
+   of a map large enough for NN-descent).
 3. The `LatentMap` widget over those atoms (server side): `analyse` (its UMAP comes from the
    cache), building the widget, recolouring, and the size of the figure state sent to the
    browser.
+4. Cold start (``cold_start``): the first UMAP map of a fresh process (3,000, 6,000 and 20,000
+   atoms) against the same map again in that process, on a fresh install (an empty numba cache)
+   and in a later fresh kernel; and the same with umap-learn's own neighbour search.
 
 Writes benchmarks/results/latent_cpu.json (``--parts`` measures some parts only and keeps
 the others' figures, each part dated). Ratios are the figures to quote: these machines are
@@ -34,7 +38,7 @@ import numpy as np
 
 import mlipviz
 from mlipviz import latent
-from mlipviz.analysis.latent import Scaler
+from mlipviz.analysis.latent import EXACT_NEIGHBOURS_MAX, Scaler
 
 MODELS = ("chgnet", "m3gnet", "sevennet-0", "mace-mp-0")
 
@@ -67,7 +71,7 @@ def extraction_overhead(frames, repeats: int) -> list[dict]:
     return rows
 
 
-PARTS = ("extraction", "projection", "widget")
+PARTS = ("extraction", "projection", "widget", "cold_start")
 
 
 def large_comparison(frames, n_atoms: int, seed: int = 0, checkpoint_dir: Path | None = None):
@@ -117,9 +121,10 @@ def neighbours_kept(x: np.ndarray, coords: np.ndarray, sample: int = 3000, k: in
 def projection_costs(cmp) -> dict:
     x = cmp.predictions["chgnet"].embeddings
     scaled = Scaler.fit(x, "zscore")(x)
-    # numba compiles on first use: exact neighbours up to 4,096 points, NN-descent above
+    # numba compiles on first use: the exact-neighbour path, and NN-descent (above EXACT_NEIGHBOURS_MAX)
     compile_s, _ = timed(lambda: (latent.project(x[:2000], method="umap", seed=0),
-                                  latent.project(x[:6000], method="umap", seed=0)))
+                                  latent.project(x[:EXACT_NEIGHBOURS_MAX + 1000], method="umap", seed=0,
+                                                 n_epochs=1)))
     umap_s, fixed = timed(lambda: latent.project(cmp, method="umap", seed=0))
     umap_200_s, fixed_200 = timed(lambda: latent.project(cmp, method="umap", seed=0, n_epochs=200))
     umap_parallel_s, parallel = timed(lambda: latent.project(cmp, method="umap", seed=None))
@@ -127,7 +132,7 @@ def projection_costs(cmp) -> dict:
     pca_s, pca = timed(lambda: latent.project(cmp, method="pca"))
     ood_s, _ = timed(lambda: latent.ood_score(cmp, k=10))
     return {"atoms": int(len(x)), "width": int(x.shape[1]),
-            "umap_first_calls_2000_and_6000_atoms_s (numba compilation)": round(compile_s, 2),
+            "umap_first_calls_s (numba compilation)": round(compile_s, 2),
             f"umap_seed0_s (default {fixed.settings['n_epochs']} epochs)": round(umap_s, 2),
             "umap_seed0_200_epochs_s": round(umap_200_s, 2),
             f"umap_seed_none_s ({parallel.settings['n_epochs']} epochs)": round(umap_parallel_s, 2),
@@ -138,6 +143,62 @@ def projection_costs(cmp) -> dict:
                 "pca": round(neighbours_kept(scaled, pca.coords), 3)},
             "umap_cached_repeat_s": round(cached_s, 4), "cached_is_same_object": again is fixed,
             "pca_s": round(pca_s, 3), "ood_score_k10_s": round(ood_s, 2)}
+
+
+COLD = """
+import sys, time
+import numpy as np
+start = time.perf_counter()
+import umap
+from mlipviz import latent
+imported = time.perf_counter() - start
+rng = np.random.default_rng(0)
+n = int(sys.argv[1])
+if sys.argv[2] == "umap-learn":  # umap-learn's own neighbour search, for comparison
+    import mlipviz.analysis.latent
+    mlipviz.analysis.latent.EXACT_NEIGHBOURS_MAX = 0
+x = rng.normal(size=(n, 64)) + rng.normal(scale=4, size=(8, 64))[rng.integers(0, 8, n)]
+times = []
+for _ in range(2):  # the first map of this process, then the same again (warm)
+    latent.clear_cache()
+    start = time.perf_counter()
+    latent.project(x, method="umap", seed=0).transform(x[:100] + 0.01)
+    times.append(time.perf_counter() - start)
+print(imported, *times)
+"""
+
+
+def cold_start(runs=((3000, "exact"), (6000, "exact"), (20_000, "exact"), (3000, "umap-learn"),
+                     (6000, "umap-learn"))) -> dict:
+    """The first UMAP map (and placing 100 new atoms on it) of a fresh process against the same
+    map again in that process: on a fresh install (numba's disk cache empty) and in a fresh
+    kernel later (the cache filled). Clustered random points, 64 wide. Neighbours: "exact"
+    (scikit-learn's, what mlipviz hands umap-learn up to EXACT_NEIGHBOURS_MAX atoms) or, for
+    comparison, "umap-learn" (its own: a dense distance matrix below 4,096 points, NN-descent
+    above, compiled in every process)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    rows = []
+    for n, neighbours in runs:
+        with tempfile.TemporaryDirectory() as cache:  # numba's disk cache, empty for each size
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            row = {"atoms": n, "neighbours": neighbours if neighbours == "exact" else
+                   "umap-learn: dense exact" if n < 4096 else "umap-learn: NN-descent"}
+            for when in ("fresh_install", "fresh_kernel"):
+                out = subprocess.run([sys.executable, "-c", COLD, str(n), neighbours], env=env, capture_output=True, text=True,
+                                     check=True).stdout.split()
+                imported, first, warm = map(float, out[-3:])
+                row[f"{when}_first_map_s"] = round(first, 2)
+                row[f"{when}_import_s"] = round(imported, 2)
+                row["warm_map_s"] = round(warm, 2)  # the last process's
+            row["fresh_kernel_over_warm"] = round(row["fresh_kernel_first_map_s"] / row["warm_map_s"], 2)
+            print(row, flush=True)
+            rows.append(row)
+    return {"note": "each size: a process with NUMBA_CACHE_DIR an empty folder (fresh install), then a "
+                    "second process with the cache it filled (fresh kernel); warm: the same map again in "
+                    "the second process", "sizes": rows}
 
 
 def main():
@@ -160,6 +221,8 @@ def main():
     today = time.strftime("%Y-%m-%d")
     if "extraction" in args.parts:
         result["extraction"] = {"date": today, "models": extraction_overhead(frames, args.repeats)}
+    if "cold_start" in args.parts:
+        result["cold_start"] = {"date": today, **cold_start()}
     if {"projection", "widget"} & set(args.parts):
         cmp = large_comparison(frames, args.atoms, checkpoint_dir=args.checkpoint_dir)
         for part, measure in (("projection", projection_costs), ("widget", widget_costs)):

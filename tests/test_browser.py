@@ -248,13 +248,33 @@ def test_error_map_in_jupyterlab(lab, browser_page):
 
 
 def _open(page, url: str, token: str, front_end: str, name: str):
-    if front_end == "notebook7":
+    """Open notebook ``name`` (no suffix) in ``front_end`` ("jupyterlab", "notebook7" or
+    "voila") and run it."""
+    if front_end == "jupyterlab":
+        page.goto(f"{url}/lab/tree/{name}.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        page.wait_for_timeout(2000)
+        _run_all_cells(page)
+    elif front_end == "notebook7":
         page.goto(f"{url}/notebooks/{name}.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook", timeout=90_000)
         page.wait_for_timeout(2000)
         _run_all_cells(page)
     else:  # Voila runs the notebook on the server and shows only the outputs
         page.goto(f"{url}/voila/render/{name}.ipynb?token={token}", timeout=240_000)
+
+
+def baseline_errors(page, url: str, token: str, front_end: str, name: str = "empty") -> set[str]:
+    """What ``front_end`` logs to the console for the notebook ``name`` (one without widgets),
+    opened in a page of its own: the errors that are the front-end's, not ours."""
+    baseline = set()
+    empty_page = page.context.new_page()
+    empty_page.on("console", lambda msg: baseline.add(msg.text) if msg.type == "error" else None)
+    empty_page.on("pageerror", lambda exc: baseline.add(f"page error: {exc}"))
+    _open(empty_page, url, token, front_end, name)
+    empty_page.wait_for_timeout(5000)
+    empty_page.close()
+    return baseline
 
 
 @pytest.mark.parametrize("front_end", ["notebook7", "voila"])
@@ -264,12 +284,7 @@ def test_error_map_in_notebook7_and_voila(lab, browser_page, front_end):
     url, token, folder = lab
     page, console_errors, shots = browser_page
     try:
-        baseline = set()  # what the front-end logs for a notebook without widgets, in its own page
-        empty_page = page.context.new_page()
-        empty_page.on("console", lambda msg: baseline.add(msg.text) if msg.type == "error" else None)
-        empty_page.on("pageerror", lambda exc: baseline.add(f"page error: {exc}"))
-        _open(empty_page, url, token, front_end, "empty")
-        empty_page.wait_for_timeout(5000)
+        baseline = baseline_errors(page, url, token, front_end)
         _open(page, url, token, front_end, f"error_map_{front_end}")
         _drawn_canvas(page)
         _, points = _parity(page)

@@ -196,3 +196,25 @@ def test_umap_compiled_functions_are_kept_on_disk_and_give_the_same_map(tmp_path
             f"np.save({str(tmp_path / 'fresh.npy')!r}, _umap(x, 2, 0, 15, 0.1, 30).embedding_)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     np.testing.assert_allclose(np.load(tmp_path / "fresh.npy"), here, rtol=0, atol=1e-6)
+
+
+def test_large_maps_use_exact_neighbours_and_still_place_new_atoms():
+    """From 4,096 atoms umap-learn would build its graph by NN-descent (numba code compiled in
+    every fresh kernel); mlipviz hands it scikit-learn's exact neighbours instead (at every size
+    up to EXACT_NEIGHBOURS_MAX), and the fitted map still places new atoms (`transform`)
+    through that index."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from mlipviz.analysis.latent import EXACT_NEIGHBOURS_MAX, _ExactNeighbours
+
+    x, labels = clusters(seed=4, n=1400, width=10)  # 4,200 atoms
+    assert 4096 <= len(x) <= EXACT_NEIGHBOURS_MAX
+    fitted = latent.project(x, method="umap", seed=0, n_epochs=30, standardize="none")
+    reducer = fitted.reducer
+    assert isinstance(reducer._knn_search_index, _ExactNeighbours)
+    exact = NearestNeighbors(n_neighbors=15).fit(x).kneighbors(x, return_distance=False)
+    np.testing.assert_array_equal(np.sort(reducer._knn_indices, axis=1), np.sort(exact, axis=1))
+    placed = fitted.transform(x[::100])
+    centres = np.array([fitted.coords[labels == c].mean(0) for c in range(3)])
+    nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
+    np.testing.assert_array_equal(nearest, labels[::100])

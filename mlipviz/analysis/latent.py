@@ -140,7 +140,8 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
     ``source``, ``fit_on``: embeddings (array, `Prediction` or `Comparison`; ``model``
     picks a comparison's model). The map is fitted on ``fit_on`` (default: ``source``)
     and ``source`` is placed on it, so new atoms land on a fixed map. ``standardize``:
-    see `Scaler`, fitted on the fit set. UMAP (umap-learn) uses ``n_neighbors``,
+    see `Scaler`, fitted on the fit set. UMAP (umap-learn, on exact neighbours up to
+    `EXACT_NEIGHBOURS_MAX` atoms, see `_umap`) uses ``n_neighbors``,
     ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and its layout
     single-threaded; None lets it use every core); ``n_epochs`` of layout optimisation
     default to `umap_epochs` of the fit set's size. Results are cached in memory, keyed
@@ -228,17 +229,48 @@ def cache_compiled_umap() -> int:
 
 def warm_up(n_points: int = 5000) -> int:
     """Compile and cache (see `cache_compiled_umap`) the functions a UMAP map of this module's
-    float64 inputs runs, on random points: more than 4,096 of them, so that the nearest-neighbour
-    descent of large sets is compiled as well as the exact search of small ones. Returns how
-    many functions were switched to caching."""
+    float64 inputs runs, on random points, placing new points on the map too (``fit_on``).
+    Returns how many functions were switched to caching."""
     switched = cache_compiled_umap()
     rng = np.random.default_rng(0)
-    for n in (500, n_points):
-        _umap(rng.normal(size=(n, 16)), 2, 0, 15, 0.1, 20)
+    _umap(rng.normal(size=(n_points, 16)), 2, 0, 15, 0.1, 20).transform(rng.normal(size=(50, 16)))
     return switched
 
 
+#: up to this many atoms UMAP's neighbours are found exactly by scikit-learn (see `_umap`); above,
+#: by umap-learn's approximate NN-descent, whose numba code is compiled in every process (~15 s)
+#: but which grows more slowly than the exact search's n^2
+EXACT_NEIGHBOURS_MAX = 50_000
+
+
+class _ExactNeighbours:
+    """Exact Euclidean nearest neighbours (scikit-learn) in the shape umap-learn expects of its
+    search index: ``query(x, k, epsilon)`` -> (int32 indices, float32 distances), used by
+    ``UMAP.transform`` to place new atoms on a fitted map."""
+
+    _angular_trees = False  # read by umap-learn's transform to choose epsilon (unused here)
+
+    def __init__(self, x: np.ndarray, k: int):
+        from sklearn.neighbors import NearestNeighbors
+
+        self.index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
+
+    def query(self, x: np.ndarray, k: int, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        dists, indices = self.index.kneighbors(x, k)
+        return indices.astype(np.int32), dists.astype(np.float32)
+
+    def graph(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each fit point's ``k`` nearest fit points, itself first (as pynndescent gives them)."""
+        return self.query(self.index._fit_X, k)
+
+
 def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float, n_epochs: int):
+    """Fit umap-learn's UMAP. Up to `EXACT_NEIGHBOURS_MAX` atoms the neighbour graph is computed
+    exactly by scikit-learn and handed to it: from 4,096 points umap-learn would use NN-descent,
+    numba code compiled afresh in every process (numba cannot cache it, it takes the distance
+    function as an argument), which made a fresh kernel's first 6,000-atom map 3.7 times as slow
+    as the next; below 4,096 its own exact path builds a dense distance matrix, about 4 times as
+    slow as this one (benchmarks/bench_latent.py, ``cold_start``)."""
     import warnings
 
     import umap
@@ -248,10 +280,16 @@ def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: fl
     if len(x) <= n_neighbors:
         raise InputError(f"UMAP needs more atoms than n_neighbors={n_neighbors}; got {len(x)} "
                          "(use method='pca' or a smaller n_neighbors)")
+    knn = {}
+    if len(x) <= EXACT_NEIGHBOURS_MAX:
+        index = _ExactNeighbours(x, n_neighbors)
+        knn["precomputed_knn"] = (*index.graph(n_neighbors), index)
     with warnings.catch_warnings():  # "n_jobs value 1 overridden by setting random_state"
         warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+        # our index is not pynndescent's but does what transform needs of it
+        warnings.filterwarnings("ignore", message=".*is not an NNDescent object.*", category=UserWarning)
         return umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
-                         n_epochs=n_epochs, random_state=seed).fit(x)
+                         n_epochs=n_epochs, random_state=seed, **knn).fit(x)
 
 
 def _digest(x: np.ndarray) -> str:

@@ -302,6 +302,7 @@ def _render(figure, traces, **layout):
             figure.data = []
             figure.add_traces(traces)
         figure.update_layout(**layout)
+        figure.tidy()
     return figure
 
 

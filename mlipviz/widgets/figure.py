@@ -82,11 +82,30 @@ def runtime() -> PlotlyRuntime:
     return _runtime
 
 
+#: plotly's tool-bar buttons that these small linked plots do not need: with all twelve the bar
+#: covered the plots' titles; kept: save as PNG, zoom, pan, reset axes
+MODEBAR_REMOVE = ("select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "sendDataToCloud",
+                  "toggleSpikelines", "hoverClosestCartesian", "hoverCompareCartesian")
+
+
 class Figure(go.FigureWidget):
-    """``plotly.graph_objects.FigureWidget`` whose front end is the page's shared plotly."""
+    """``plotly.graph_objects.FigureWidget`` whose front end is the page's shared plotly.
+
+    Unless the layout says otherwise, the tool bar keeps only the buttons listed above as kept
+    and the title stands at the left over the plot, clear of the tool bar at the right."""
 
     _esm = FIGURE_ESM
 
     def __init__(self, *args, **kwargs):
         runtime()
         super().__init__(*args, **kwargs)
+        self._config = {"displaylogo": False, **self._config}
+        self.tidy()
+
+    def tidy(self) -> None:
+        """Apply the defaults above where the layout leaves them open (again after a layout
+        update that replaced the title)."""
+        if self.layout.modebar.remove is None:
+            self.layout.modebar.remove = MODEBAR_REMOVE
+        if self.layout.title.text and self.layout.title.x is None:
+            self.layout.title.update(x=0, xref="paper", xanchor="left")

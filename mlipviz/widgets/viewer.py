@@ -12,7 +12,8 @@ once (not archived), so a long playback does not grow nglview's synced message a
 Atoms are spheres of their covalent radius, scaled (with thin bonds up to `BONDS_UP_TO` atoms,
 spheres alone above, so 1,000- and 10,000-atom cells stay legible and per-atom colours cover the
 atoms); periodic cells are drawn with their unit cell, turned slightly so that three faces show,
-and the camera is fitted to the whole scene. A view made while it is hidden (a `Tab`, `Accordion`
+and the camera is fitted to the scene as it is turned (NGL's own fit leaves a small cell at half
+the canvas). A view made while it is hidden (a `Tab`, `Accordion`
 or `Stack` page not shown, an Explorer tab) has no size yet: each browser view watches its own
 size (`SIZE_WATCH`) and sizes, fits and redraws its stage when it becomes visible or is resized.
 """
@@ -37,14 +38,42 @@ BONDS_UP_TO = 500
 #: atom sphere radius / covalent radius: with bonds, and spheres alone (nearly touching)
 BALL_SCALE, SPHERE_SCALE = 0.5, 0.85
 BOND_RADIUS = 0.14  # Å
+#: the narrowest the viewer gets (containers give it more; a width set on it wins)
+MIN_WIDTH = "360px"
 #: the default view of a periodic cell: turned about the screen's y, then its x axis (radians),
 #: so that a cube shows three faces instead of one
 TILT = ((0.0, 1.0, 0.0, -0.45), (1.0, 0.0, 0.0, 0.3))
 #: runs in each browser view of the nglview widget (``this`` is the view): a view created hidden
 #: has a 0 x 0 stage; when it first gets a size it is sized and its camera fitted, later size
-#: changes (panel or window resized) size it again
+#: changes (panel or window resized) size it again and refit the camera unless the user moved it
 SIZE_WATCH = """
 var view = this;
+if (!view._mlipvizFit) {
+  // NGL fits the camera to the scene's box as if it could be turned any way, plus a 10 A margin
+  // for the near clipping plane: a small cell filled half the canvas. Fitted here to the box as
+  // the camera sees it now (its turn, the canvas's aspect), with the near plane set by the box.
+  view._mlipvizFit = true;
+  var stage = view.stage;
+  stage.setParameters({clipDist: 0});
+  var ngl = stage.getZoomForBox.bind(stage);
+  stage.getZoomForBox = function (box) {
+    if (box.isEmpty()) return ngl(box);
+    var m = stage.viewer.rotationGroup.matrix.elements, lo = box.min, hi = box.max;
+    var c = [(lo.x + hi.x) / 2, (lo.y + hi.y) / 2, (lo.z + hi.z) / 2], w = 0, h = 0, depth = 0;
+    for (var k = 0; k < 8; k++) {
+      var p = [(k & 1 ? hi.x : lo.x) - c[0], (k & 2 ? hi.y : lo.y) - c[1], (k & 4 ? hi.z : lo.z) - c[2]];
+      w = Math.max(w, Math.abs(m[0] * p[0] + m[4] * p[1] + m[8] * p[2]));
+      h = Math.max(h, Math.abs(m[1] * p[0] + m[5] * p[1] + m[9] * p[2]));
+      depth = Math.max(depth, Math.abs(m[2] * p[0] + m[6] * p[1] + m[10] * p[2]));
+    }
+    var aspect = stage.viewer.width / Math.max(stage.viewer.height, 1);
+    var half = Math.tan(stage.viewer.perspectiveCamera.fov * Math.PI / 360);
+    // 5 % and 1 A (an atom's drawn radius reaches beyond the box of the atoms' centres)
+    var distance = (1.05 * Math.max(h, w / aspect) + 1) / half;
+    if (stage.parameters.cameraType === "perspective") distance += depth;
+    return -distance;
+  };
+}
 if (!view._mlipvizSize) {
   // resized in the next animation frame, not inside the observer's callback: resizing there
   // would change observed sizes again ("ResizeObserver loop" errors in the console)
@@ -56,10 +85,13 @@ if (!view._mlipvizSize) {
       view._mlipvizWidth = width;
       view._mlipvizHeight = height;
       view.handleResize();
-      if (first) view.stage.autoView();
+      // fitted again to the new shape unless the user has turned or zoomed the camera
+      if (first || !view._mlipvizMoved) view.stage.autoView();
     });
   });
   view._mlipvizSize.observe(view.el);
+  var signals = view.stage.mouseObserver.signals;
+  [signals.dragged, signals.scrolled].forEach(function (s) { s.add(function () { view._mlipvizMoved = true; }); });
 }
 """
 #: runs in the browser view (nglview evaluates it where ``NGL`` is its NGL module): the colours of
@@ -85,6 +117,8 @@ RECOLOR = """this.stage.eachRepresentation(function (r) {
 });
 this.stage.viewer.render();"""
 HIGHLIGHT_REPR = "mlipviz-highlight"
+#: the highlight's radius over the picked atom's drawn radius
+HIGHLIGHT_SCALE = 1.3
 ARROW_COLORS = {"predicted": [0.13, 0.4, 0.85], "reference": [0.1, 0.6, 0.2], "difference": [0.85, 0.1, 0.1]}
 OTHER_ARROW_COLORS = [[0.55, 0.25, 0.7], [0.9, 0.55, 0.0], [0.3, 0.3, 0.3]]
 
@@ -156,7 +190,9 @@ class Viewer(widgets.VBox):
         self.legend = widgets.HTML()
         self.pick_report = widgets.HTML("<i>click an atom to identify it</i>")
         controls = [widgets.HBox([self.play, self.slider])] if len(frames) > 1 else []
-        super().__init__([self.ngl, *controls, self.legend, self.pick_report])
+        # in a row box (a Stack's page, an HBox) a box of auto width shrinks to its content, and
+        # nglview's canvas has none: the viewer was 110 px wide
+        super().__init__([self.ngl, *controls, self.legend, self.pick_report], layout={"min_width": MIN_WIDTH})
 
         self.set_colors(color_by, cmap=cmap, vmin=vmin, vmax=vmax, symmetric=symmetric, label=label,
                         _draw=False)
@@ -426,9 +462,11 @@ class Viewer(widgets.VBox):
             self._remove_representation(HIGHLIGHT_REPR)
         self._highlight_drawn = bool(self._highlighted)
         if self._highlighted:
+            # a shell just outside the picked atom's own sphere: larger ones hid its neighbours
+            scale = BALL_SCALE if self.representation == "ball+stick" else SPHERE_SCALE
             self._send("addRepresentation", "compList", ["spacefill"],
-                       sele="@" + ",".join(map(str, self._highlighted)), color="#ff00ff", opacity=0.45,
-                       radiusType="covalent", radiusScale=SPHERE_SCALE * 1.45, name=HIGHLIGHT_REPR,
+                       sele="@" + ",".join(map(str, self._highlighted)), color="#ff00ff", opacity=0.5,
+                       radiusType="covalent", radiusScale=scale * HIGHLIGHT_SCALE, name=HIGHLIGHT_REPR,
                        component_index=0)
 
     def _redraw_structure(self):
