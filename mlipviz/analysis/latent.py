@@ -268,9 +268,9 @@ def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: fl
     """Fit umap-learn's UMAP. Up to `EXACT_NEIGHBOURS_MAX` atoms the neighbour graph is computed
     exactly by scikit-learn and handed to it: from 4,096 points umap-learn would use NN-descent,
     numba code compiled afresh in every process (numba cannot cache it, it takes the distance
-    function as an argument), which made a fresh kernel's first 6,000-atom map 3.7 times as slow
-    as the next; below 4,096 its own exact path builds a dense distance matrix, about 4 times as
-    slow as this one (benchmarks/bench_latent.py, ``cold_start``)."""
+    function as an argument), which made a fresh kernel's first 6,000-atom map 3.6 times as slow
+    as the next; below 4,096 its own exact path builds a dense distance matrix, 3.4 times as slow
+    as this one warm (benchmarks/bench_latent.py, ``cold_start``)."""
     import warnings
 
     import umap
