@@ -250,13 +250,9 @@ def test_error_map_in_jupyterlab(lab, browser_page):
 def _open(page, url: str, token: str, front_end: str, name: str):
     """Open notebook ``name`` (no suffix) in ``front_end`` ("jupyterlab", "notebook7" or
     "voila") and run it."""
-    if front_end == "jupyterlab":
-        page.goto(f"{url}/lab/tree/{name}.ipynb?token={token}")
-        page.wait_for_selector(".jp-Notebook", timeout=90_000)
-        page.wait_for_timeout(2000)
-        _run_all_cells(page)
-    elif front_end == "notebook7":
-        page.goto(f"{url}/notebooks/{name}.ipynb?token={token}")
+    if front_end in ("jupyterlab", "notebook7"):
+        path = "lab/tree" if front_end == "jupyterlab" else "notebooks"
+        page.goto(f"{url}/{path}/{name}.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook", timeout=90_000)
         page.wait_for_timeout(2000)
         _run_all_cells(page)

@@ -94,6 +94,34 @@ def _no_error_box(page):
     assert boxes.count() == 0, boxes.first.inner_text()
 
 
+def _open_on_server(page, app, name: str, loaded: str):
+    """Open ``name`` through the app's "file on server" listing and its load button."""
+    page.locator(".widget-toggle-button", has_text="file on server").click()
+    page.locator(".widget-select select").select_option(label=name)
+    app.locator("button.widget-button[title='load']").click()
+    page.get_by_text(loaded).wait_for(timeout=60_000)
+
+
+def _click_parity_point(page, emap, frame: int):
+    """Click a parity-plot point of ``frame``; waits for the pick report naming it."""
+    parity = emap.locator(".js-plotly-plot", has_text="force components").first
+    data = parity.evaluate("gd => gd.data[0].customdata.map(r => [Number(r[0]), Number(r[1])])")
+    k = next(i for i, (f, _) in enumerate(data) if f == frame)
+    parity.locator(".scatterlayer .trace").first.locator("path.point").nth(k).click(force=True)
+    page.get_by_text(f"frame {frame}, atom {data[k][1]} (Cu)").wait_for(timeout=30_000)
+
+
+def _make_pca_map(page):
+    """Open the latent tab, make a PCA map with its button, wait for the plot and the 3D view."""
+    latent = _tab(page, "latent space")
+    latent.locator(".widget-dropdown", has_text="projection").locator("select").select_option(
+        label="PCA (linear, fast)")
+    latent.get_by_role("button", name="make map").click()
+    latent.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    _visible_canvas(page, latent)
+    return latent
+
+
 @pytest.fixture
 def user_folder(tmp_path_factory):
     """A working folder as a user has it: two structure files and a notebook with the Explorer."""
@@ -122,10 +150,7 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             page.get_by_text("128 in all, 32 per frame").wait_for(timeout=60_000)
 
             # open a file that is already on the server: pick it in the listing, press load
-            page.locator(".widget-toggle-button", has_text="file on server").click()
-            page.locator(".widget-select select").select_option(label="on_server.extxyz")
-            app.locator("button.widget-button[title='load']").click()
-            page.get_by_text("96 in all, 32 per frame").wait_for(timeout=60_000)
+            _open_on_server(page, app, "on_server.extxyz", "96 in all, 32 per frame")
             assert "energy, forces" in app.inner_text()
 
             # tick a model, choose another model as the reference, run
@@ -158,11 +183,7 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             emap.get_by_role("checkbox", name="predicted forces").check()
             before = _changed(canvas, before, page, "showing the predicted forces")
             # a parity point of frame 2 moves the viewer there
-            parity = emap.locator(".js-plotly-plot", has_text="force components").first
-            data = parity.evaluate("gd => gd.data[0].customdata.map(r => [Number(r[0]), Number(r[1])])")
-            k = next(i for i, (frame, _) in enumerate(data) if frame == 2)
-            parity.locator(".scatterlayer .trace").first.locator("path.point").nth(k).click(force=True)
-            page.get_by_text(f"frame 2, atom {data[k][1]} (Cu)").wait_for(timeout=30_000)
+            _click_parity_point(page, emap, frame=2)
             _wait_for(lambda: readout.inner_text().strip() == "2" or None, 30, "the slider to follow", page)
             _changed(canvas, before, page, "clicking a parity point")
             emap.screenshot(path=str(shots / "explorer_error_map_clicked.png"))
@@ -173,12 +194,7 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             _visible_canvas(page, scan)
             scan.screenshot(path=str(shots / "explorer_scan.png"))
 
-            latent = _tab(page, "latent space")
-            latent.locator(".widget-dropdown", has_text="projection").locator("select").select_option(
-                label="PCA (linear, fast)")
-            latent.get_by_role("button", name="make map").click()
-            latent.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
-            _visible_canvas(page, latent)
+            latent = _make_pca_map(page)
             latent.screenshot(path=str(shots / "explorer_latent.png"))
 
             attributions = _tab(page, "attributions")
@@ -308,10 +324,7 @@ def test_explorer_in_notebook7(user_folder, browser_page):
             _open(page, url, token, "notebook7", "explorer")
             app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
             app.wait_for(timeout=120_000)
-            page.locator(".widget-toggle-button", has_text="file on server").click()
-            page.locator(".widget-select select").select_option(label="on_server.extxyz")
-            app.locator("button.widget-button[title='load']").click()
-            page.get_by_text("96 in all, 32 per frame").wait_for(timeout=60_000)
+            _open_on_server(page, app, "on_server.extxyz", "96 in all, 32 per frame")
             page.get_by_role("checkbox", name="chgnet", exact=True).check()
             page.locator("button.widget-button[title='run']").click()
             page.locator(".widget-tab .lm-TabBar-tabLabel", has_text="attributions").wait_for(timeout=300_000)
@@ -320,20 +333,11 @@ def test_explorer_in_notebook7(user_folder, browser_page):
             emap = _tab(page, "error map")
             canvas, before = _visible_canvas(page, emap)
             assert emap.locator(".js-plotly-plot").count() >= 3
-            parity = emap.locator(".js-plotly-plot", has_text="force components").first
-            data = parity.evaluate("gd => gd.data[0].customdata.map(r => [Number(r[0]), Number(r[1])])")
-            k = next(i for i, (frame, _) in enumerate(data) if frame == 2)
-            parity.locator(".scatterlayer .trace").first.locator("path.point").nth(k).click(force=True)
-            page.get_by_text(f"frame 2, atom {data[k][1]} (Cu)").wait_for(timeout=30_000)
+            _click_parity_point(page, emap, frame=2)
             _changed(canvas, before, page, "clicking a parity point")
             emap.screenshot(path=str(shots / "explorer_error_map_notebook7.png"))
 
-            latent = _tab(page, "latent space")
-            latent.locator(".widget-dropdown", has_text="projection").locator("select").select_option(
-                label="PCA (linear, fast)")
-            latent.get_by_role("button", name="make map").click()
-            latent.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
-            _visible_canvas(page, latent)
+            _make_pca_map(page)
             _no_error_box(page)
         except Exception:
             page.screenshot(path=str(shots / "failure_explorer_notebook7.png"), full_page=True)

@@ -253,6 +253,7 @@ class _ExactNeighbours:
     def __init__(self, x: np.ndarray, k: int):
         from sklearn.neighbors import NearestNeighbors
 
+        self.x = x
         self.index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
 
     def query(self, x: np.ndarray, k: int, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +262,7 @@ class _ExactNeighbours:
 
     def graph(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each fit point's ``k`` nearest fit points, itself first (as pynndescent gives them)."""
-        return self.query(self.index._fit_X, k)
+        return self.query(self.x, k)
 
 
 def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float, n_epochs: int):
