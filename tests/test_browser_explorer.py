@@ -266,7 +266,21 @@ widgets.VBox([pages, stack])""",
     """si = bulk("Si", "diamond", a=5.43, cubic=True) * (5, 5, 5)
 big = mlipviz.view(si, color_by=si.positions[:, 0], label="x (Å)")
 big""",
+    # the camera's fit with and without a highlighted atom (NGL grows its box 5 Å around one point)
+    """plain, marked = mlipviz.view(cu, height="380px"), mlipviz.view(cu, height="380px")
+marked.highlight([3])
+plain.layout.width = marked.layout.width = "460px"
+widgets.HBox([plain, marked])""",
 ]
+
+
+def _drawn_extent(image: np.ndarray) -> tuple[float, float]:
+    """Width and height of the drawn part (not white background, not the resize handle in the
+    bottom-right corner) as shares of the canvas."""
+    mask = np.abs(image - 1.0).max(axis=-1) > 0.05
+    mask[-16:, -16:] = False
+    ys, xs = np.nonzero(mask)
+    return (xs.max() - xs.min() + 1) / image.shape[1], (ys.max() - ys.min() + 1) / image.shape[0]
 
 
 @pytest.mark.parametrize("front_end", ["jupyterlab", "voila"])
@@ -304,6 +318,21 @@ def test_views_draw_in_hidden_containers_and_large_cells_are_legible(tmp_path_fa
             canvas.screenshot(path=str(shots / f"si_1000_atoms_{front_end}.png"))
             # a cube fitted to a 2.3:1 canvas can cover at most ~45 %; specks cover a few per cent
             assert coloured > 0.15, f"coloured atoms cover only {coloured:.1%} of the canvas"
+
+            # the cell fills its canvas, and a highlighted atom does not shrink the fit
+            outputs.nth(4).scroll_into_view_if_needed()
+            extents = []
+            for k in range(2):
+                canvas = outputs.nth(4).locator("canvas").nth(k)
+                canvas.wait_for(timeout=120_000)
+                _wait_for(lambda: _drawn_fraction(_pixels(canvas.screenshot())) > 0.01 or None, 120,
+                          "the Cu cell drawn", page)
+                page.wait_for_timeout(1000)
+                extents.append(_drawn_extent(_pixels(canvas.screenshot())))
+            (w0, h0), (w1, h1) = extents
+            assert max(w0, h0) > 0.8, f"the cell fills only {w0:.0%} x {h0:.0%} of its canvas"
+            assert abs(w1 - w0) < 0.05 and abs(h1 - h0) < 0.05, f"highlighted: {w1:.0%} x {h1:.0%}, " \
+                f"plain: {w0:.0%} x {h0:.0%}"
         except Exception:
             page.screenshot(path=str(shots / f"failure_hidden_{front_end}.png"), full_page=True)
             print("browser console errors:", console_errors)

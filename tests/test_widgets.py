@@ -88,7 +88,7 @@ def test_frame_change_moves_trajectory_and_recolours(cu_trajectory):
     viewer = view(cu_trajectory, color_by=values)
     before = viewer.atom_colors.hex
     sent = []
-    viewer._send = lambda method, target, args=None, **kwargs: sent.append((method, args))
+    viewer._ngl_call = lambda method, target, args=None, **kwargs: sent.append((method, args))
     viewer.frame = 4
     # recoloured in place: the new colours, no representation removed or rebuilt
     assert [method for method, _ in sent] == ["executeCode"] and "update({color: true})" in sent[0][1][0]
@@ -110,6 +110,36 @@ def test_ragged_frames_swap_structures(frames):
         pdb = viewer.structure_string(i)
         assert pdb.count("\nATOM") + pdb.startswith("ATOM") == frames.n_atoms[i]
         assert len(viewer.ngl._ngl_component_ids) == 1
+
+
+def test_ragged_swap_before_any_browser_view_makes_a_new_widget(frames):
+    """Voila runs every cell before a browser view exists: a swap then starts a new nglview
+    widget on the new frame (swap messages replayed after the first frame's archive left the
+    view half drawn) and later swaps, once a view is up, go as messages."""
+    viewer = view(frames)
+    first = viewer.ngl
+    viewer.frame = 3
+    assert viewer.ngl is not first and viewer.children[0] is viewer.ngl
+    load = viewer.ngl._ngl_msg_archive[0]  # what every browser view of it replays first
+    assert load["methodName"] == "loadFile" and load["args"][0]["data"] == viewer.structure_string(3)
+    assert viewer.ngl.layout.height == first.layout.height and viewer.ngl.camera == first.camera
+    viewer.ngl.loaded = True  # as when a browser view has rendered it
+    shown = viewer.ngl
+    viewer.frame = 5
+    assert viewer.ngl is shown and len(viewer.ngl._ngl_component_ids) == 1
+
+
+def test_side_by_side_wraps_and_keeps_widths():
+    import ipywidgets as widgets
+
+    from mlipviz.widgets.figure import Figure
+    from mlipviz.widgets.layout import side_by_side
+
+    free, fixed, plot = widgets.HTML(), widgets.HTML(layout={"width": "200px"}), Figure()
+    row = side_by_side(free, fixed, plot)
+    assert row.layout.flex_flow == "row wrap"
+    assert [c.layout.flex for c in row.children] == ["1 1 0%", "0 0 auto", "0 0 auto"]
+    assert row.children[2].children == (plot,)  # a plot's .layout is plotly's: boxed
 
 
 def test_triclinic_cells_are_drawn_in_the_pdb_orientation(frames):

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..analysis.attribution import INPUTS, METHODS, TARGETS, Attribution, attribute
 from .error_map import _render, _table_html
+from .layout import side_by_side
 from .viewer import Viewer
 
 PLOT = {"width": 460, "height": 380, "margin": {"l": 60, "r": 15, "t": 35, "b": 45}}
@@ -64,7 +65,6 @@ class AttributionView(widgets.VBox):
         self.button.on_click(lambda _: self.recompute())
         self.status = widgets.HTML()
         self.viewer = Viewer(result.frame, height="380px")
-        self.viewer.layout.width = "460px"
         self.viewer.on_pick(lambda picked: self.select(picked["atom"]))
         self.bars = None
         self.summary = widgets.HTML()
@@ -73,14 +73,14 @@ class AttributionView(widgets.VBox):
                 widgets.HBox([self.method, self.inputs, self.steps, self.button, self.status])]
         self._show()
         # pickers=False: another set of controls (the Explorer's tab) drives this view
-        super().__init__([*(rows if pickers else []), widgets.HBox([self.viewer, self.bars]), self.summary])
+        super().__init__([*(rows if pickers else []), side_by_side(self.viewer, self.bars), self.summary])
 
     # -- drawing ---------------------------------------------------------------------
     def _show(self):
         r = self.result
         unit = UNITS.get(r.target, "eV/Å")
         self.viewer.set_colors(r.values, cmap="RdBu_r", symmetric=True,
-                               label=f"attribution to {r.label} ({unit})")
+                               label=f"attribution to {r.label}")  # the label ends in its unit
         ranked = r.top(self.top_k).iloc[::-1]  # largest at the top of a horizontal bar chart
         import plotly.graph_objects as go
 

@@ -12,6 +12,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..analysis.compare import Comparison
+from .layout import side_by_side
 from .viewer import Viewer
 
 #: label -> (per-atom column, signed?)
@@ -62,7 +63,6 @@ class ErrorMap(widgets.VBox):
                                                   description="arrow Å per eV/Å", continuous_update=False,
                                                   style={"description_width": "initial"})
         self.viewer = Viewer(comparison.frames)
-        self.viewer.layout.width = "480px"
         self.parity = self.histogram = self.curve = None  # made with their data by _show_model
         self.summary = widgets.HTML(layout={"width": "360px", "margin": "30px 0 0 10px"})
 
@@ -79,8 +79,9 @@ class ErrorMap(widgets.VBox):
         arrows = widgets.HBox([*self.arrow_select.values(), self.arrow_scale])
         super().__init__([
             controls, arrows,
-            widgets.HBox([self.viewer, widgets.VBox([self.curve, self.histogram])]),
-            widgets.HBox([self.parity, self.summary]),
+            side_by_side(self.viewer, widgets.VBox([self.curve, self.histogram],
+                                                   layout={"width": f"{PLOT['width']}px"})),
+            side_by_side(self.parity, self.summary),
         ])
 
     # -- state ---------------------------------------------------------------------

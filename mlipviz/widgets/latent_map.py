@@ -15,6 +15,7 @@ import numpy as np
 from ..analysis.latent import LatentSpace
 from .colors import element_colors
 from .error_map import _render, _table_html
+from .layout import side_by_side
 from .viewer import Viewer
 
 #: colour key -> (label, per-atom column or None, colour scale)
@@ -59,7 +60,6 @@ class LatentMap(widgets.VBox):
                               for k, m in enumerate(shown)]
         self.selected: np.ndarray = np.array([], dtype=np.int64)
         self.viewer = Viewer(frames, height="380px")
-        self.viewer.layout.width = "440px"
         self.summary = widgets.HTML(self._summary_html())
         self.maps = None
         self._draw()
@@ -69,7 +69,7 @@ class LatentMap(widgets.VBox):
         self.viewer.on_pick(self._on_pick)
         self.viewer.observe(lambda _: self._highlight_in_viewer(), "frame")
         super().__init__([widgets.HBox([self.color_select, *self.model_selects]),
-                          widgets.HBox([self.maps, self.viewer]), self.summary])
+                          side_by_side(self.maps, self.viewer), self.summary])
 
     # -- state ---------------------------------------------------------------------
     @property

@@ -10,10 +10,15 @@ import numpy as np
 
 from ..analysis.scan import REFERENCE, Scan, barriers, birch_murnaghan
 from .figure import Figure
+from .layout import side_by_side
 from .viewer import Viewer
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
+
+#: the scans' coordinates in words and units
+AXIS_TITLES = {"volume_per_atom": "volume per atom (Å³)", "distance": "distance (Å)", "amplitude": "amplitude (Å)",
+               "path_length": "path length (Å)"}
 
 class ScanView(widgets.VBox):
     """Energy (and force along the scan) of every method; the slider or a click on a point
@@ -25,7 +30,6 @@ class ScanView(widgets.VBox):
 
         self.scan = scan
         self.viewer = Viewer(scan.frames)
-        self.viewer.layout.width = "460px"
         table = scan.table
         has_force = table["force_along"].notna().any()
         figure = make_subplots(rows=2 if has_force else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08)
@@ -43,13 +47,14 @@ class ScanView(widgets.VBox):
         figure.update_yaxes(title_text=f"energy (eV, aligned: {scan.alignment})", row=1, col=1)
         if has_force:
             figure.update_yaxes(title_text="force along scan (-dE/dq)", row=2, col=1)
-        figure.update_xaxes(title_text=scan.coordinate_label, row=2 if has_force else 1, col=1)
+        figure.update_xaxes(title_text=AXIS_TITLES.get(scan.coordinate_label, scan.coordinate_label),
+                            row=2 if has_force else 1, col=1)
         self.figure = Figure(figure)
         for trace in self.figure.data:
             trace.on_click(self._on_click)
         self.summary = widgets.HTML(_summary_html(scan), layout={"margin": "0 0 0 10px"})
         self.viewer.observe(lambda change: self._mark(change["new"]), "frame")
-        super().__init__([widgets.HBox([self.viewer, self.figure]), self.summary])
+        super().__init__([side_by_side(self.viewer, self.figure), self.summary])
 
     def _on_click(self, trace, points, state=None):
         if points.point_inds:
@@ -89,8 +94,12 @@ class ScanTab(widgets.VBox):
         atoms = run.comparison.frames.to_atoms(0)
         self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan", layout={"width": "330px"})
         self.range = widgets.FloatRangeSlider(value=(-0.04, 0.04), min=-0.2, max=0.2, step=0.01,
-                                              description="strain ε", readout_format=".2f",
+                                              description="strain ε", readout=False,
                                               style={"description_width": "initial"})
+        # the slider's own readout is too narrow for a range ("-0.04 – 0.0" was all it showed)
+        self.range_readout = widgets.HTML()
+        self.range.observe(lambda _: self._show_range(), "value")
+        self._show_range()
         self.points = widgets.IntSlider(9, 5, 25, description="points")
         self.atom = widgets.BoundedIntText(0, min=0, max=len(atoms) - 1, description="atom",
                                            layout={"width": "160px"})
@@ -104,8 +113,12 @@ class ScanTab(widgets.VBox):
         self._where = widgets.HBox([self.atom, self.direction])
         self.kind.observe(lambda _: self._show_kind(), "value")
         self._show_kind()
-        super().__init__([widgets.HBox([self.kind, self.range, self.points]),
+        super().__init__([widgets.HBox([self.kind, self.range, self.range_readout, self.points]),
                           widgets.HBox([self._where, self.button, self.status]), self.output])
+
+    def _show_range(self):
+        lo, hi = self.range.value
+        self.range_readout.value = f"<span style='white-space: nowrap'>{lo:.2f} to {hi:.2f}</span>"
 
     def _show_kind(self):
         """Label the range in the kind's own unit; atom and direction only for displacements."""

@@ -55,22 +55,37 @@ if (!view._mlipvizFit) {
   view._mlipvizFit = true;
   var stage = view.stage;
   stage.setParameters({clipDist: 0});
+  // NGL's own box is grown 5 A around a lone point (one highlighted atom shrank the fit by a
+  // third): the camera is fitted to the atoms and the unit cell only
+  stage.getBox = function () {
+    var box = stage.viewer.boundingBox.clone().makeEmpty();
+    stage.eachComponent(function (c) {
+      box.union(c.getBox());
+      var cell = c.structure && c.structure.unitcell;
+      for (var k = 0; cell && k < 8; k++) {
+        box.expandByPoint(box.min.clone().set(k & 1, (k >> 1) & 1, (k >> 2) & 1)
+          .applyMatrix4(cell.fracToCart).applyMatrix4(c.matrix));
+      }
+    });
+    return box.isEmpty() ? stage.viewer.boundingBox : box;
+  };
   var ngl = stage.getZoomForBox.bind(stage);
   stage.getZoomForBox = function (box) {
     if (box.isEmpty()) return ngl(box);
     var m = stage.viewer.rotationGroup.matrix.elements, lo = box.min, hi = box.max;
-    var c = [(lo.x + hi.x) / 2, (lo.y + hi.y) / 2, (lo.z + hi.z) / 2], w = 0, h = 0, depth = 0;
-    for (var k = 0; k < 8; k++) {
-      var p = [(k & 1 ? hi.x : lo.x) - c[0], (k & 2 ? hi.y : lo.y) - c[1], (k & 4 ? hi.z : lo.z) - c[2]];
-      w = Math.max(w, Math.abs(m[0] * p[0] + m[4] * p[1] + m[8] * p[2]));
-      h = Math.max(h, Math.abs(m[1] * p[0] + m[5] * p[1] + m[9] * p[2]));
-      depth = Math.max(depth, Math.abs(m[2] * p[0] + m[6] * p[1] + m[10] * p[2]));
-    }
+    var c = [(lo.x + hi.x) / 2, (lo.y + hi.y) / 2, (lo.z + hi.z) / 2];
     var aspect = stage.viewer.width / Math.max(stage.viewer.height, 1);
     var half = Math.tan(stage.viewer.perspectiveCamera.fov * Math.PI / 360);
-    // 5 % and 1 A (an atom's drawn radius reaches beyond the box of the atoms' centres)
-    var distance = (1.05 * Math.max(h, w / aspect) + 1) / half;
-    if (stage.parameters.cameraType === "perspective") distance += depth;
+    var perspective = stage.parameters.cameraType === "perspective", distance = 0;
+    for (var k = 0; k < 8; k++) {
+      var p = [(k & 1 ? hi.x : lo.x) - c[0], (k & 2 ? hi.y : lo.y) - c[1], (k & 4 ? hi.z : lo.z) - c[2]];
+      var x = m[0] * p[0] + m[4] * p[1] + m[8] * p[2], y = m[1] * p[0] + m[5] * p[1] + m[9] * p[2];
+      // 5 % and 1 A (an atom's drawn radius reaches beyond the box of the atoms' centres)
+      var need = (1.05 * Math.max(Math.abs(y), Math.abs(x) / aspect) + 1) / half;
+      // in perspective each corner fits at its own depth (NGL's camera sits at -z, looking at +z)
+      if (perspective) need -= m[2] * p[0] + m[6] * p[1] + m[10] * p[2];
+      distance = Math.max(distance, need);
+    }
     return -distance;
   };
 }
@@ -174,14 +189,10 @@ class Viewer(widgets.VBox):
         self._arrows: dict[str, np.ndarray] = {}
         self._color_settings = {}
 
-        self.ngl = nglview.NGLWidget(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
-                                     default_representation=False)
-        self.ngl.layout.height = height
         if camera not in ("orthographic", "perspective"):
             raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
-        self.ngl.camera = camera
-        self.ngl.observe(self._on_ngl_frame, "frame")
-        self.ngl.observe(self._on_pick, "picked")
+        self.ngl = self._make_ngl(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
+                                  height, camera)
         self.slider = widgets.IntSlider(0, 0, max(len(frames) - 1, 0), description="frame",
                                         continuous_update=False, layout={"width": "60%"})
         self.play = widgets.Play(0, 0, max(len(frames) - 1, 0), interval=300, description="play")
@@ -198,6 +209,14 @@ class Viewer(widgets.VBox):
                         _draw=False)
         self._arrows = self._resolve_arrows(arrows)
         self._draw_initial()
+
+    def _make_ngl(self, structure, height: str, camera: str) -> nglview.NGLWidget:
+        ngl = nglview.NGLWidget(structure, default_representation=False)
+        ngl.layout.height = height
+        ngl.camera = camera
+        ngl.observe(self._on_ngl_frame, "frame")
+        ngl.observe(self._on_pick, "picked")
+        return ngl
 
     # -- public -----------------------------------------------------------------
     @property
@@ -375,7 +394,7 @@ class Viewer(widgets.VBox):
         return _pdb(self.frames, i, self.drawn_coordinates(i), self.images)
 
     # -- drawing -------------------------------------------------------------------
-    def _send(self, method: str, target: str, args=None, **kwargs):
+    def _ngl_call(self, method: str, target: str, args=None, **kwargs):
         """Send one NGL call, not archived. In trajectory mode, once the front-end is up and
         nglview's queue is empty, send at once (nglview's sender thread polls every 0.1 s);
         structure swaps go through the queue, which waits for each load to finish."""
@@ -387,7 +406,7 @@ class Viewer(widgets.VBox):
 
     def _draw_initial(self):
         self.ngl._js(SIZE_WATCH)  # archived: every browser view of this widget runs it
-        if self.frames.pbc[0].any():
+        if self.frames.pbc[self.frame].any():
             self.ngl.add_representation("unitcell")
             for *axis, angle in TILT:
                 self.ngl.control.spin(axis, angle)
@@ -407,32 +426,32 @@ class Viewer(widgets.VBox):
         self._shown_colors = self._colors_for(self.frame)
         self._update_legend()
         if not (archive or new_structure):
-            self._send("executeCode", "Widget", [self.colors_code()])
+            self._ngl_call("executeCode", "Widget", [self.colors_code()])
             return
         if archive:
             self.ngl._js(self.colors_code(recolor=False))
         else:
-            self._send("executeCode", "Widget", [self.colors_code(recolor=False)])
+            self._ngl_call("executeCode", "Widget", [self.colors_code(recolor=False)])
         for kind, params in _representations(self.representation):
             params.update(sele="all", color=self._scheme_label, name=ATOMS_REPR, component_index=0)
             if archive:
                 self.ngl._remote_call("addRepresentation", target="compList", args=[kind], kwargs=params)
             else:
-                self._send("addRepresentation", "compList", [kind], **params)
+                self._ngl_call("addRepresentation", "compList", [kind], **params)
 
     def _update_legend(self):
         arrows = _arrow_legend(self._arrows, self.arrow_scale) if self._arrows else ""
         self.legend.value = self._shown_colors.legend_html + arrows
 
     def _remove_representation(self, name: str):
-        self._send("removeRepresentationsByName", "Widget", [name, 0])
+        self._ngl_call("removeRepresentationsByName", "Widget", [name, 0])
 
     def _remove_component(self, component: str):
         """Remove one nglview component, keeping nglview's own bookkeeping in step."""
         index = self.ngl._ngl_component_ids.index(component)
         self.ngl._ngl_component_ids.pop(index)
         self.ngl._ngl_component_names.pop(index)
-        self._send("removeComponent", "Stage", [index])
+        self._ngl_call("removeComponent", "Stage", [index])
 
     def _draw_arrows(self):
         for component in reversed(self._extra_components):
@@ -452,7 +471,7 @@ class Viewer(widgets.VBox):
                 if a != b:
                     shapes.append(("arrow", a, b, color, 0.08))
         component = str(uuid.uuid4())
-        self._send("addShape", "Widget", ["mlipviz-arrows", shapes])
+        self._ngl_call("addShape", "Widget", ["mlipviz-arrows", shapes])
         self.ngl._ngl_component_ids.append(component)
         self.ngl._ngl_component_names.append("mlipviz-arrows")
         self._extra_components.append(component)
@@ -464,7 +483,7 @@ class Viewer(widgets.VBox):
         if self._highlighted:
             # a shell just outside the picked atom's own sphere: larger ones hid its neighbours
             scale = BALL_SCALE if self.representation == "ball+stick" else SPHERE_SCALE
-            self._send("addRepresentation", "compList", ["spacefill"],
+            self._ngl_call("addRepresentation", "compList", ["spacefill"],
                        sele="@" + ",".join(map(str, self._highlighted)), color="#ff00ff", opacity=0.5,
                        radiusType="covalent", radiusScale=scale * HIGHLIGHT_SCALE, name=HIGHLIGHT_REPR,
                        component_index=0)
@@ -472,16 +491,28 @@ class Viewer(widgets.VBox):
     def _redraw_structure(self):
         """Swap in frame ``self.frame`` as a new structure (atoms or cell differ between frames)."""
         ngl = self.ngl
+        if not ngl.loaded:
+            # no browser view yet (Voila runs every cell first): the swap messages would reach a
+            # view replaying the first frame's archive and leave it half drawn, so a new widget
+            # is made on this frame instead
+            self.ngl = self._make_ngl(_FrameStructure(self, self.frame), ngl.layout.height, ngl.camera)
+            self._extra_components, self._highlight_drawn = [], False
+            # (the old widget is not closed: nglview's links from its player widgets to it would
+            # then point at a closed model, and Voila waits for them for ever)
+            self.children = (self.ngl, *self.children[1:])
+            self._draw_initial()
+            self._draw_highlight()
+            return
         for component in reversed(list(ngl._ngl_component_ids)):
             self._remove_component(component)
         self._extra_components = []
         self._highlight_drawn = False
-        self._send("loadFile", "Stage", [{"type": "blob", "data": self.structure_string(self.frame),
+        self._ngl_call("loadFile", "Stage", [{"type": "blob", "data": self.structure_string(self.frame),
                                           "binary": False}], ext="pdb", defaultRepresentation=False)
         ngl._ngl_component_ids.append(str(uuid.uuid4()))
         ngl._ngl_component_names.append(f"frame {self.frame}")
         if self.frames.pbc[self.frame].any():
-            self._send("addRepresentation", "compList", ["unitcell"], sele="all", component_index=0)
+            self._ngl_call("addRepresentation", "compList", ["unitcell"], sele="all", component_index=0)
         self._draw_atoms(new_structure=True)
         self._draw_arrows()
 
