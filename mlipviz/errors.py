@@ -68,3 +68,8 @@ class CheckpointMismatchError(MlipvizError, RuntimeError):
 
 class CompletenessWarning(UserWarning):
     """Integrated-gradient attributions do not sum to f(x) - f(baseline) within 1 %."""
+
+
+class UntrustedFileWarning(UserWarning):
+    """A pickled model file from a path its backend did not ship is about to be opened
+    (unpickling runs code the file names); ``load_model(..., trust=True)`` silences it."""

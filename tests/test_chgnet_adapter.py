@@ -185,3 +185,36 @@ def test_embeddings_equal_chgnet_atom_fea_and_layer_choice(model, frames, predic
     np.testing.assert_allclose(first.forces, prediction.forces, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="embedding_layer=0"):
         model.use_embedding_layer(0)
+
+
+def test_weights_files_are_read_safely_and_bad_ones_named(frames, prediction, tmp_path):
+    """CHGNet checkpoints are state dictionaries: read with weights_only=True. One that also
+    holds other Python objects is refused unless trust=True; files that are no checkpoint are
+    named in the error."""
+    import argparse
+
+    import torch
+
+    from mlipviz.errors import ModelNotAvailableError
+    from mlipviz.models import chgnet_adapter
+
+    shipped = chgnet_adapter.package_weights(get_card("chgnet"))[0]
+    state = torch.load(shipped, map_location="cpu", weights_only=True)
+    state["extra"] = argparse.Namespace(note="an arbitrary Python object")
+    odd = tmp_path / "chgnet_0.3.0_odd.pth.tar"
+    torch.save(state, odd)
+    with pytest.raises(ModelNotAvailableError, match=r"chgnet_0.3.0_odd.pth.tar holds Python objects.*trust=True"):
+        load_model(str(odd), device="cpu")
+    trusted = load_model(str(odd), device="cpu", trust=True)
+    np.testing.assert_allclose(trusted.predict(frames[:1], progress=False).energy, prediction.energy[:1],
+                               rtol=0, atol=TOL_E)
+    text = tmp_path / "chgnet_notes.pth.tar"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ModelNotAvailableError, match="chgnet_notes.pth.tar is not a CHGNet weights file"):
+        load_model(str(text), device="cpu")
+    plain = tmp_path / "chgnet_plain.pth.tar"
+    torch.save({"weights": torch.zeros(3)}, plain)
+    with pytest.raises(ModelNotAvailableError, match="chgnet_plain.pth.tar is not a CHGNet checkpoint"):
+        load_model(str(plain), device="cpu")
+    with pytest.raises(ModelNotAvailableError, match="is a folder"):
+        load_model(str(tmp_path), device="cpu", backend="chgnet")

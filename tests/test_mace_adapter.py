@@ -252,3 +252,67 @@ def test_embedding_layer_choice_equals_mace_descriptors(small_model_path, calc64
     np.testing.assert_array_equal(second.forces, full.forces)
     with pytest.raises(mlipviz.errors.InputError, match="embedding_layer=3.*1 to 2"):
         first.use_embedding_layer(3)
+
+
+def test_a_model_file_from_a_user_path_warns_once_and_trust_silences_it(small_model_path, tmp_path):
+    """A .model file is a pickled module (opening it runs code it names): from a path mace did
+    not download it warns once, naming the file; trust=True says the user knows its source."""
+    import warnings
+
+    from mlipviz.errors import UntrustedFileWarning
+
+    path = tmp_path / "someone_elses.model"
+    shutil.copy(small_model_path, path)
+    with pytest.warns(UntrustedFileWarning, match="someone_elses.model"):
+        mlipviz.load_model(path, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedFileWarning)
+        mlipviz.load_model(path, device="cpu")  # once per file
+        other = tmp_path / "trusted.model"
+        shutil.copy(small_model_path, other)
+        mlipviz.load_model(other, device="cpu", trust=True)
+    with pytest.raises(TypeError, match="trust must be True or False"):
+        mlipviz.load_model(path, trust="yes")
+
+
+def test_mace_cache_is_trusted_and_bad_files_are_named(no_weights, small_model_path, tmp_path):
+    import warnings
+
+    from mlipviz.errors import UntrustedFileWarning
+    from mlipviz.models import mace_adapter
+
+    cached = mace_adapter.package_weights(registry.get_card("mace-mp-0"))[0]
+    cached.parent.mkdir(parents=True)
+    shutil.copy(small_model_path, cached)  # where mace's own download puts it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedFileWarning)
+        mlipviz.load_model("mace-mp-0", device="cpu")
+    text = tmp_path / "notes.model"
+    text.write_text("not a model")
+    with pytest.raises(ModelNotAvailableError, match="cannot read MACE model file .*notes.model"):
+        mlipviz.load_model(text, device="cpu", trust=True)
+    with pytest.raises(ModelNotAvailableError, match="is a folder"):
+        mlipviz.load_model(tmp_path, device="cpu", backend="mace")
+
+
+def test_importing_mace_leaves_torch_safe_loading_on():
+    """mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 when imported; mlipviz restores it, so
+    every later torch.load in the process keeps weights_only's default."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, os, sys\nfrom pathlib import Path\n"
+            "from mlipviz.errors import ModelNotAvailableError\nfrom mlipviz.models import mace_adapter\n"
+            "try:\n    mace_adapter.load(None, Path('missing.model'), 'cpu', 'float64')\n"
+            "except ModelNotAvailableError:\n    pass\n"
+            "print('mace' in sys.modules, os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))\n"
+            "import mace\nimportlib.reload(mace)\nprint(os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))")
+    import os
+
+    # this process imported mace at the top of the module (so it has the setting): a clean one
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported, kept, unguarded = out.stdout.split()[-3:]
+    assert (imported, kept) == ("True", "None")  # imported by load, the setting restored
+    assert unguarded == "1"  # what importing mace does without the guard

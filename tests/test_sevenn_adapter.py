@@ -146,3 +146,29 @@ def test_embedding_layer_choice_equals_sevennet_calculator_features(model, calc,
             np.testing.assert_allclose(emb[frames.atoms_of(i)], captured[-1][:, index].numpy(), rtol=0, atol=1e-4)
     finally:
         hook.remove()
+
+
+def test_checkpoints_from_user_paths_warn_once_shipped_ones_do_not(tmp_path):
+    """A SevenNet checkpoint is unpickled in full (its config holds Python objects): the one in
+    the sevenn wheel opens silently, a copy elsewhere warns once, naming the file."""
+    import shutil
+    import warnings
+
+    from mlipviz.errors import ModelNotAvailableError, UntrustedFileWarning
+    from mlipviz.models import sevenn_adapter
+
+    shipped = sevenn_adapter.package_weights(registry.get_card("sevennet-0"))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedFileWarning)
+        mlipviz.load_model("sevennet-0", device="cpu")
+    copy = tmp_path / "sevennet_copy.pth"
+    shutil.copy(shipped, copy)
+    with pytest.warns(UntrustedFileWarning, match="sevennet_copy.pth"):
+        mlipviz.load_model(copy, device="cpu", backend="sevenn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedFileWarning)
+        mlipviz.load_model(copy, device="cpu", backend="sevenn", trust=True)
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ModelNotAvailableError, match="cannot read SevenNet checkpoint .*notes.pth"):
+        mlipviz.load_model(text, device="cpu", backend="sevenn", trust=True)

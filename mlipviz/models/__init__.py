@@ -4,9 +4,10 @@ Each backend lives in ``<backend>_adapter.py`` and provides:
 
 - ``package_weights(card) -> list[Path]``: weights shipped with or cached by its package;
 - ``download_source(card) -> str``: where its package downloads the weights from;
-- ``load(card, weights, device, dtype) -> Model``: ``card`` is None for a bare weights
-  path; ``weights`` is None when the package should download (only called once the
-  source is known to be reachable).
+- ``load(card, weights, device, dtype, trust=False) -> Model``: ``card`` is None for a bare
+  weights path; ``weights`` is None when the package should download (only called once the
+  source is known to be reachable); ``trust``: the user vouches for a pickled weights file from
+  a path the package did not ship (`mlipviz.models.safety`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _detect_backend(path: Path) -> str:
 
 
 def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None,
-               embedding_layer: int | None = None) -> Model:
+               embedding_layer: int | None = None, trust: bool = False) -> Model:
     """A `Model` from a registry name, a weights path, an ASE ``Calculator`` or a `Model`.
 
     Names: see `available_models`. ``device="auto"`` uses CUDA when present;
@@ -70,12 +71,19 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     ``embedding_layer``: the interaction block whose per-atom features
     ``predict(return_embeddings=True)`` returns (1 to ``model.embedding_layers``; default:
     the adapter's documented layer, ``model.embedding_layer`` describes it).
+    ``trust=True``: you know where a weights file from your own path comes from. Files that are
+    pickled Python objects (MACE ``.model``, SevenNet checkpoints) run code when opened; from a
+    path their package did not ship they are opened after an `UntrustedFileWarning` naming the
+    file, CHGNet state dictionaries are read with ``weights_only=True`` (one that needs more is
+    refused without ``trust``).
     """
-    model = _load(spec, device, dtype, backend)
+    if not isinstance(trust, bool):
+        raise TypeError(f"trust must be True or False, got {trust!r}")
+    model = _load(spec, device, dtype, backend, trust)
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
 
 
-def _load(spec, device: str, dtype: str, backend: str | None) -> Model:
+def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Model:
     if isinstance(spec, Model):
         return spec
     if callable(getattr(spec, "as_model", None)):  # e.g. mlipviz.reference calculators
@@ -99,7 +107,7 @@ def _load(spec, device: str, dtype: str, backend: str | None) -> Model:
             source = adapter.download_source(card)
             if not reachable(source):
                 raise offline_error(card, looked, source)
-        return adapter.load(card, weights, resolve_device(device), dtype)
+        return adapter.load(card, weights, resolve_device(device), dtype, trust=trust)
     path = Path(spec).expanduser()
     if not path.exists():
         names = ", ".join(c.name for c in CARDS)
@@ -108,7 +116,7 @@ def _load(spec, device: str, dtype: str, backend: str | None) -> Model:
     backend = backend or _detect_backend(path)
     if backend not in _PIP_NAMES:
         raise ModelNotAvailableError(f"unknown backend '{backend}'; use one of {sorted(_PIP_NAMES)}")
-    return _adapter(backend, f"weights {path}").load(None, path, resolve_device(device), dtype)
+    return _adapter(backend, f"weights {path}").load(None, path, resolve_device(device), dtype, trust=trust)
 
 
 def _availability(card: ModelCard) -> tuple[bool, str, str]:

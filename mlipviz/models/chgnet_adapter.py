@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ModelNotAvailableError
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
+from .safety import load_state
 
 _WEIGHT_FILES = {
     "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
@@ -73,7 +75,7 @@ def _stem(path: Path) -> str:
     return re.sub(r"(\.pth)?(\.tar)?$", "", path.name)
 
 
-def _load_network(card, weights, device: str):
+def _load_network(card, weights, device: str, trust: bool = False):
     import contextlib
     import io
 
@@ -84,8 +86,11 @@ def _load_network(card, weights, device: str):
             net = CHGNet.load(model_name=card.version, use_device="cpu", verbose=False)
         else:
             weights = Path(weights)
-            state = torch.load(weights, map_location="cpu", weights_only=False)
-            state = state.get("model", state)
+            state = load_state(weights, "CHGNet", trust)
+            state = state.get("model", state) if isinstance(state, dict) else state
+            if not isinstance(state, dict) or "state_dict" not in state:
+                raise ModelNotAvailableError(f"{weights} is not a CHGNet checkpoint (no 'state_dict' "
+                                             "in it); CHGNet.save and chgnet's trainer write them")
             # CHGNet.load sets mlp_out_bias for 0.2.0; tell it from the weights themselves.
             bias = any(k.endswith("mlp_out.layers.1.bias") for k in state["state_dict"])
             version = card.version if card is not None else _version_from_path(weights)
@@ -97,12 +102,12 @@ def _load_network(card, weights, device: str):
     return net
 
 
-def load(card, weights, device: str, dtype: str) -> "CHGNetModel":
+def load(card, weights, device: str, dtype: str, trust: bool = False) -> "CHGNetModel":
     """A `CHGNetModel`; ``card`` None for a bare ``.pth.tar`` path."""
     if dtype != "float32":
         raise ValueError(f"CHGNet runs in float32 only (chgnet hard-codes torch.float32 in its "
                          f"graph converter and batching); got dtype={dtype!r}")
-    return CHGNetModel(_load_network(card, weights, device), card, weights, device)
+    return CHGNetModel(_load_network(card, weights, device, trust), card, weights, device)
 
 
 class CHGNetModel(Model):

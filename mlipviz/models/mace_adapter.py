@@ -10,8 +10,10 @@ single structure. Embeddings are the invariant node descriptors that
 channels of every interaction layer, concatenated), taken from the same forward pass.
 
 ``mace`` is imported lazily: importing it sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
-for the whole process, and ``e3nn`` 0.4.4 needs ``mace`` imported first under torch
->= 2.6.
+for the whole process (restored after the import: `safety.process_setting_kept`), and
+``e3nn`` 0.4.4 needs ``mace`` imported first under torch >= 2.6. A ``.model`` file is a
+pickled module: from a path mace did not download it is opened after an
+`UntrustedFileWarning`, unless ``trust=True``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..frames import Frames
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
+from .safety import check_pickle, process_setting_kept
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
@@ -65,18 +68,24 @@ def _download(card) -> Path:
     """Download ``card.url`` through mace's own code into its cache; returns the file."""
     if card is None or not card.url:
         raise ModelNotAvailableError("a MACE model without weights path or download URL")
-    from mace.calculators.foundations_models import download_mace_mp_checkpoint
+    with process_setting_kept():  # mace.calculators sets it again
+        from mace.calculators.foundations_models import download_mace_mp_checkpoint
 
     return Path(download_mace_mp_checkpoint(card.url))
 
 
-def load(card, weights, device: str, dtype: str) -> "MACEModel":
+def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MACEModel":
     """A `MACEModel` from a ``.model`` file (``weights``), downloading first if it is None."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
+    with process_setting_kept():
+        import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
 
     weights = Path(weights) if weights is not None else _download(card)
+    if not weights.is_file():
+        raise ModelNotAvailableError(f"MACE model file {weights} "
+                                     f"{'is a folder' if weights.is_dir() else 'does not exist'}")
+    check_pickle(weights, "MACE model (torch.save of the whole module)", trust, package_weights(card))
     try:
         net = torch.load(str(weights), map_location=device, weights_only=False)
     except Exception as exc:
@@ -262,8 +271,12 @@ class MACEModel(Model):
 
     def calculator(self):
         """``MACECalculator`` reading the same weights file, in this model's dtype and device."""
-        from mace.calculators import MACECalculator
-
         kwargs = {"head": self._head} if len(self._heads) > 1 else {}
-        return MACECalculator(model_paths=[str(self.weights)], device=self.device,
-                              default_dtype=self.dtype, **kwargs)
+        # mace's calculator unpickles the file (already vetted by `load`) through torch's
+        # process-wide setting: on for this call only
+        with process_setting_kept():
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+            from mace.calculators import MACECalculator
+
+            return MACECalculator(model_paths=[str(self.weights)], device=self.device,
+                                  default_dtype=self.dtype, **kwargs)

@@ -68,7 +68,8 @@ def _model_folder(weights) -> Path:
     return folder
 
 
-def load(card, weights, device: str, dtype: str) -> "MatGLModel":
+def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MatGLModel":
+    # ``trust`` is not needed: matgl reads its model.pt and state.pt with weights_only=True
     """A `MatGLModel`; ``card`` None for a bare model folder (or its ``model.json``)."""
     import matgl
 

@@ -26,6 +26,7 @@ from ..frames import Frames
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device
 from .registry import package_dir
+from .safety import check_pickle
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
 _PRETRAINED = {
@@ -63,7 +64,7 @@ def _import_sevenn():
     import sevenn.util  # noqa: F401
 
 
-def load(card, weights, device: str, dtype: str) -> "SevenNetModel":
+def load(card, weights, device: str, dtype: str, trust: bool = False) -> "SevenNetModel":
     if dtype != "float32":
         raise ValueError(f"SevenNet runs in float32 only (asked for {dtype!r}): its network "
                          "casts the one-hot element embedding to float32 internally")
@@ -76,6 +77,11 @@ def load(card, weights, device: str, dtype: str) -> "SevenNetModel":
     import sevenn.util as util
 
     weights = Path(weights)
+    if not weights.is_file():
+        raise ModelNotAvailableError(f"SevenNet checkpoint {weights} "
+                                     f"{'is a folder' if weights.is_dir() else 'does not exist'}")
+    check_pickle(weights, "SevenNet checkpoint (its config holds Python objects)", trust,
+                 package_weights(card))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
