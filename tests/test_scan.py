@@ -39,7 +39,7 @@ def test_eos_fit_agrees_with_ase(chgnet):
     from ase.eos import EquationOfState
     from ase.units import GPa
 
-    result = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(0.95, 1.05, 9), models=[chgnet], reference=EMT())
+    result = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(-0.05, 0.05, 9), models=[chgnet], reference=EMT())
     fits = scan.birch_murnaghan(result)
     for method in ("chgnet", "reference"):
         energies = result.energy(method, aligned=False)  # one atom per cell: per atom already
@@ -48,9 +48,32 @@ def test_eos_fit_agrees_with_ase(chgnet):
         assert fits.loc[method, "E0"] == pytest.approx(e0, abs=1e-6)
         assert fits.loc[method, "B0_GPa"] == pytest.approx(b0 / GPa, rel=1e-4)
     # the force along an EOS scan comes from the stress: -dE/dv, v the volume per atom
-    fine = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(0.97, 1.03, 61), models=[EMT()], reference=EMT())
+    fine = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(-0.03, 0.03, 61), models=[EMT()], reference=EMT())
     slope = np.gradient(fine.energy("reference"), fine.coordinate)
     np.testing.assert_allclose(fine.force_along("reference")[3:-3], -slope[3:-3], atol=2e-3)
+
+
+def test_strain_takes_linear_strains_as_ase_does():
+    """strains= are linear strains ε (cell x (1 + ε)), as ase, pymatgen and matcalc mean them;
+    scale= takes the factors 1 + ε; a scale factor passed as a strain is refused by name."""
+    from mlipviz.errors import InputError
+
+    cu = bulk("Cu", "fcc", a=3.6)
+    eps = np.array([-0.04, 0.0, 0.04])
+    result = scan.strain(cu, eps, models=[EMT()], reference=EMT())
+    np.testing.assert_allclose(result.coordinate, cu.get_volume() * (1 + eps) ** 3, rtol=1e-12)
+    assert [info["linear_strain"] for info in result.frames.info] == pytest.approx(eps.tolist())
+    same = scan.strain(cu, scale=1 + eps, models=[EMT()], reference=EMT())
+    np.testing.assert_allclose(same.energy("reference"), result.energy("reference"), rtol=0, atol=1e-12)
+    for bad, match in [(dict(strains=np.linspace(0.96, 1.04, 3)), r"strains\[0\] = 0.96 .*scale="),
+                       (dict(strains=[0.0, np.nan]), r"strains\[1\] is nan"),
+                       (dict(strains=[]), "non-empty"), (dict(strains="big"), "must be numbers"),
+                       (dict(scale=[0.3, 1.0]), r"scale\[0\] = 0.3 is a linear strain of -70%"),
+                       (dict(strains=[0.0], scale=[1.0]), "not both"), (dict(), "not neither")]:
+        with pytest.raises(InputError, match=match):
+            scan.strain(cu, models=[EMT()], reference=EMT(), **bad)
+    with pytest.raises(InputError, match="models: give"):
+        scan.strain(cu, eps)
 
 
 def test_hessian_of_a_harmonic_potential_gives_its_frequencies():

@@ -207,26 +207,61 @@ def diatomic(element_a: str, element_b: str, distances, models, reference=None, 
                      **kwargs)
 
 
-def strain(atoms, strains, models, reference=None, align: str = "minimum", **kwargs) -> Scan:
-    """Isotropic linear strains (0.98 = 2 % compression), positions scaled with the cell;
-    energy against volume per atom. Force along = -dE/dv from the stress."""
-    strains = np.asarray(strains, dtype=np.float64)
+def strain(atoms, strains=None, models=None, reference=None, align: str = "minimum", *, scale=None,
+           **kwargs) -> Scan:
+    """Isotropic scans of the cell, positions scaled with it; energy against volume per atom.
+    Force along = -dE/dv from the stress.
+
+    ``strains``: linear strains ε, as in ASE, pymatgen and matcalc (-0.02 is 2 % compression:
+    every cell vector times 1 + ε). ``scale``: the factors 1 + ε themselves, instead of
+    ``strains``. |ε| must stay below 0.5 (a scale factor such as 0.98 passed as a strain
+    would stretch the cell to 1.98 times its size).
+    """
+    if models is None:
+        raise InputError("models: give the models to scan (names, Model objects or ASE calculators)")
+    if (strains is None) == (scale is None):
+        raise InputError("give strains= (linear strains, e.g. np.linspace(-0.04, 0.04, 9)) or scale= "
+                         "(factors 1 + strain), not " + ("both" if scale is not None else "neither"))
+    name = "strains" if scale is None else "scale"
+    values = _finite_vector(strains if scale is None else scale, name)
+    eps = values if scale is None else values - 1.0
+    bad = np.flatnonzero(np.abs(eps) >= 0.5)
+    if bad.size:
+        hint = (" (scale factors? pass them as scale=)" if scale is None and np.all((values > 0.5) & (values < 1.5))
+                else "")
+        raise InputError(f"{name}[{bad[0]}] = {values[bad[0]]:g} is a linear strain of {eps[bad[0]]:+.0%}; "
+                         f"mlipviz scans |strain| < 50 %{hint}")
     geometries = []
-    for s in strains:
+    for e in eps:
         strained = atoms.copy()
         strained.calc = None
-        strained.set_cell(atoms.cell.array * s, scale_atoms=True)
-        strained.info["linear_strain"] = float(s)
+        strained.set_cell(atoms.cell.array * (1.0 + e), scale_atoms=True)
+        strained.info["linear_strain"] = float(e)
         geometries.append(strained)
     volumes = np.array([a.get_volume() / len(a) for a in geometries])
     return _evaluate("eos", geometries, volumes, "volume_per_atom", models, reference, align, **kwargs)
+
+
+def _finite_vector(values, name: str) -> np.ndarray:
+    """``values`` as a 1-D float array of finite numbers, or an InputError naming ``name``."""
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numbers, got {values!r}") from exc
+    if out.ndim != 1 or out.size == 0:
+        raise InputError(f"{name} must be a non-empty list of numbers, got shape {out.shape}")
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        raise InputError(f"{name}[{bad[0]}] is {out[bad[0]]}, not a finite number")
+    return out
 
 
 def eos(atoms, volumes, models, reference=None, align: str = "minimum", **kwargs) -> Scan:
     """Energy against volume per atom (Å³/atom) at the given volumes (isotropic scaling)."""
     volumes = np.asarray(volumes, dtype=np.float64)
     per_atom = atoms.get_volume() / len(atoms)
-    return strain(atoms, np.cbrt(volumes / per_atom), models, reference, align, **kwargs)
+    return strain(atoms, models=models, reference=reference, align=align, scale=np.cbrt(volumes / per_atom),
+                  **kwargs)
 
 
 def birch_murnaghan(scan: Scan) -> pd.DataFrame:

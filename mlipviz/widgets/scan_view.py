@@ -145,6 +145,6 @@ class ScanTab(widgets.VBox):
         grid = np.linspace(lo, hi, self.points.value)
         common = {"models": self.run.models, "reference": self.run.reference, "device": self.run.device}
         if self.KINDS[self.kind.value] == "eos":
-            return ScanView(scans.strain(atoms, 1 + grid, **common))
+            return ScanView(scans.strain(atoms, grid, **common))
         direction = np.eye(3)["xyz".index(self.direction.value)]
         return ScanView(scans.displacement(atoms, self.atom.value, direction, grid, **common))
