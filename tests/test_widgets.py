@@ -446,3 +446,12 @@ def test_explorer_opens_files_on_the_server(cu_trajectory, tmp_path):
     assert len(opened.frames) == 6 and opened.path.value == "sub/md.extxyz, sub/md.extxyz"
     with pytest.raises(TypeError, match="models= takes"):
         Explorer(models=["chgnet"])
+
+
+def test_error_map_names_an_unknown_model_or_metric(comparison):
+    from mlipviz.errors import InputError
+
+    with pytest.raises(InputError, match=r"model 'mace-mp-9' is not in this comparison; choose from \["):
+        comparison.show(model="mace-mp-9")
+    with pytest.raises(InputError, match="metric 'energy' not available here"):
+        comparison.show(metric="energy")

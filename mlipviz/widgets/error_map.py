@@ -12,6 +12,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..analysis.compare import Comparison
+from ..errors import InputError
 from .layout import side_by_side
 from .viewer import Viewer
 
@@ -51,7 +52,9 @@ class ErrorMap(widgets.VBox):
         present = {column for name in comparison.models for column in comparison.atom_errors(name)}
         metrics = [label for label, (column, _) in METRICS.items() if column in present]
         if metric not in metrics:
-            raise ValueError(f"metric '{metric}' not available here; choose from {metrics}")
+            raise InputError(f"metric '{metric}' not available here; choose from {metrics}")
+        if model is not None and model not in comparison.models:
+            raise InputError(f"model {model!r} is not in this comparison; choose from {comparison.models}")
         self.model_select = widgets.Dropdown(options=comparison.models, value=model or comparison.models[0],
                                              description="model")
         self.metric_select = widgets.Dropdown(options=metrics, value=metric, description="colour by",
