@@ -201,3 +201,17 @@ def test_labelled_frames_as_reference_are_matched_by_geometry():
     result = scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=labelled, align="none")
     np.testing.assert_allclose(result.energy("reference"), labelled.energy[::-1])
     np.testing.assert_allclose(result.energy("reference"), result.energy(result.comparison.models[0]))
+
+
+def test_a_path_of_one_image_and_a_missing_phonon_mode_are_named():
+    from ase.build import molecule
+
+    from mlipviz.errors import InputError
+
+    water = molecule("H2O")
+    with pytest.raises(InputError, match="a path needs at least two images, got 1"):
+        scan.path([water], models=[EMT()], reference=EMT())
+    with pytest.raises(InputError, match=r"mode 9 does not exist; this structure has 9 modes \(0 to 8\)"):
+        scan.phonon_mode(water, models=[EMT()], reference=EMT(), modes=[8, 9])
+    with pytest.raises(InputError, match="modes must be integer mode indices"):
+        scan.phonon_mode(water, models=[EMT()], reference=EMT(), modes=[1.5])

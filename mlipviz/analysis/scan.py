@@ -242,6 +242,17 @@ def strain(atoms, strains=None, models=None, reference=None, align: str = "minim
     return _evaluate("eos", geometries, volumes, "volume_per_atom", models, reference, align, **kwargs)
 
 
+def _mode_indices(modes, count: int) -> list[int]:
+    """``modes`` as integer indices in [0, count), or an InputError naming the bad one."""
+    values = np.atleast_1d(np.asarray(modes))
+    if values.dtype.kind not in "iu":
+        raise InputError(f"modes must be integer mode indices (0 to {count - 1}), got {modes!r}")
+    bad = [int(m) for m in values if not 0 <= m < count]
+    if bad:
+        raise InputError(f"modes: mode {bad[0]} does not exist; this structure has {count} modes (0 to {count - 1})")
+    return [int(m) for m in values]
+
+
 def _finite_vector(values, name: str) -> np.ndarray:
     """``values`` as a 1-D float array of finite numbers, or an InputError naming ``name``."""
     try:
@@ -330,6 +341,8 @@ def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
     from ..io import read
 
     frames = read(images, min_distance=0.1)
+    if len(frames) < 2:
+        raise InputError(f"images: a path needs at least two images, got {len(frames)}", source=frames.source)
     if len(set(frames.n_atoms.tolist())) != 1:
         raise InputError("path images must all have the same atoms", source=frames.source)
     n = int(frames.n_atoms[0])
@@ -407,6 +420,8 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     from ..io import read
 
     n = len(atoms)
+    if modes is not None:  # checked before the Hessian's 6n evaluations
+        modes = _mode_indices(modes, 3 * n)
     displaced = []
     for k in range(3 * n):
         for sign in (1, -1):
