@@ -107,3 +107,12 @@ def test_model_calculator_equals_the_models_own(mixed_structures):
     assert atoms.get_potential_energy() == pytest.approx(twin.get_potential_energy(), abs=1e-4)
     assert abs(atoms.get_forces() - twin.get_forces()).max() < 1e-4
     assert abs(atoms.get_stress() - twin.get_stress()).max() < 1e-5
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", 3.5, "CPU0"])
+def test_a_device_torch_does_not_know_is_named(device):
+    from mlipviz.errors import InputError
+    from mlipviz.models import resolve_device
+
+    with pytest.raises(InputError, match=f"device must be .*got {device!r}"):
+        resolve_device(device)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ModelNotAvailableError
+from ..errors import InputError, ModelNotAvailableError
 from ..settings import shown
 from .base import Model, Prediction
 from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
@@ -33,6 +33,11 @@ def resolve_device(device: str = "auto") -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), "
+                         f"got {device!r}") from exc
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ModelNotAvailableError(f"device '{device}' asked for, but torch sees no CUDA GPU")
     return str(device)
