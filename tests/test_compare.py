@@ -294,3 +294,28 @@ def test_predict_rejects_nan_positions_in_frames(cu_frames):
     bad.positions[bad.atoms_of(1).start + 4] = np.nan
     with pytest.raises(mlipviz.errors.InvalidStructureError, match="frame 1, atom 4"):
         CalculatorModel(EMT(), name="emt").predict(bad, progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [2.5, 0, -1, "4", True])
+def test_a_batch_size_that_is_no_positive_whole_number_is_named(batch_size):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from mlipviz.errors import InputError
+
+    cu = bulk("Cu", "fcc", a=3.6)
+    cu.calc = EMT()
+    cu.get_forces()
+    with pytest.raises(InputError, match=f"batch_size must be a positive whole number.*got {batch_size!r}"):
+        mlipviz.compare(EMT(), [cu], batch_size=batch_size, progress=False)
+    with pytest.raises(InputError, match="batch_size must be"):
+        mlipviz.load_model(EMT()).predict([cu], batch_size=batch_size, progress=False)
+
+
+def test_an_empty_model_list_is_named():
+    from ase.build import bulk
+
+    from mlipviz.errors import InputError
+
+    with pytest.raises(InputError, match="models: give at least one model"):
+        mlipviz.compare([], [bulk("Cu", "fcc", a=3.6)], progress=False)

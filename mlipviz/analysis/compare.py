@@ -41,9 +41,14 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     none, such as plain ASE calculators, keep None), for `mlipviz.latent`.
     """
     from ..models import load_model
+    from ..models.batching import check_batch_size
 
     frames = frames if isinstance(frames, Frames) else read(frames)
     specs = models if isinstance(models, (list, tuple)) else [models]
+    if not specs:
+        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
+                         "calculator); got an empty list")
+    check_batch_size(batch_size)
     loaded = [load_model(spec, device=device) for spec in specs]
 
     def checkpoint(name):

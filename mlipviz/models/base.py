@@ -184,6 +184,7 @@ class Model:
 
         from ..io import read
 
+        batching.check_batch_size(batch_size)
         frames = frames.validate(min_distance=0) if isinstance(frames, Frames) else read(frames)
         self.check_elements(frames)
         if return_embeddings and self.embedding_layer is None:

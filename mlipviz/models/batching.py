@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
+from ..errors import InputError
 from ..frames import Frames
 
 #: atoms per Å³ assumed around atoms of non-periodic frames (diamond: 0.176): an upper bound.
@@ -183,3 +184,12 @@ def batch_to_device(batch, device: str):
     if str(device).startswith("cuda"):
         return batch.apply(lambda tensor: tensor.pin_memory()).to(device, non_blocking=True)
     return batch.to(device)
+
+
+def check_batch_size(batch_size) -> None:
+    """None or a positive whole number of structures per pass; an InputError otherwise."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive whole number of structures per pass (or None), "
+                         f"got {batch_size!r}")
