@@ -29,7 +29,7 @@ from ..frames import Frames
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
-from .safety import check_pickle, process_setting_kept
+from .safety import check_pickle, process_setting_kept, require_file
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
@@ -82,9 +82,7 @@ def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MACEMo
         import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
 
     weights = Path(weights) if weights is not None else _download(card)
-    if not weights.is_file():
-        raise ModelNotAvailableError(f"MACE model file {weights} "
-                                     f"{'is a folder' if weights.is_dir() else 'does not exist'}")
+    require_file(weights, "MACE model file")
     check_pickle(weights, "MACE model (torch.save of the whole module)", trust, package_weights(card))
     try:
         net = torch.load(str(weights), map_location=device, weights_only=False)

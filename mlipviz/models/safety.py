@@ -28,6 +28,12 @@ from ..errors import ModelNotAvailableError, UntrustedFileWarning
 _warned: set[Path] = set()
 
 
+def require_file(path: Path, what: str) -> None:
+    """A ModelNotAvailableError naming ``path`` unless it is a file (a folder, or nothing)."""
+    if not path.is_file():
+        raise ModelNotAvailableError(f"{what} {path} {'is a folder' if path.is_dir() else 'does not exist'}")
+
+
 def is_trusted(path: Path, shipped=()) -> bool:
     """``path`` is one of the files the backend itself ships or downloaded (``shipped``)."""
     path = Path(path).resolve()
@@ -52,10 +58,7 @@ def load_state(path: Path, what: str, trust: bool):
     """A weights file holding tensors and plain containers, read with ``weights_only=True``;
     with ``trust=True`` one that needs more is read in full. Errors name the file."""
     path = Path(path)
-    if not path.exists():
-        raise ModelNotAvailableError(f"{what} weights {path} does not exist")
-    if path.is_dir():
-        raise ModelNotAvailableError(f"{what} weights {path} is a folder, not a file")
+    require_file(path, f"{what} weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

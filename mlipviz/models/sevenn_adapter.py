@@ -26,7 +26,7 @@ from ..frames import Frames
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device
 from .registry import package_dir
-from .safety import check_pickle
+from .safety import check_pickle, require_file
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
 _PRETRAINED = {
@@ -77,9 +77,7 @@ def load(card, weights, device: str, dtype: str, trust: bool = False) -> "SevenN
     import sevenn.util as util
 
     weights = Path(weights)
-    if not weights.is_file():
-        raise ModelNotAvailableError(f"SevenNet checkpoint {weights} "
-                                     f"{'is a folder' if weights.is_dir() else 'does not exist'}")
+    require_file(weights, "SevenNet checkpoint")
     check_pickle(weights, "SevenNet checkpoint (its config holds Python objects)", trust,
                  package_weights(card))
     try:
