@@ -34,6 +34,25 @@ class InputError(MlipvizError, ValueError):
         super().__init__(f"{problem} ({where})" if where else problem)
 
 
+class ArgumentTypeError(InputError, TypeError):
+    """An argument of the wrong type (a float where an atom index goes, an object that is
+    not a model); a `TypeError` as well as an `InputError`."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A name (model, metric, element, method) that is not among the choices; a `KeyError`
+    too, so that mapping look-ups keep Python's protocol."""
+
+    __str__ = InputError.__str__
+
+
+class OutOfRangeError(InputError, IndexError):
+    """An index (frame, atom, mode) outside its range; an `IndexError` too, so that
+    iteration and slicing keep Python's protocol."""
+
+    __str__ = InputError.__str__
+
+
 class ReadError(InputError):
     """A file or object could not be read as structures."""
 
@@ -73,3 +92,22 @@ class CompletenessWarning(UserWarning):
 class UntrustedFileWarning(UserWarning):
     """A pickled model file from a path its backend did not ship is about to be opened
     (unpickling runs code the file names); ``load_model(..., trust=True)`` silences it."""
+
+
+class CorruptFileWarning(UserWarning):
+    """A checkpoint, store or cache file (or a part of one) could not be read whole: empty,
+    truncated, not HDF5/NumPy, or missing a dataset. The message names the file and what was
+    wrong; the file is set aside and what it held is computed again, never half-read."""
+
+
+class StoreWriteError(MlipvizError, OSError):
+    """A store, checkpoint, cache entry or saved comparison could not be written (a full disk,
+    no permission); the file it was to replace is left as it was. ``errno`` and ``filename``
+    are those of the failed write, whose error is chained."""
+
+    def __init__(self, message: str, path=None, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+        self.filename = None if path is None else str(path)
+
+    __str__ = BaseException.__str__  # the message, not OSError's "[Errno n] None: path"

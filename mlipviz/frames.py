@@ -18,10 +18,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import InvalidStructureError, LabelShapeError
+from . import checks
+from .errors import ArgumentTypeError, InputError, InvalidStructureError, LabelShapeError, OutOfRangeError
 
 #: atoms closer than this (Å) are reported as overlapping by `Frames.validate`.
 DEFAULT_MIN_DISTANCE = 0.25
+#: |coordinate| and cell-vector components above this (Å) are refused: 1e6 Å is 0.1 mm, so a
+#: larger value is a unit mistake or garbage that would overflow a neighbour list, not a structure
+MAX_COORDINATE = 1e6
 
 LABELS = ("energy", "forces", "stress", "energies")
 _PER_FRAME = ("n_atoms", "cells", "pbc", "energy", "stress")
@@ -191,14 +195,23 @@ class Frames:
 
     def _check_index(self, i: int) -> int:
         n = len(self)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ArgumentTypeError(f"frame index must be a whole number, got {i!r}")
         if not -n <= i < n:
-            raise IndexError(f"frame {i} out of range for {n} frames")
-        return i % n
+            raise OutOfRangeError(f"frame {i} out of range for {n} frames")
+        return int(i) % n
 
     def __getitem__(self, index) -> "Frames":
         """Frames at an int, slice, index array or boolean mask (always a `Frames`)."""
-        if isinstance(index, (int, np.integer)):
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
             index = [self._check_index(int(index))]
+        elif not isinstance(index, slice):
+            array = np.asarray(index)
+            if array.dtype == bool:
+                if array.shape != (len(self),):
+                    raise InputError(f"frame mask has shape {array.shape}, expected ({len(self)},)")
+            else:
+                index = checks.indices("frame index", index, len(self), what="frame")
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
         rows = (np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx])
@@ -249,7 +262,7 @@ class Frames:
 
     def write(self, path, **kwargs) -> None:
         """Write all frames: ``.h5``/``.hdf5`` in mlipviz's own format, else via ``ase.io.write``."""
-        path = Path(path)
+        path = checks.output_path("path", path)
         if path.suffix in (".h5", ".hdf5"):
             import h5py
 
@@ -262,17 +275,21 @@ class Frames:
 
     # -- validation ---------------------------------------------------------
     def validate(self, min_distance: float = DEFAULT_MIN_DISTANCE) -> "Frames":
-        """Raise `InvalidStructureError` on non-finite data or atoms closer than ``min_distance`` Å."""
-        bad = ~np.isfinite(self.positions).all(axis=1)
+        """Raise `InvalidStructureError` on non-finite data, coordinates or cell vectors beyond
+        `MAX_COORDINATE` Å, or atoms closer than ``min_distance`` Å."""
+        min_distance = checks.number("min_distance", min_distance, minimum=0.0)
+        bad = ~(np.abs(self.positions) <= MAX_COORDINATE).all(axis=1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             frame = int(self.frame_index[row])
+            what = "non-finite" if not np.isfinite(self.positions[row]).all() else \
+                f"beyond {MAX_COORDINATE:g} Å (no structure is that large; units other than Å?):"
             raise InvalidStructureError(
-                f"non-finite coordinates {self.positions[row].tolist()}",
+                f"{what} coordinates {self.positions[row].tolist()}",
                 source=self.source, frame=frame, atom=int(row - self.offsets[frame]))
-        bad_cells = ~np.isfinite(self.cells).all(axis=(1, 2))
+        bad_cells = ~(np.abs(self.cells) <= MAX_COORDINATE).all(axis=(1, 2))
         if bad_cells.any():
-            raise InvalidStructureError("non-finite cell", source=self.source,
+            raise InvalidStructureError(f"non-finite cell or a cell vector beyond {MAX_COORDINATE:g} Å", source=self.source,
                                         frame=int(np.flatnonzero(bad_cells)[0]))
         for i in np.flatnonzero(self.pbc.any(axis=1)):
             volume = abs(np.linalg.det(self.cells[i][self.pbc[i]][:, self.pbc[i]])) if self.pbc[i].all() \
@@ -360,6 +377,9 @@ class Frames:
 
     def with_labels(self, **labels) -> "Frames":
         """A copy with labels (``energy``, ``forces``, ``stress``, ``energies``) replaced."""
+        unknown = sorted(set(labels) - set(LABELS))
+        if unknown:
+            raise InputError(f"with_labels: {unknown[0]!r} is not a label; labels are {', '.join(LABELS)}")
         return replace(self[:], **labels)
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmptyInputError, LabelShapeError, ReadError
+from .errors import ArgumentTypeError, EmptyInputError, InputError, LabelShapeError, ReadError, UnknownNameError
 from .frames import DEFAULT_MIN_DISTANCE, Frames, voigt_to_full
 
 _H5_SUFFIXES = (".h5", ".hdf5")
@@ -26,6 +26,12 @@ def read(source, index=":", format: str | None = None,
     ``min_distance`` Å raise `mlipviz.errors.InvalidStructureError` naming the frame and atom
     (``min_distance=0`` skips the overlap check).
     """
+    if format is not None:
+        from ase.io.formats import ioformats
+
+        if not (isinstance(format, str) and format in ioformats):
+            raise UnknownNameError(f"format={format!r} is not a format ASE reads (e.g. "
+                                   f"{', '.join(sorted(ioformats)[:12])}, ...; None guesses it from the file name)")
     if isinstance(source, Frames):
         frames = source[_as_slice(index)]
     elif isinstance(source, (str, Path)):
@@ -73,13 +79,33 @@ def _read_file(path: Path, index, format) -> Frames:
     try:
         images = ase_read(str(path), index=index, format=format)
     except StopIteration as exc:
-        raise EmptyInputError("file holds no structures", source=path) from exc
+        what = "file holds no structures" if index == ":" else f"index {index!r} selects no frames of this file"
+        raise EmptyInputError(what, source=path) from exc
     except Exception as exc:  # ASE raises many types for unreadable files
         raise ReadError(f"ASE could not read it: {type(exc).__name__}: {exc}", source=path) from exc
     images = images if isinstance(images, list) else [images]
     if not images:
         raise EmptyInputError(f"no frames selected by index {index!r}", source=path)
     return frames_from_atoms(images, source=str(path))
+
+
+def one_structure(obj, name: str = "atoms"):
+    """One structure as ASE ``Atoms``: an ``Atoms``, a pymatgen ``Structure``/``Molecule``, a
+    one-frame `Frames` or a file holding one structure; an `InputError` naming ``name``
+    otherwise."""
+    from ase import Atoms
+
+    if isinstance(obj, Atoms):
+        read([obj])  # validated like any input: finite, sized, no overlaps
+        return obj
+    if isinstance(obj, (str, Path, Frames)) or type(obj).__module__.startswith("pymatgen"):
+        frames = read(obj)
+        if len(frames) != 1:
+            raise InputError(f"{name} must be one structure; got {len(frames)} frames (pick one, e.g. "
+                             f"frames[0])", source=frames.source)
+        return frames.to_atoms(0)
+    raise ArgumentTypeError(f"{name} must be one structure (ASE Atoms, a pymatgen Structure or Molecule, "
+                            f"a one-frame Frames or a file); got {type(obj).__name__}")
 
 
 def _to_atoms(obj, position: int):
@@ -94,6 +120,11 @@ def _to_atoms(obj, position: int):
     if isinstance(obj, (Structure, Molecule)):
         from pymatgen.io.ase import AseAtomsAdaptor
 
+        if not obj.is_ordered:
+            site = next(k for k, s in enumerate(obj) if not s.is_ordered)
+            raise ReadError(f"object {position} is a disordered {type(obj).__name__} (site {site} has partial "
+                            f"occupancies {obj[site].species}); models need one element per site: order it "
+                            "first, e.g. with pymatgen's OrderDisorderedStructureTransformation", atom=site)
         atoms = AseAtomsAdaptor.get_atoms(obj)
         atoms.calc = None  # the adaptor may attach an empty calculator
         return atoms

@@ -6,6 +6,7 @@ are also checked on synthetic forces with known answers, as the issue asks.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -319,3 +320,86 @@ def test_an_empty_model_list_is_named():
 
     with pytest.raises(InputError, match="models: give at least one model"):
         mlipviz.compare([], [bulk("Cu", "fcc", a=3.6)], progress=False)
+
+
+# -- models only, and names and thresholds ------------------------------------------
+
+def test_a_models_only_comparison_tabulates_predictions_and_names_what_needs_a_reference(cu_frames):
+    """reference=False: the models side by side, whatever labels the frames carry; the default
+    (the frames' labels) on unlabelled frames still refuses, pointing at reference=False."""
+    bare = cu_frames.with_labels(energy=None, forces=None, stress=None)
+    with pytest.raises(MissingLabelsError, match="reference=False to compare models only"):
+        mlipviz.compare(EMT(), bare, progress=False)
+    models = [CalculatorModel(cu_morse(), name="morse"), EMT()]
+    alone = mlipviz.compare(models, bare, reference=False, progress=False)
+    labelled = mlipviz.compare(models, cu_frames, reference=False, progress=False)  # labels not used
+    against = mlipviz.compare(models, cu_frames, progress=False)
+    assert not alone.has_reference and alone.reference is None and "models only" in repr(alone)
+    assert not labelled.has_reference
+    per_atom = alone.per_atom
+    assert list(per_atom.columns) == ["model", "frame", "atom", "element", "fx_pred", "fy_pred", "fz_pred",
+                                      "site_energy_pred"]  # EMT and Morse have per-atom energies
+    pd.testing.assert_frame_equal(per_atom, against.per_atom[per_atom.columns])
+    per_frame = alone.per_frame
+    assert list(per_frame.columns) == ["model", "frame", "n_atoms", "energy_pred"]
+    np.testing.assert_allclose(per_frame["energy_pred"], against.per_frame["energy_pred"])
+    for name, call in [("summary()", alone.summary), ("softening()", alone.softening),
+                       ("errors_by_element()", alone.errors_by_element), ("rare_events()", alone.rare_events),
+                       ("atom_errors('emt')", lambda: alone.atom_errors("emt")),
+                       ("force_vectors('emt')", lambda: alone.force_vectors("emt")),
+                       ("the error map (show)", alone.show)]:
+        with pytest.raises(MissingLabelsError, match=re.escape(f"{name} needs a reference")):
+            call()
+    with pytest.raises(InputError, match="reference must be None .* or False .*got True"):
+        mlipviz.compare(EMT(), cu_frames, reference=True, progress=False)
+
+
+def test_an_unknown_model_name_is_a_key_error_and_an_input_error(cmp):
+    from mlipviz.errors import UnknownNameError
+
+    for call in (lambda: cmp.atom_errors("mace"), lambda: cmp.force_vectors("mace"), lambda: cmp.prediction("mace")):
+        with pytest.raises(UnknownNameError) as caught:
+            call()
+        assert isinstance(caught.value, KeyError) and isinstance(caught.value, InputError)
+        assert str(caught.value) == "model: no model 'mace' in this comparison (models: morse)"
+    assert cmp.prediction("morse") is cmp.predictions["morse"] is cmp["morse"]
+    with pytest.raises(KeyError, match="no model 'mace'"):
+        cmp["mace"]
+    with pytest.raises(UnknownNameError, match="by: info key 'material_id' is missing in 4 frame"):
+        cmp.softening(by="material_id")
+
+
+def test_bad_compare_and_rare_event_arguments_are_named(cmp, cu_frames, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for kwargs, match in [({"progress": "yes"}, "progress must be True or False, got 'yes'"),
+                          ({"embeddings": None}, "embeddings must be True or False, got None"),
+                          ({"callback": 3}, "callback must be a function"),
+                          ({"checkpoint_dir": a_file}, "checkpoint_dir .*a-file is a file; give a folder path")]:
+        with pytest.raises(InputError, match=match):
+            mlipviz.compare(EMT(), cu_frames, **kwargs)
+    for kwargs, match in [({"atoms": [2.5]}, r"atoms must be a boolean per-atom mask, whole-number atom indices"),
+                          ({"atoms": np.array([0.0, 1.0])}, "atoms must be a boolean per-atom mask"),
+                          ({"atoms": [99]}, "atom index 99 out of range for 8 atoms"),
+                          ({"angle_thresholds": 15.0}, r"angle_thresholds must be a list of angles.*got 15.0"),
+                          ({"angle_thresholds": (30.0, 15.0)}, r"angle_thresholds must increase, got \(30.0, 15.0\)"),
+                          ({"angle_thresholds": (15.0, 200.0)}, r"angle_thresholds\[1\] must be <= 180")]:
+        with pytest.raises(InputError, match=match):
+            cmp.rare_events(**kwargs)
+    assert cmp.rare_events(atoms=np.array([0, 3])).selected.sum() == 2 * len(cu_frames)  # integers are taken
+
+
+def test_negative_thresholds_are_named(cmp, cu_frames):
+    from mlipviz.analysis.metrics import force_errors
+
+    with pytest.raises(InputError, match="angle_min_force must be >= 0, got -0.1"):
+        mlipviz.compare(EMT(), cu_frames, angle_min_force=-0.1, progress=False)
+    with pytest.raises(InputError, match="angle_min_force must be a finite number"):
+        Comparison(cmp.frames, cmp.predictions, cmp.reference, angle_min_force=float("nan"))
+    with pytest.raises(InputError, match="min_force must be >= 0, got -1"):
+        force_errors(np.ones((2, 3)), np.ones((2, 3)), min_force=-1)
+    for kwargs, match in [({"threshold": -1.0}, "threshold must be >= 0, got -1.0"),
+                          ({"force_threshold": -0.5}, "force_threshold must be >= 0, got -0.5"),
+                          ({"angle_thresholds": (15.0, -30.0)}, r"angle_thresholds\[1\] must be >= 0, got -30.0")]:
+        with pytest.raises(InputError, match=match):
+            cmp.rare_events(**kwargs)

@@ -34,17 +34,30 @@ def comparison(model):
     return mlipviz.compare(model, frames, progress=False, embeddings=True)
 
 
-def test_pca_matches_scikit_learn():
+def test_pca_is_scikit_learns():
+    """The PCA map is scikit-learn's (its svd_flip signs), fitted on the z-scored fit set
+    (scikit-learn's StandardScaler); other atoms land where scikit-learn puts them; a
+    second fit gives the same map."""
     from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
 
     x, _ = clusters()
     ours = latent.project(x, method="pca", standardize="none", n_components=3)
+    assert isinstance(ours.reducer, PCA)
     theirs = PCA(n_components=3).fit(x)
     np.testing.assert_allclose(ours.coords, theirs.transform(x), rtol=0, atol=1e-8)
     np.testing.assert_allclose(ours.explained_variance_ratio, theirs.explained_variance_ratio_, rtol=1e-10)
-    scaled = latent.project(x, method="pca", standardize="zscore")
-    z = (x - x.mean(0)) / x.std(0)
-    np.testing.assert_allclose(np.abs(scaled.coords), np.abs(PCA(2).fit_transform(z)), rtol=0, atol=1e-8)
+    fit, other = x[::2], x[1::2]
+    scaled = latent.project(other, method="pca", fit_on=fit, standardize="zscore")
+    scaler = StandardScaler().fit(fit)
+    pca = PCA(2, svd_solver="full").fit(scaler.transform(fit))
+    np.testing.assert_allclose(scaled.fit_coords, pca.transform(scaler.transform(fit)), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(scaled.coords, pca.transform(scaler.transform(other)), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(scaled.transform(other[:5]), scaled.coords[:5], rtol=0, atol=1e-12)
+    latent.clear_cache()
+    again = latent.project(other, method="pca", fit_on=fit, standardize="zscore")
+    assert again is not scaled
+    np.testing.assert_array_equal(again.coords, scaled.coords)
 
 
 def test_umap_is_seeded_and_transform_lands_training_points_on_their_own_spot():
@@ -218,3 +231,45 @@ def test_large_maps_use_exact_neighbours_and_still_place_new_atoms():
     centres = np.array([fitted.coords[labels == c].mean(0) for c in range(3)])
     nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
     np.testing.assert_array_equal(nearest, labels[::100])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x: latent.project(x, method="tsne"), "method must be one of 'umap', 'pca'; got 'tsne'"),
+    (lambda x: latent.project(x, method="pca", standardize="minmax"), "standardize must be one of .*got 'minmax'"),
+    (lambda x: latent.project(x, method="pca", n_components=0), "n_components must be >= 1, got 0"),
+    (lambda x: latent.project(x, method="pca", n_components=13), "n_components=13: .*at most 12 components"),
+    (lambda x: latent.project(x, method="umap", n_neighbors=1), "n_neighbors must be >= 2, got 1"),
+    (lambda x: latent.project(x, method="umap", min_dist=-0.1), "min_dist must be >= 0, got -0.1"),
+    (lambda x: latent.ood_score(x, k=0), "k must be >= 1, got 0"),
+    (lambda x: latent.ood_score(x, k=2.5), "k must be a whole number, got 2.5"),
+    (lambda x: latent.ood_score(x, k=len(x)), "k=450 nearest neighbours need a reference set of more than k atoms"),
+    (lambda x: latent.ood_score(x, standardize="max"), "standardize must be one of"),
+])
+def test_bad_latent_arguments_are_named(call, match):
+    x, _ = clusters()
+    with pytest.raises(InputError, match=match):
+        call(x)
+
+
+def test_latent_names_models_and_needs_a_reference_only_for_errors(comparison):
+    from mlipviz.errors import MissingLabelsError, UnknownNameError
+
+    for call in (lambda: latent.project(comparison, method="pca", model="mace"),
+                 lambda: latent.ood_score(comparison, model="mace"),
+                 lambda: latent.analyse(comparison, method="pca", models=["mace"]),
+                 lambda: latent.embeddings_of(comparison, "mace")):
+        with pytest.raises(UnknownNameError, match="model: no model 'mace' in this comparison") as caught:
+            call()
+        assert isinstance(caught.value, KeyError)
+    for call, match in [(lambda: latent.analyse(comparison, method="pca", k=0), "k must be >= 1"),
+                        (lambda: latent.analyse(comparison, method="pcaa"), "method must be one of"),
+                        (lambda: latent.ood_correlation(comparison, error="force"), "error must be one of")]:
+        with pytest.raises(InputError, match=match):
+            call()
+    alone = mlipviz.Comparison(comparison.frames, comparison.predictions, None)  # models only
+    np.testing.assert_array_equal(latent.project(alone, method="pca").coords,
+                                  latent.project(comparison, method="pca").coords)
+    np.testing.assert_array_equal(latent.ood_score(alone, k=5), latent.ood_score(comparison, k=5))
+    for call in (lambda: latent.analyse(alone, method="pca", k=5), lambda: latent.ood_correlation(alone, k=5)):
+        with pytest.raises(MissingLabelsError, match="need a reference"):
+            call()

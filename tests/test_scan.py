@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase import Atoms
 from ase.build import bulk
@@ -11,7 +12,7 @@ from ase.calculators.emt import EMT
 
 import mlipviz
 from mlipviz import examples, scan
-from mlipviz.errors import InputError
+from mlipviz.errors import ArgumentTypeError, InputError, MissingLabelsError, OutOfRangeError, UnknownNameError
 
 
 class Harmonic(Calculator):
@@ -36,17 +37,32 @@ def chgnet():
 
 
 def test_eos_fit_agrees_with_ase(chgnet):
-    from ase.eos import EquationOfState
+    """The table is ase.eos's Birch-Murnaghan fit (B0 from eV/Å³ to GPa, B0' from its
+    parameters), and pymatgen's independent fit of the same points agrees with it."""
+    from ase.eos import EquationOfState, birchmurnaghan
     from ase.units import GPa
+    from pymatgen.analysis.eos import BirchMurnaghan
 
     result = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(-0.05, 0.05, 9), models=[chgnet], reference=EMT())
     fits = scan.birch_murnaghan(result)
+    assert list(fits.columns) == ["V0", "E0", "B0_GPa", "B0_prime"] and list(fits.index) == ["chgnet", "reference"]
     for method in ("chgnet", "reference"):
         energies = result.energy(method, aligned=False)  # one atom per cell: per atom already
-        v0, e0, b0 = EquationOfState(result.coordinate, energies, eos="birchmurnaghan").fit()
-        assert fits.loc[method, "V0"] == pytest.approx(v0, rel=1e-6)
-        assert fits.loc[method, "E0"] == pytest.approx(e0, abs=1e-6)
-        assert fits.loc[method, "B0_GPa"] == pytest.approx(b0 / GPa, rel=1e-4)
+        ase_fit = EquationOfState(result.coordinate, energies, eos="birchmurnaghan")
+        v0, e0, b0 = ase_fit.fit(warn=False)
+        assert fits.loc[method, "V0"] == pytest.approx(v0, rel=1e-9)
+        assert fits.loc[method, "E0"] == pytest.approx(e0, rel=1e-9)
+        assert fits.loc[method, "B0_GPa"] == pytest.approx(b0 / GPa, rel=1e-9)
+        assert fits.loc[method, "B0_prime"] == pytest.approx(ase_fit.eos_parameters[2], rel=1e-9)
+        pmg = BirchMurnaghan(result.coordinate, energies)
+        pmg.fit()
+        assert fits.loc[method, "V0"] == pytest.approx(pmg.v0, rel=1e-4)
+        assert fits.loc[method, "B0_GPa"] == pytest.approx(pmg.b0_GPa, rel=1e-3)
+        assert fits.loc[method, "B0_prime"] == pytest.approx(pmg.b1, rel=1e-2)
+    row = fits.loc["chgnet"]
+    np.testing.assert_allclose(scan.birch_murnaghan_energy(result.coordinate, row.E0, row.B0_GPa * GPa,
+                                                           row.B0_prime, row.V0),
+                               birchmurnaghan(result.coordinate, row.E0, row.B0_GPa * GPa, row.B0_prime, row.V0))
     # the force along an EOS scan comes from the stress: -dE/dv, v the volume per atom
     fine = scan.strain(bulk("Cu", "fcc", a=3.6), np.linspace(-0.03, 0.03, 61), models=[EMT()], reference=EMT())
     slope = np.gradient(fine.energy("reference"), fine.coordinate)
@@ -131,6 +147,8 @@ def test_alignments():
         atoms.energy("reference", aligned=False)[0] - 2 * single.get_potential_energy())
     with pytest.raises(ValueError, match="align must be"):
         scan.diatomic("Cu", "Cu", distances, models=[EMT()], reference=EMT(), align="zero")
+    with pytest.raises(InputError, match="align must be one of .*'atoms'; got 'zero'"):
+        scan.strain(bulk("Cu", "fcc", a=3.6), [0.0], models=[EMT()], align="zero")
 
 
 def test_scans_on_bundled_data_with_chgnet_and_m3gnet(chgnet):
@@ -215,3 +233,155 @@ def test_a_path_of_one_image_and_a_missing_phonon_mode_are_named():
         scan.phonon_mode(water, models=[EMT()], reference=EMT(), modes=[8, 9])
     with pytest.raises(InputError, match="modes must be integer mode indices"):
         scan.phonon_mode(water, models=[EMT()], reference=EMT(), modes=[1.5])
+
+
+# -- scans of models without a reference ------------------------------------------------
+
+def test_a_strain_scan_of_models_only_has_their_curves_and_fits(chgnet):
+    """No reference: every model's curve, aligned, and its Birch-Murnaghan fit and curvature,
+    the same as in a scan with a reference; what needs a reference says so."""
+    cu = bulk("Cu", "fcc", a=3.6)
+    strains = np.linspace(-0.05, 0.05, 9)
+    alone = scan.strain(cu, strains, models=[chgnet, EMT()])
+    against = scan.strain(cu, strains, models=[chgnet, EMT()], reference=EMT())
+    assert not alone.has_reference and alone.methods == ["chgnet", "emt"]
+    assert list(alone.table["method"].unique()) == ["chgnet", "emt"]
+    for model in alone.methods:
+        np.testing.assert_allclose(alone.energy(model), against.energy(model), rtol=0, atol=1e-9)
+        assert np.min(alone.energy(model)) == 0  # align="minimum" per curve
+    pd.testing.assert_frame_equal(scan.birch_murnaghan(alone), scan.birch_murnaghan(against).loc[["chgnet", "emt"]])
+    curvature = alone.curvature()
+    assert list(curvature.columns) == ["curvature", "at"]  # no reference, no ratio
+    for model in alone.methods:  # each at its own lowest point
+        assert curvature.loc[model, "at"] == alone.coordinate[np.argmin(alone.energy(model))]
+    with pytest.raises(MissingLabelsError, match="no reference curve"):
+        alone.energy("reference")
+    with pytest.raises(UnknownNameError, match="no method 'mace'"):
+        alone.energy("mace")
+    with pytest.raises(MissingLabelsError, match=r"softening\(\) needs a reference"):
+        alone.comparison.softening()
+
+
+def test_dimer_path_and_phonon_scans_of_models_only():
+    from ase.calculators.morse import MorsePotential
+
+    morse = MorsePotential(epsilon=0.3429, r0=2.866, rho0=1.3588 * 2.866, rcut1=4.5, rcut2=5.5)
+    distances = np.linspace(1.9, 5.0, 10)
+    dimer = scan.diatomic("Cu", "Cu", distances, models=[EMT(), morse], align="atoms")
+    single = Atoms("Cu", positions=[[0, 0, 0]])
+    single.calc = EMT()
+    assert dimer.methods == ["emt", "morsepotential"]  # two models, no reference curve
+    assert dimer.offsets["emt"] == pytest.approx(2 * single.get_potential_energy())
+
+    images = []
+    for r in distances:
+        image = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, r]])
+        image.calc = EMT()
+        image.get_forces()
+        images.append(image)
+    bare = [Atoms("Cu2", positions=a.positions) for a in images]
+    table = scan.barriers(scan.path(bare, models=[EMT()]))  # no labels: the model alone
+    assert list(table.columns) == ["barrier", "highest_point"] and list(table.index) == ["emt"]
+    labelled = scan.path(images, models=[EMT()])  # the images' own labels as reference
+    assert labelled.methods == ["emt", "reference"] and "barrier_error" in scan.barriers(labelled)
+    assert not scan.path(images, models=[EMT()], reference=False).has_reference
+
+    cu = bulk("Cu", "fcc", a=3.6) * (1, 1, 2)
+    alone = scan.phonon_mode(cu, models=[EMT()])
+    against = scan.phonon_mode(cu, models=[EMT()], reference=EMT(), amplitudes=[0.0, 0.01])
+    np.testing.assert_allclose(alone.frequencies["emt"], against.frequencies["emt"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(alone.table["frequency_THz[emt]"], alone.frequencies["emt"])
+    assert alone.modes is None and alone.scans == {} and "reference" not in alone.hessians
+    with pytest.raises(MissingLabelsError, match="modes: the modes to scan are the reference's"):
+        scan.phonon_mode(cu, models=[EMT()], modes=[3])
+
+
+def test_scan_view_and_explorer_tab_draw_models_only():
+    pytest.importorskip("nglview")
+    from mlipviz.widgets.explorer import Run
+    from mlipviz.widgets.scan_view import ScanTab, ScanView
+
+    result = scan.diatomic("Cu", "Cu", np.linspace(1.9, 5.0, 9), models=[EMT()])
+    with pytest.raises(ArgumentTypeError, match="scan must be a Scan"):
+        ScanView(result.comparison)
+    view = result.show()
+    assert {trace.name for trace in view.figure.data} == {"emt"}  # energy and force, no reference curve
+    assert "models only" in view.figure.layout.title.text
+    assert "each model's minimum" in view.summary.value and "end point" not in view.summary.value
+    frames = mlipviz.read([bulk("Cu", "fcc", a=3.6)])
+    cmp = mlipviz.compare(EMT(), frames, reference=EMT(), progress=False)
+    tab = ScanTab(Run(cmp, [mlipviz.load_model(EMT())], None, "cpu"))  # reference: the file's labels
+    tab.points.value = 5
+    tab.start().join()
+    assert tab.status.value == "done" and isinstance(tab.output.children[0], ScanView)
+    assert tab.output.children[0].scan.methods == ["emt"]
+
+
+# -- argument checks ----------------------------------------------------------------------
+
+def _cu2():
+    return Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]])
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: scan.diatomic("Xx", "Cu", [2.0], models=[EMT()]), UnknownNameError, "element_a: 'Xx' is not"),
+    (lambda: scan.diatomic("Cu", "cu", [2.0], models=[EMT()]), UnknownNameError,
+     "element_b: 'cu' is not a chemical element symbol \\(did you mean 'Cu'\\?\\)"),
+    (lambda: scan.diatomic("Cu", 2.5, [2.0], models=[EMT()]), ArgumentTypeError, "element_b must be a chemical"),
+    (lambda: scan.diatomic("Cu", "Cu", [], models=[EMT()]), InputError, "distances must be a non-empty"),
+    (lambda: scan.diatomic("Cu", "Cu", [2.0, np.inf], models=[EMT()]), InputError, r"distances\[1\] is inf"),
+    (lambda: scan.diatomic("Cu", "Cu", [2.0, -1.0], models=[EMT()]), InputError,
+     r"distances\[1\] = -1 Å is not positive"),
+    (lambda: scan.eos(bulk("Cu"), [11.0, 0.0], models=[EMT()]), InputError,
+     r"volumes\[1\] = 0 Å³/atom is not positive"),
+    (lambda: scan.eos(bulk("Cu"), [11.0, np.nan], models=[EMT()]), InputError, r"volumes\[1\] is nan"),
+    (lambda: scan.eos(bulk("Cu", cubic=True), [46.0], models=[EMT()]), InputError,
+     r"volumes\[0\] = 46 Å³/atom is 3.9\d times .*volumes are per atom"),
+    (lambda: scan.displacement(_cu2(), 2.0, [0, 0, 1], [0.1], models=[EMT()]), ArgumentTypeError,
+     r"atom_index must be a whole-number atom index, got 2.0"),
+    (lambda: scan.displacement(_cu2(), np.array([1.0]), [0, 0, 1], [0.1], models=[EMT()]), ArgumentTypeError,
+     "atom_index must be a whole-number"),
+    (lambda: scan.displacement(_cu2(), 2, [0, 0, 1], [0.1], models=[EMT()]), OutOfRangeError,
+     r"atom_index: atom 2 does not exist \(2 atoms"),
+    (lambda: scan.displacement(_cu2(), 0, [0, 0, 0], [0.1], models=[EMT()]), InputError,
+     r"direction must be a non-zero 3-vector, got \[0, 0, 0\]"),
+    (lambda: scan.displacement(_cu2(), 0, [0, 1], [0.1], models=[EMT()]), InputError,
+     r"direction must have shape \(3\)"),
+    (lambda: scan.displacement(_cu2(), 0, [0, np.nan, 1], [0.1], models=[EMT()]), InputError,
+     r"direction\[1\] is nan"),
+    (lambda: scan.displacement(_cu2(), 0, [0, 0, 1], [], models=[EMT()]), InputError, "amplitudes must be a non-empty"),
+    (lambda: scan.displacement(_cu2(), 0, [0, 0, 1], [0.0, np.nan], models=[EMT()]), InputError,
+     r"amplitudes\[1\] is nan"),
+    (lambda: scan.displacement("Cu2", 0, [0, 0, 1], [0.0], models=[EMT()]), ArgumentTypeError,
+     "atoms must be an ASE Atoms or a pymatgen Structure/Molecule, got str"),
+    (lambda: scan.phonon_mode(_cu2(), models=[EMT()], reference=EMT(), delta=0.0), InputError,
+     "delta must be > 0, got 0.0"),
+    (lambda: scan.phonon_mode(_cu2(), models=[EMT()], reference=EMT(), delta=-0.01), InputError,
+     "delta must be > 0, got -0.01"),
+    (lambda: scan.phonon_mode(_cu2(), models=[EMT()], reference=EMT(), amplitudes=[np.nan]), InputError,
+     r"amplitudes\[0\] is nan"),
+    (lambda: scan.path([_cu2(), _cu2()], models=[EMT()], align="lowest"), UnknownNameError,
+     "align must be one of .*; got 'lowest'"),
+    (lambda: scan.diatomic(29, "Cu", [2.0], models=[EMT()]), ArgumentTypeError,
+     "element_a must be a chemical symbol such as 'Cu', got 29"),
+    (lambda: scan.path([], models=[EMT()]), InputError, "images: no structures given"),
+    (lambda: scan.barriers(42), ArgumentTypeError, "scan must be a Scan"),
+    (lambda: scan.birch_murnaghan("eos"), ArgumentTypeError, "scan must be a Scan"),
+])
+def test_bad_scan_arguments_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_numpy_integer_atom_index_and_pymatgen_structures_are_taken():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    moved = scan.displacement(_cu2(), np.int64(1), [0, 0, 2], [-0.1, 0.0, 0.1], models=[EMT()], align="none")
+    last = scan.displacement(_cu2(), -1, [0, 0, 1], [-0.1, 0.0, 0.1], models=[EMT()], align="none")
+    np.testing.assert_allclose(moved.energy("emt"), last.energy("emt"))
+    assert moved.details["atom"] == 1 and last.details["atom"] == 1
+    np.testing.assert_allclose(moved.frames.positions[1::2, 2], [2.4, 2.5, 2.6])
+    cu = bulk("Cu", "fcc", a=3.6)
+    structure = AseAtomsAdaptor.get_structure(cu)
+    np.testing.assert_allclose(scan.strain(structure, [-0.01, 0.01], models=[EMT()]).energy("emt"),
+                               scan.strain(cu, [-0.01, 0.01], models=[EMT()]).energy("emt"), atol=1e-10)

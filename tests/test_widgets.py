@@ -327,8 +327,10 @@ def test_explorer_scan_tab_runs_a_scan(comparison):
     assert tab.status.value == "done" and isinstance(tab.output.children[0], ScanView)
     shown = tab.output.children[0].scan
     assert shown.kind == "eos" and len(shown.coordinate) == 5 and shown.methods == ["chgnet", "reference"]
-    no_reference = ScanTab(Run(comparison, [model], None, "cpu"))
-    assert no_reference.start() is None and "live reference" in no_reference.status.value
+    no_reference = ScanTab(Run(comparison, [model], None, "cpu"))  # the file's labels: models only
+    no_reference.points.value = 5
+    no_reference.start().join()
+    assert no_reference.status.value == "done" and no_reference.output.children[0].scan.methods == ["chgnet"]
 
 
 def test_explorer_runs_again_on_other_structures(cu_trajectory):

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError
+from .. import checks
+from ..errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError, OutOfRangeError
 from ..frames import Frames
-from ..models.base import Model
 from .metrics import minimum_image_displacement
 
 #: target -> what it is (every target but "energy" needs ``atom``; "force" also ``component``)
@@ -128,16 +128,20 @@ def attribute(model, atoms, target: str = "energy", method: str = "integrated_gr
     from ..io import read
     from ..models import load_model
 
-    model = model if isinstance(model, Model) else load_model(model, device=device)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise InputError(f"n_steps must be a positive integer, got {n_steps!r}")
-    if method not in METHODS:
-        raise InputError(f"method must be one of {list(METHODS)}, got {method!r}")
-    if inputs not in INPUTS:
-        raise InputError(f"inputs must be one of {list(INPUTS)}, got {inputs!r}")
+    from ..models.batching import check_batch_size
+
+    n_steps = checks.whole_number("n_steps", n_steps, minimum=1)
+    checks.one_of("method", method, METHODS)
+    checks.one_of("inputs", inputs, INPUTS)
+    checks.one_of("target", target, TARGETS)
+    check_batch_size(batch_size)
+    if reference_forces is not None and target != "force_error":
+        raise InputError(f"reference_forces is used by target='force_error' only; target is {target!r}")
+    model = load_model(model, device=device)  # a Model comes back as it is, the device checked
     frames = atoms if isinstance(atoms, Frames) else read(atoms, min_distance=0)
+    frame = checks.whole_number("frame", frame)
     if not 0 <= frame < len(frames):
-        raise InputError(f"frame {frame} out of range for {len(frames)} frame(s)", source=frames.source)
+        raise OutOfRangeError(f"frame {frame} out of range for {len(frames)} frame(s)", source=frames.source)
     one = frames[[frame]]
     model.check_elements(one)
     n = one.total_atoms
@@ -217,7 +221,7 @@ def site_energies(model, atoms, device: str = "auto") -> np.ndarray:
     another model, or the same one retrained, splits the same energy differently."""
     from ..models import load_model
 
-    model = model if isinstance(model, Model) else load_model(model, device=device)
+    model = load_model(model, device=device)  # a Model comes back as it is, the device checked
     if not model.has_energies:
         raise InputError(f"model {model.name} has no per-atom energy decomposition")
     return model.predict(atoms, progress=False).energies
@@ -292,7 +296,10 @@ def _baseline_positions(model, frame: Frames, baseline, index: int) -> np.ndarra
     else:  # a structure: Atoms, Structure, Frames or a file
         from ..io import read
 
-        other = read(baseline, min_distance=0)
+        try:
+            other = read(baseline, min_distance=0)
+        except InputError as exc:
+            raise InputError(f"baseline: {exc}") from exc
         if other.total_atoms != frame.total_atoms or not np.array_equal(other.numbers, frame.numbers):
             raise InputError("the baseline structure must have the same atoms in the same order "
                              f"({frame.total_atoms} atoms)", source=frame.source, frame=index)

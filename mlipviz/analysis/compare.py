@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, MissingLabelsError
+from ..checks import flag, number, output_path
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
 from ..frames import Frames
 from ..io import read
 from ..models.base import Prediction
+from ..storage import hdf5_in_memory, hdf5_reason, replacing
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
 EV_A3_TO_GPA = 160.21766208
@@ -32,8 +32,14 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
 
     ``models``: a `Model`, a registry name, a weights path, an ASE calculator, or a list
     of those. ``frames``: anything `mlipviz.read` accepts. ``reference``: None for the
-    labels in the frames, or a model/calculator (any ``models`` entry) to evaluate on
-    the same frames. ``checkpoint_dir`` keeps each model's finished batches on disk so an
+    labels in the frames (frames without reference forces raise `MissingLabelsError`), a
+    model/calculator (any ``models`` entry) to evaluate on the same frames, or False for a
+    models-only comparison: the models' predictions side by side, whatever labels the
+    frames carry; its ``reference`` is None, ``per_atom`` and ``per_frame`` hold the
+    predictions only, and what compares against a reference (``summary``, ``softening``,
+    ``atom_errors``, ``rare_events``, the error map, ...) raises `MissingLabelsError`.
+    ``angle_min_force`` (eV/Å, >= 0): forces weaker than this get no angle error.
+    ``checkpoint_dir`` keeps each model's finished batches on disk so an
     interrupted comparison resumes. ``callback(name, done, total)`` runs after each batch
     of the reference (name ``"reference"``) and of each model; an exception it raises
     stops the comparison (finished batches stay in ``checkpoint_dir``). ``embeddings=True``
@@ -43,6 +49,16 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     from ..models import load_model
     from ..models.batching import check_batch_size
 
+    if reference is True:  # True is no calculator; False is the explicit "no reference"
+        raise ArgumentTypeError("reference must be None (the frames' labels), a model or calculator, "
+                                "or False (models only); got True")
+    angle_min_force = number("angle_min_force", angle_min_force, minimum=0)
+    progress, embeddings = flag("progress", progress), flag("embeddings", embeddings)
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(f"callback must be a function callback(name, done, total) or None, "
+                                f"got {callback!r}")
+    if checkpoint_dir is not None:  # checked before any model runs, not at its first batch
+        checkpoint_dir = output_path("checkpoint_dir", checkpoint_dir, folder=True)
     frames = frames if isinstance(frames, Frames) else read(frames)
     specs = models if isinstance(models, (list, tuple)) else [models]
     if not specs:
@@ -57,7 +73,9 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         return Path(checkpoint_dir) / f"{name.replace('/', '_')}.h5"
 
-    if reference is None:
+    if reference is False:
+        ref = None
+    elif reference is None:
         ref = reference_from_labels(frames)
     else:
         ref_model = load_model(reference, device=device)
@@ -78,7 +96,8 @@ def reference_from_labels(frames: Frames) -> Prediction:
     if not frames.has_labels["forces"]:
         raise MissingLabelsError(
             "the frames carry no reference forces; pass reference= a calculator or model, "
-            "or read a file with DFT labels", source=frames.source)
+            "read a file with DFT labels, or reference=False to compare models only",
+            source=frames.source)
     missing = np.flatnonzero([np.isnan(frames.forces[frames.atoms_of(i)]).any() for i in range(len(frames))])
     if len(missing):
         raise MissingLabelsError(
@@ -122,48 +141,80 @@ class RareEvents:
 class Comparison:
     """Predictions of one or more models and a reference on the same `Frames`.
 
+    ``reference`` None makes a models-only comparison (``compare(..., reference=False)``,
+    or a PES scan without a reference): `per_atom` and `per_frame` then hold the
+    predictions without error columns, and everything measured against a reference
+    raises `MissingLabelsError` naming what was asked.
+
     Units: eV, eV/Å, degrees; energy errors per atom; stress errors in GPa.
     """
 
-    def __init__(self, frames: Frames, predictions: dict[str, Prediction], reference: Prediction,
+    def __init__(self, frames: Frames, predictions: dict[str, Prediction], reference: Prediction | None,
                  angle_min_force: float = ANGLE_MIN_FORCE):
-        for name, pred in {**predictions, "reference": reference}.items():
+        sides = {**predictions, **({} if reference is None else {"reference": reference})}
+        for name, pred in sides.items():
             if not np.array_equal(pred.n_atoms, frames.n_atoms):
                 raise InputError(f"prediction '{name}' does not match the frames' atom counts")
         self.frames = frames
         self.predictions = dict(predictions)
         self.reference = reference
-        self.angle_min_force = angle_min_force
+        self.angle_min_force = number("angle_min_force", angle_min_force, minimum=0)
         self._atom_errors: dict[str, dict[str, np.ndarray]] = {}
 
     @property
     def models(self) -> list[str]:
         return list(self.predictions)
 
+    @property
+    def has_reference(self) -> bool:
+        """False for a models-only comparison (no reference to measure errors against)."""
+        return self.reference is not None
+
+    def __getitem__(self, model: str) -> Prediction:
+        """``cmp[name]``: the `Prediction` of one model (see `prediction`)."""
+        return self.prediction(model)
+
     def __repr__(self) -> str:
-        return (f"Comparison({', '.join(self.models)} vs {self.reference.model}; "
+        against = f"vs {self.reference.model}" if self.has_reference else "models only"
+        return (f"Comparison({', '.join(self.models)} {against}; "
                 f"{len(self.frames)} frames, {self.frames.total_atoms} atoms)")
+
+    def _require_reference(self, what: str) -> Prediction:
+        """The reference, or a `MissingLabelsError` saying that ``what`` needs one."""
+        if self.reference is None:
+            raise MissingLabelsError(
+                f"{what} needs a reference, and this comparison holds models only; compare with "
+                "reference= a calculator or model, or on frames with reference labels",
+                source=self.frames.source)
+        return self.reference
+
+    def prediction(self, model: str) -> Prediction:
+        """The `Prediction` of one model; an `UnknownNameError` (a KeyError) names unknown ones."""
+        if not isinstance(model, str) or model not in self.predictions:
+            raise UnknownNameError(f"model: no model {model!r} in this comparison "
+                                   f"(models: {', '.join(self.models)})")
+        return self.predictions[model]
 
     @property
     def has_site_energy_reference(self) -> bool:
         """Whether the reference has per-atom energies (another model can; DFT labels rarely do)."""
-        energies = self.reference.energies
+        energies = None if self.reference is None else self.reference.energies
         return energies is not None and bool(np.isfinite(energies).all())
 
     def force_vectors(self, model: str) -> dict[str, np.ndarray]:
         """Per-atom force vectors (frames layout, eV/Å): ``predicted``, ``reference``, ``difference``."""
-        pred, ref = self._predicted_forces(model), self.reference.forces
+        pred = self._predicted_forces(model)
+        ref = self._require_reference(f"force_vectors({model!r})").forces
         return {"predicted": pred, "reference": ref, "difference": pred - ref}
 
     def _predicted_forces(self, model: str) -> np.ndarray:
-        if model not in self.predictions:
-            raise KeyError(f"no model '{model}' in this comparison (models: {', '.join(self.models)})")
-        return self.predictions[model].forces
+        return self.prediction(model).forces
 
     def show(self, **kwargs):
         """The interactive error map (`mlipviz.widgets.ErrorMap`); needs the widget extras."""
         from ..widgets.error_map import ErrorMap
 
+        self._require_reference("the error map (show)")
         return ErrorMap(self, **kwargs)
 
     def atom_errors(self, model: str) -> dict[str, np.ndarray]:
@@ -172,7 +223,9 @@ class Comparison:
         ``site_energy_error``; computed once. What `per_atom` tabulates for every model,
         without the table (for large sets)."""
         if model not in self._atom_errors:
-            errors = force_errors(self._predicted_forces(model), self.reference.forces, self.angle_min_force)
+            pred = self._predicted_forces(model)
+            ref = self._require_reference(f"atom_errors({model!r})")
+            errors = force_errors(pred, ref.forces, self.angle_min_force)
             energies = self.predictions[model].energies
             if energies is not None and self.has_site_energy_reference:
                 errors["site_energy_error"] = energies - self.reference.energies
@@ -183,18 +236,24 @@ class Comparison:
     @cached_property
     def per_atom(self) -> pd.DataFrame:
         """One row per model, frame and atom: forces, |dF|, magnitude and angle errors, and
-        per-atom (site) energies and their error where the model and reference have them."""
+        per-atom (site) energies and their error where the model and reference have them.
+        Models only (no reference): the predicted forces and site energies alone."""
         from ase.data import chemical_symbols
 
         f = self.frames
         base = {"frame": f.frame_index, "atom": f.atom_index,
                 "element": pd.Categorical(np.asarray(chemical_symbols)[f.numbers])}
-        ref = self.reference.forces
         tables = []
         for name, pred in self.predictions.items():
             cols = {"model": name, **base}
             for k, axis in enumerate("xyz"):
                 cols[f"f{axis}_pred"] = pred.forces[:, k]
+            if self.reference is None:
+                if pred.energies is not None:
+                    cols["site_energy_pred"] = pred.energies
+                tables.append(pd.DataFrame(cols))
+                continue
+            ref = self.reference.forces
             for k, axis in enumerate("xyz"):
                 cols[f"f{axis}_ref"] = ref[:, k]
             errors = dict(self.atom_errors(name))
@@ -212,11 +271,16 @@ class Comparison:
 
     @cached_property
     def per_frame(self) -> pd.DataFrame:
-        """One row per model and frame: energies, energy error per atom, force MAE/RMSE."""
+        """One row per model and frame: energies, energy error per atom, force MAE/RMSE.
+        Models only (no reference): atoms and predicted energy alone."""
         f, ref = self.frames, self.reference
         frame_of_atom = f.frame_index
         rows = []
         for name, pred in self.predictions.items():
+            if ref is None:
+                rows.append(pd.DataFrame({"model": name, "frame": np.arange(len(f)), "n_atoms": f.n_atoms,
+                                          "energy_pred": pred.energy}))
+                continue
             diff = pred.forces - ref.forces
             abs_sum = np.bincount(frame_of_atom, np.abs(diff).sum(axis=1), minlength=len(f))
             norm = row_norms(diff)
@@ -240,7 +304,7 @@ class Comparison:
 
     def summary(self) -> pd.DataFrame:
         """MAE/RMSE per model: energy per atom (eV/atom), force components (eV/Å), stress (GPa)."""
-        ref = self.reference
+        ref = self._require_reference("summary()")
         e_ref_pa = (ref.energy / self.frames.n_atoms) if ref.energy is not None else None
         rows = {}
         for name, pred in self.predictions.items():
@@ -268,6 +332,7 @@ class Comparison:
         ``n_components``. ``by``: None (all frames pooled), ``"frame"``, or a key of the
         frames' ``info`` (e.g. a material id); then one row per model and group.
         """
+        reference = self._require_reference("softening()")
         groups = self._frame_groups(by)
         frame_of_atom = self.frames.frame_index if by is not None else None
         rows = []
@@ -275,7 +340,7 @@ class Comparison:
             for group, frame_ids in groups.items():
                 mask = slice(None) if by is None else np.isin(frame_of_atom, frame_ids)
                 rows.append({"model": name, **({by: group} if by else {}),
-                             **softening_fit(pred.forces[mask], self.reference.forces[mask])})
+                             **softening_fit(pred.forces[mask], reference.forces[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
 
     def _frame_groups(self, by: str | None) -> dict:
@@ -286,8 +351,9 @@ class Comparison:
             return {i: np.array([i]) for i in range(n)}
         missing = [i for i, d in enumerate(self.frames.info) if by not in d]
         if missing:
-            raise InputError(f"info key '{by}' is missing in {len(missing)} frame(s)",
-                             source=self.frames.source, frame=missing[0])
+            raise UnknownNameError(f"by: info key {by!r} is missing in {len(missing)} frame(s); by is None, "
+                                   "'frame' or a key of every frame's info", source=self.frames.source,
+                                   frame=missing[0])
         keys = [_hashable(d[by]) for d in self.frames.info]
         groups: dict = {}
         for i, key in enumerate(keys):
@@ -300,6 +366,7 @@ class Comparison:
         any frames, also where atoms differ from frame to frame."""
         from ase.data import chemical_symbols
 
+        self._require_reference("errors_by_element()")
         numbers = self.frames.numbers
         rows = []
         for name in self.models:
@@ -325,6 +392,10 @@ class Comparison:
         (minimum image). The summary reports the fraction of atoms with |dF| >
         ``force_threshold`` eV/Å and with angle errors above ``angle_thresholds`` degrees.
         """
+        self._require_reference("rare_events()")
+        threshold = number("threshold", threshold, minimum=0)
+        force_threshold = number("force_threshold", force_threshold, minimum=0)
+        angle_thresholds = _angle_thresholds(angle_thresholds)
         selected = self._select_atoms(atoms, threshold)
         stats = []
         for name in self.models:
@@ -365,13 +436,20 @@ class Comparison:
             if all(atoms in d for d in f.info):
                 mask = np.zeros(f.total_atoms, dtype=bool)
                 for i, d in enumerate(f.info):
-                    idx = np.atleast_1d(np.asarray(d[atoms], dtype=np.int64))
+                    idx = np.atleast_1d(np.asarray(d[atoms]))
+                    if idx.size and idx.dtype.kind not in "iu":
+                        raise ArgumentTypeError(f"atoms: info key {atoms!r} must hold whole-number atom "
+                                                f"indices, holds {d[atoms]!r}", source=f.source, frame=i)
+                    idx = idx.astype(np.int64)
                     self._check_indices(idx, i)
                     mask[f.offsets[i] + idx] = True
                 return mask
             raise InputError(f"'{atoms}' is neither a per-atom array nor an info key of every frame",
                              source=f.source)
-        atoms = np.asarray(atoms)
+        given, atoms = atoms, np.asarray(atoms)
+        if atoms.dtype.kind not in "biu":  # 2.5 or an array of positions where indices go
+            raise ArgumentTypeError(f"atoms must be a boolean per-atom mask, whole-number atom indices or "
+                                    f"a name, got {given!r}")
         if atoms.dtype == bool:
             if atoms.shape != (f.total_atoms,):
                 raise InputError(f"atom mask has shape {atoms.shape}, expected ({f.total_atoms},)",
@@ -410,10 +488,18 @@ class Comparison:
     # -- storage ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write frames, predictions and reference to one HDF5 file (no pickle; arrays
-        uncompressed, so `load_comparison` maps them instead of reading them)."""
-        path = Path(path)
-        with replacing(path) as tmp:
-            with open_comparison_file(tmp, self.models, self.angle_min_force) as h5:
+        uncompressed, so `load_comparison` maps them instead of reading them).
+
+        The file is written next to ``path`` and then moved over it, so an interruption or a
+        failed write (a full disk: `StoreWriteError`) leaves the previous file at ``path``
+        readable as it was.
+        """
+        from ..checks import output_path
+
+        path = output_path("path", path)
+        with replacing(path, what="comparison file") as tmp:
+            with hdf5_in_memory(tmp) as h5:  # the comparison is in memory already
+                write_header(h5, self.models, self.angle_min_force, has_reference=self.reference is not None)
                 write_results(h5, self.frames, self.reference, self.predictions.values())
         return path
 
@@ -422,9 +508,15 @@ def open_comparison_file(path: Path, models: list[str], angle_min_force: float, 
     """A new comparison file at ``path``, its header written (``attrs``: more of it)."""
     import h5py
 
+    h5 = h5py.File(path, "w")
+    write_header(h5, models, angle_min_force, **attrs)
+    return h5
+
+
+def write_header(h5, models: list[str], angle_min_force: float, **attrs) -> None:
+    """The attributes that make ``h5`` a comparison file (``attrs``: more of them)."""
     from .. import __version__
 
-    h5 = h5py.File(path, "w")
     h5.attrs["format"] = "mlipviz-comparison"
     h5.attrs["format_version"] = FORMAT_VERSION
     h5.attrs["mlipviz_version"] = __version__
@@ -432,52 +524,123 @@ def open_comparison_file(path: Path, models: list[str], angle_min_force: float, 
     h5.attrs["models"] = json.dumps(models)
     for key, value in attrs.items():
         h5.attrs[key] = value
-    return h5
 
 
-def write_results(h5, frames: Frames, reference: Prediction, predictions) -> None:
-    """Frames, reference and predictions into an open file, uncompressed."""
+def write_results(h5, frames: Frames, reference: Prediction | None, predictions) -> None:
+    """Frames, reference (None: a models-only comparison, no group) and predictions into an
+    open file, uncompressed."""
     frames.to_hdf5(h5.create_group("frames"), compress=False)
-    reference.to_hdf5(h5.create_group("reference"), compress=False)
+    if reference is not None:
+        reference.to_hdf5(h5.create_group("reference"), compress=False)
     group = h5.create_group("predictions")
     for k, pred in enumerate(predictions):
         pred.to_hdf5(group.create_group(str(k)), compress=False)
+    list_datasets(h5)
 
 
-@contextmanager
-def replacing(path: Path):
-    """A temporary path next to ``path`` that replaces it once written whole (a reader that
-    maps the old file keeps its old contents; an interruption leaves the old file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def list_datasets(h5) -> None:
+    """Name each group's datasets in its ``datasets`` attribute: what `load_comparison`
+    checks is all there before it reads any of it."""
+    import h5py
+
+    def mark(group):
+        group.attrs["datasets"] = json.dumps(sorted(k for k, v in group.items() if isinstance(v, h5py.Dataset)))
+        for value in group.values():
+            if isinstance(value, h5py.Group):
+                mark(value)
+
+    for value in h5.values():
+        if isinstance(value, h5py.Group):
+            mark(value)
+
+
+#: what every stored comparison holds, whatever wrote it (also files without ``datasets`` lists)
+_REQUIRED = {"frames": ("n_atoms", "numbers", "positions", "cells", "pbc"),
+             "reference": ("n_atoms", "forces"), "predictions": ("n_atoms", "energy", "forces")}
+#: datasets with one row per frame; all others have one per atom
+_FRAME_ROWS = ("n_atoms", "cells", "pbc", "energy", "stress", "info")
+
+
+def _check_stored(h5, n_models: int, has_reference: bool) -> None:
+    """Raise `KeyError`/`ValueError` unless every group holds every dataset it should, each
+    with one row per frame or per atom."""
+    import h5py
+
+    groups = {"frames": "frames", **({"reference": "reference"} if has_reference else {}),
+              **{f"predictions/{k}": "predictions" for k in range(n_models)}}
+    for name in groups:
+        if not isinstance(h5.get(name), h5py.Group):
+            raise KeyError(f"group '{name}' missing")
+    if not isinstance(h5["frames"].get("n_atoms"), h5py.Dataset):
+        raise KeyError("dataset 'frames/n_atoms' missing")
+    n_atoms = h5["frames/n_atoms"][()]
+    rows = {True: len(n_atoms), False: int(np.sum(n_atoms))}
+    for name, kind in groups.items():
+        group = h5[name]
+        listed = json.loads(group.attrs["datasets"]) if "datasets" in group.attrs else _REQUIRED[kind]
+        for leaf in listed:
+            if not isinstance(group.get(leaf), h5py.Dataset):
+                raise KeyError(f"dataset '{name}/{leaf}' missing")
+        datasets = {f"{name}/{k}": v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+        if isinstance(group.get("arrays"), h5py.Group):
+            datasets.update({f"{name}/arrays/{k}": v for k, v in group["arrays"].items()})
+        for path, dataset in datasets.items():
+            per_frame = path.rpartition("/")[2] in _FRAME_ROWS and "/arrays/" not in path
+            if not dataset.shape or dataset.shape[0] != rows[per_frame]:
+                raise ValueError(f"dataset '{path}' has shape {dataset.shape}, expected "
+                                 f"{rows[per_frame]} rows (one per {'frame' if per_frame else 'atom'})")
 
 
 def load_comparison(path: str | Path, lazy: bool = True) -> Comparison:
     """Read a `Comparison` written by `Comparison.save` or `mlipviz.evaluate`.
 
     ``lazy``: map the arrays from the file (read-only) instead of reading them, so a large
-    evaluation opens at once and only what is looked at is read.
+    evaluation opens at once and only what is looked at is read. A folder, a missing file,
+    a file that is not HDF5 (empty, truncated, another format) or a comparison file that
+    lacks part of its contents raises `ReadError` naming the file.
     """
     import h5py
 
+    from ..errors import ReadError
+
     path = Path(path)
+    if path.is_dir():
+        raise ReadError("is a folder, not a comparison file", source=path)
     if not path.exists():
-        raise InputError("no such file", source=path)
+        raise ReadError("no such file", source=path)
     try:
-        with h5py.File(path, "r") as h5:
-            if h5.attrs.get("format") != "mlipviz-comparison":
-                raise InputError("not an mlipviz comparison file", source=path)
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise ReadError(f"not a readable HDF5 file ({hdf5_reason(exc)}): empty, truncated or "
+                        "another format", source=path) from exc
+    with h5:
+        if h5.attrs.get("format") != "mlipviz-comparison":
+            raise ReadError("not an mlipviz comparison file", source=path)
+        try:
             names = json.loads(h5.attrs["models"])
+            has_reference = bool(h5.attrs.get("has_reference", True))
+            _check_stored(h5, len(names), has_reference)
             predictions = {name: Prediction.from_hdf5(h5["predictions"][str(k)], lazy=lazy)
                            for k, name in enumerate(names)}
-            return Comparison(Frames.from_hdf5(h5["frames"], lazy=lazy), predictions, Prediction.from_hdf5(h5["reference"], lazy=lazy),
+            reference = (Prediction.from_hdf5(h5["reference"], lazy=lazy)
+                         if has_reference else None)
+            return Comparison(Frames.from_hdf5(h5["frames"], lazy=lazy), predictions, reference,
                               angle_min_force=float(h5.attrs["angle_min_force"]))
-    except OSError as exc:
-        raise InputError(f"cannot open as HDF5: {exc}", source=path) from exc
+        except (KeyError, OSError, ValueError, TypeError) as exc:  # InputError is a ValueError
+            # a group, a dataset or bytes missing: refuse the whole file, never half of it
+            raise ReadError(f"damaged or incomplete comparison file ({hdf5_reason(exc)})",
+                            source=path) from exc
+
+
+def _angle_thresholds(values) -> list[float]:
+    """Angle thresholds (degrees) as an increasing list in [0, 180], or an error naming them."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ArgumentTypeError(f"angle_thresholds must be a list of angles in degrees, e.g. (15, 30); "
+                                f"got {values!r}")
+    out = [number(f"angle_thresholds[{k}]", deg, minimum=0, maximum=180) for k, deg in enumerate(values)]
+    if any(b <= a for a, b in zip(out, out[1:])):  # one column per threshold, in order
+        raise InputError(f"angle_thresholds must increase, got {tuple(values)!r}")
+    return out
 
 
 def _finite(values: np.ndarray, statistic) -> float:

@@ -13,17 +13,21 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointMismatchError, InputError, MlipvizError
+from ..checks import flag, number, output_path, whole_number
+from ..errors import (ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError,
+                      ReadError)
 from ..frames import Frames, read_info
 from ..models.base import PER_FRAME
 from ..sources import FrameSource, shifted
-from .compare import (Comparison, _unique, load_comparison, open_comparison_file, reference_from_labels,
-                      replacing, write_results)
+from ..storage import check_space, hdf5_in_memory, hdf5_reason, replacing
+from .compare import (Comparison, _check_stored, _unique, list_datasets, load_comparison, open_comparison_file,
+                      reference_from_labels, write_results)
 from .metrics import ANGLE_MIN_FORCE
 
 #: frames per task: large enough to batch well on a GPU, small enough to lose little on a crash.
@@ -65,21 +69,44 @@ def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evalu
     ``device`` is a GPU), started and closed here; False: in this process, without Dask.
     ``chunk_frames``: frames per task. ``batch_size``, ``memory_budget``: per pass of
     `Model.predict`. Run again with the same arguments after an interruption: finished
-    chunks are not recomputed.
+    chunks are not recomputed. A chunk file or a store that does not read whole (cut short,
+    a dataset missing) is reported in a `CorruptFileWarning` naming it and computed again
+    (a damaged store is kept as ``<store>.corrupt``); a write that fails (a full disk)
+    raises `StoreWriteError` naming the file and leaves the finished chunks in place.
     """
     from tqdm.auto import tqdm
 
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    store = Path(store)
+    from ..models import resolve_device
+    from ..models.batching import check_batch_size
+
+    # every argument checked before any source is opened, model loaded or worker started
+    chunk_frames = whole_number("chunk_frames", chunk_frames, minimum=1)
+    store = output_path("store", store)
     specs = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not specs:
+        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
+                         "calculator); got an empty list")
+    if reference is True or reference is False:
+        raise ArgumentTypeError(f"reference={reference}: evaluate compares against a reference, None (the "
+                                "files' labels) or a model or calculator; for models side by side without "
+                                "one use compare(models, frames, reference=False)")
+    angle_min_force = number("angle_min_force", angle_min_force, minimum=0)
+    embeddings, progress = flag("embeddings", embeddings), flag("progress", progress)
+    check_batch_size(batch_size)
+    number("memory_budget", memory_budget, minimum=0, above=True, none=True)
+    resolve_device(device)
+    if client not in (None, False) and not callable(getattr(client, "submit", None)):
+        raise ArgumentTypeError(f"client must be a dask.distributed.Client, None (a LocalCluster) or False "
+                                f"(this process), got {type(client).__name__}")
     opened = _open_sources(sources)
     chunks = _chunks(opened, chunk_frames)
     key = {"sources": [s.identity() for s in opened], "models": [_spec_id(m) for m in specs],
            "reference": "labels" if reference is None else _spec_id(reference),
            "chunk_frames": chunk_frames, "embeddings": embeddings}
     if store.exists():
-        return _finished(store, key)
+        finished = _finished(store, key)
+        if finished is not None:
+            return finished
     started = time.perf_counter()
     parts = _Parts(store, key)
     todo = [c for c in chunks if not parts.done(c)]
@@ -110,10 +137,13 @@ def _open_sources(sources) -> list[FrameSource]:
         return [FrameSource.open(sources)]
     items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
     if not items:
-        raise InputError("no sources given")
-    if all(isinstance(s, (str, Path)) for s in items):
-        return [FrameSource.open(s) for s in items]
-    return [FrameSource.open(items)]  # structures in memory (ASE, pymatgen): one source
+        raise InputError("sources: none given (an empty list)")
+    try:
+        if all(isinstance(s, (str, Path)) for s in items):
+            return [FrameSource.open(s) for s in items]
+        return [FrameSource.open(items)]  # structures in memory (ASE, pymatgen): one source
+    except InputError as exc:  # the same error, saying which argument it is about
+        raise type(exc)(f"sources: {exc.problem}", exc.source, exc.frame, exc.atom) from exc
 
 
 def _chunks(sources: list[FrameSource], chunk_frames: int) -> list[Chunk]:
@@ -134,17 +164,42 @@ def _spec_id(spec) -> str:
     return f"{type(spec).__name__}:{getattr(spec, 'name', '')}:{json.dumps(meta, sort_keys=True, default=str)}"
 
 
-def _finished(store: Path, key: dict) -> Comparison:
+def _finished(store: Path, key: dict) -> Comparison | None:
+    """The finished evaluation in ``store``; None when the file does not read whole (it is
+    then moved aside, with a warning, and the evaluation computed again)."""
     import h5py
 
-    with h5py.File(store, "r") as h5:
-        stored = json.loads(h5.attrs.get("evaluation", "{}"))
+    try:
+        h5 = h5py.File(store, "r")
+    except (OSError, RuntimeError) as exc:
+        return _set_aside(store, hdf5_reason(exc))
+    with h5:
+        if "evaluation" not in h5.attrs:
+            stored = {}
+        else:
+            try:
+                stored = json.loads(h5.attrs["evaluation"])
+            except (ValueError, TypeError) as exc:
+                return _set_aside(store, f"its evaluation key does not read: {exc}")
     if stored != key:
         raise CheckpointMismatchError(
             f"{store} exists and holds another evaluation (or a saved comparison); "
             "choose another store path or delete it")
+    try:
+        finished = load_comparison(store)
+    except ReadError as exc:
+        return _set_aside(store, exc.problem)
     shutil.rmtree(store.with_name(store.name + ".parts"), ignore_errors=True)  # if stopped while removing
-    return load_comparison(store)
+    return finished
+
+
+def _set_aside(store: Path, why: str) -> None:
+    """Move a store that does not read to ``<store>.corrupt``, with a warning naming both."""
+    moved = store.with_name(store.name + ".corrupt")
+    os.replace(store, moved)
+    warnings.warn(CorruptFileWarning(f"store {store} cannot be read ({why}); moved to {moved}, the "
+                                     "evaluation is computed again from its finished chunks"), stacklevel=3)
+    return None
 
 
 # -- in the workers ---------------------------------------------------------------
@@ -225,30 +280,77 @@ class _Parts:
     def __init__(self, store: Path, key: dict):
         self.dir = store.with_name(store.name + ".parts")
         self.key = key
+        #: chunk files without the key in them count only when job.json vouches for them
+        self.vouched = False
         job = self.dir / "job.json"
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError(f"store {store}: {self.dir} (where its chunks go) is a file; move it away")
+        stored = None
         if job.exists():
-            stored = json.loads(job.read_text())
+            try:
+                stored = json.loads(job.read_text())
+                if not isinstance(stored, dict):
+                    raise ValueError("no JSON object")
+            except (ValueError, OSError) as exc:  # e.g. cut short by a power cut
+                warnings.warn(CorruptFileWarning(f"{job} cannot be read ({exc}); it is written again, and "
+                                                 "only chunk files that name this evaluation are kept"),
+                              stacklevel=3)
+                stored = None
+        if stored is not None:
             if stored != key:
                 diff = sorted(k for k in key if stored.get(k) != key[k])
                 raise CheckpointMismatchError(
                     f"{self.dir} holds chunks of another evaluation (other {', '.join(diff)}); "
                     "choose another store path or delete that folder")
+            self.vouched = True
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
-            job.write_text(json.dumps(key, indent=1))
+            with replacing(job, what="evaluation job file") as tmp:
+                tmp.write_text(json.dumps(key, indent=1))
 
     def path(self, chunk: Chunk) -> Path:
         return self.dir / f"chunk-{chunk.number:07d}.h5"
 
     def done(self, chunk: Chunk) -> bool:
-        return self.path(chunk).exists()
+        """Whether ``chunk``'s file is there and reads whole; one that does not is reported,
+        removed and so computed again."""
+        path = self.path(chunk)
+        if not path.exists():
+            return False
+        why = self._damage(chunk, path)
+        if why is None:
+            return True
+        warnings.warn(CorruptFileWarning(f"evaluation chunk {path} ({chunk.where()}) cannot be read "
+                                         f"({why}); it is computed again"), stacklevel=3)
+        path.unlink()
+        return False
 
-    def write(self, chunk: Chunk, result: dict) -> None:
+    def _damage(self, chunk: Chunk, path: Path) -> str | None:
+        """What is wrong with a chunk file, or None: it opens, names this evaluation, and holds
+        every dataset with one row per frame or atom of the chunk."""
         import h5py
 
-        with replacing(self.path(chunk)) as tmp:
-            with h5py.File(tmp, "w") as h5:
+        try:
+            with h5py.File(path, "r") as h5:
+                if "evaluation" in h5.attrs:
+                    if json.loads(h5.attrs["evaluation"]) != self.key:
+                        return "it belongs to another evaluation"
+                elif not self.vouched:
+                    return "it does not name its evaluation"
+                if len(json.loads(h5.attrs["models"])) != len(self.key["models"]):
+                    return "it holds another number of models"
+                _check_stored(h5, len(self.key["models"]), True)
+                if not np.array_equal(h5["frames/n_atoms"][()], chunk.source.n_atoms):
+                    return "its atom counts are not those of the chunk's frames"
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+            return hdf5_reason(exc)
+        return None
+
+    def write(self, chunk: Chunk, result: dict) -> None:
+        with replacing(self.path(chunk), what="evaluation chunk") as tmp:
+            with hdf5_in_memory(tmp) as h5:  # a chunk is small: a full disk fails in Python's write
                 h5.attrs["models"] = json.dumps([p.model for p in result["predictions"]])
+                h5.attrs["evaluation"] = json.dumps(self.key)
                 write_results(h5, result["frames"], result["reference"], result["predictions"])
 
     def gather(self, chunks: list[Chunk], store: Path, angle_min_force: float, many_sources: bool,
@@ -263,7 +365,9 @@ class _Parts:
         n_atoms = np.concatenate([c.source.n_atoms for c in chunks])
         offsets = np.concatenate([[0], np.cumsum(n_atoms)])
         layout = _layout(self.path(c) for c in chunks)
-        with replacing(store) as tmp:
+        # the store holds what the chunks hold: check the disk has room before HDF5 writes any
+        check_space(store, sum(self.path(c).stat().st_size for c in chunks), "store")
+        with replacing(store, what="store") as tmp:
             with open_comparison_file(tmp, names, angle_min_force, evaluation=json.dumps(self.key),
                                       evaluation_run=json.dumps(run)) as out:
                 for group, datasets in layout.items():
@@ -288,6 +392,7 @@ class _Parts:
                     out[f"predictions/{k}"].attrs["model"] = name
                 out["frames"].create_dataset("info", data=texts, dtype=h5py.string_dtype())
                 out["frames"].attrs["source"] = "" if many_sources else chunks[0].source.name
+                list_datasets(out)
         shutil.rmtree(self.dir)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..checks import number, one_of, whole_number
+from ..errors import InputError, MissingLabelsError, UnknownNameError
 from ..models.base import Prediction
 from .compare import Comparison
 
@@ -35,8 +36,9 @@ def embeddings_of(source, model: str | None = None) -> tuple[np.ndarray, str | N
                 raise InputError("this comparison holds no embeddings; run "
                                  "mlipviz.compare(..., embeddings=True)")
             model = having[0]
-        if model not in source.predictions:
-            raise InputError(f"no model '{model}' in this comparison (models: {', '.join(source.models)})")
+        if not isinstance(model, str) or model not in source.predictions:
+            raise UnknownNameError(f"model: no model {model!r} in this comparison (models: "
+                                   f"{', '.join(source.models)})")
         if model not in having:
             raise InputError(f"the comparison holds no embeddings of model '{model}' (with embeddings: "
                              f"{', '.join(having) or 'none'}); run mlipviz.compare(..., embeddings=True)")
@@ -69,8 +71,7 @@ class Scaler:
 
     @classmethod
     def fit(cls, x: np.ndarray, kind: str) -> "Scaler":
-        if kind not in STANDARDIZE:
-            raise InputError(f"standardize must be one of {STANDARDIZE}, got {kind!r}")
+        kind = one_of("standardize", kind, STANDARDIZE)
         if kind != "zscore":
             return cls(kind)
         std = x.std(axis=0)
@@ -85,24 +86,15 @@ class Scaler:
         return x
 
 
-class PCA:
-    """Principal components of the fit set (eigenvectors of its covariance), each signed so
-    that its largest-magnitude loading is positive (scikit-learn's convention)."""
+def _pca(x: np.ndarray, n_components: int):
+    """scikit-learn's PCA fitted on ``x``, with the exact LAPACK SVD so that the same data give
+    the same map (its "auto" solver turns randomised above 500 atoms and 500 features)."""
+    from sklearn.decomposition import PCA
 
-    def __init__(self, x: np.ndarray, n_components: int):
-        self.mean = x.mean(axis=0)
-        centred = x - self.mean
-        covariance = centred.T @ centred / max(len(x) - 1, 1)
-        values, vectors = np.linalg.eigh(covariance)
-        order = np.argsort(values)[::-1][:n_components]
-        components = vectors[:, order].T
-        signs = np.sign(components[np.arange(len(order)), np.abs(components).argmax(axis=1)])
-        self.components = components * signs[:, None]
-        total = values.clip(min=0).sum()
-        self.explained_variance_ratio = values[order].clip(min=0) / total if total > 0 else np.zeros(len(order))
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) @ self.components.T
+    if n_components > min(x.shape):
+        raise InputError(f"n_components={n_components}: PCA of {x.shape[0]} atoms with {x.shape[1]}-wide "
+                         f"embeddings has at most {min(x.shape)} components")
+    return PCA(n_components=n_components, svd_solver="full").fit(x)
 
 
 @dataclass
@@ -144,11 +136,20 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
     `EXACT_NEIGHBOURS_MAX` atoms, see `_umap`) uses ``n_neighbors``,
     ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and its layout
     single-threaded; None lets it use every core); ``n_epochs`` of layout optimisation
-    default to `umap_epochs` of the fit set's size. Results are cached in memory, keyed
+    default to `umap_epochs` of the fit set's size. PCA is scikit-learn's
+    (``sklearn.decomposition.PCA``, full SVD, its ``svd_flip`` sign convention); the
+    projection's ``reducer`` is the fitted estimator. Results are cached in memory, keyed
     by the data and settings, so asking again (e.g. to recolour) never recomputes.
+    ``n_components`` >= 1, ``n_neighbors`` >= 2, ``min_dist`` >= 0, ``n_epochs`` >= 1.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    method = one_of("method", method, METHODS)
+    standardize = one_of("standardize", standardize, STANDARDIZE)
+    n_components = whole_number("n_components", n_components, minimum=1)
+    if method == "umap":
+        n_neighbors = whole_number("n_neighbors", n_neighbors, minimum=2)
+        min_dist = number("min_dist", min_dist, minimum=0)
+        n_epochs = whole_number("n_epochs", n_epochs, minimum=1, none=True)
+        seed = whole_number("seed", seed, minimum=0, none=True)
     x, name = embeddings_of(source, model)
     fit, _ = (x, name) if fit_on is None else embeddings_of(fit_on, name)
     if fit.shape[1] != x.shape[1]:
@@ -166,9 +167,9 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
     fit_scaled = scaler(fit)
     ratio = None
     if method == "pca":
-        reducer = PCA(fit_scaled, n_components)
+        reducer = _pca(fit_scaled, n_components)
         fit_coords = reducer.transform(fit_scaled)
-        ratio = reducer.explained_variance_ratio
+        ratio = reducer.explained_variance_ratio_
     else:
         reducer = _umap(fit_scaled, n_components, seed, n_neighbors, min_dist, settings["n_epochs"])
         fit_coords = np.asarray(reducer.embedding_)
@@ -307,11 +308,13 @@ def ood_score(source, fit_on=None, model: str | None = None, k: int = 10,
     reference set."""
     from sklearn.neighbors import NearestNeighbors
 
+    k = whole_number("k", k, minimum=1)
+    standardize = one_of("standardize", standardize, STANDARDIZE)
     x, name = embeddings_of(source, model)
     ref = x if fit_on is None else embeddings_of(fit_on, name)[0]
     if ref.shape[1] != x.shape[1]:
         raise InputError(f"embeddings are {x.shape[1]} wide but the reference set's are {ref.shape[1]} wide")
-    if k < 1 or len(ref) <= k:
+    if len(ref) <= k:  # leave-one-out within the reference set needs k others per atom
         raise InputError(f"k={k} nearest neighbours need a reference set of more than k atoms "
                          f"(it has {len(ref)})")
     scaler = Scaler.fit(ref, standardize)
@@ -332,7 +335,13 @@ def ood_correlation(comparison: Comparison, fit_on=None, k: int = 10, error: str
                     standardize: str = "zscore") -> pd.DataFrame:
     """Spearman rank correlation between each model's OOD score and its per-atom ``error``
     (a column of ``comparison.per_atom``: "force_error" |dF|, "angle_error", ...), one row
-    per model with embeddings."""
+    per model with embeddings. Needs a comparison with a reference (the errors)."""
+    k = whole_number("k", k, minimum=1)
+    standardize = one_of("standardize", standardize, STANDARDIZE)
+    _check_comparison(comparison, "ood_correlation")
+    columns = [c for c in comparison.per_atom.columns
+               if c not in ("model", "frame", "atom", "element") and comparison.per_atom[c].dtype.kind == "f"]
+    error = one_of("error", error, columns)
     rows = []
     for name, pred in comparison.predictions.items():
         if pred.embeddings is not None:
@@ -342,6 +351,19 @@ def ood_correlation(comparison: Comparison, fit_on=None, k: int = 10, error: str
     if not rows:
         raise InputError("no model in this comparison has embeddings; run mlipviz.compare(..., embeddings=True)")
     return pd.DataFrame(rows).set_index("model")
+
+
+def _check_comparison(comparison, what: str) -> None:
+    """A `Comparison` with a reference, or an error saying why ``what`` needs one."""
+    if not isinstance(comparison, Comparison):
+        from ..errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"comparison: {what} takes a Comparison (mlipviz.compare(..., "
+                                f"embeddings=True)), got {type(comparison).__name__}")
+    if not comparison.has_reference:
+        raise MissingLabelsError(f"{what} correlates OOD scores with force errors, which need a reference; "
+                                 "this comparison holds models only (latent.project and latent.ood_score "
+                                 "work without one)", source=comparison.frames.source)
 
 
 def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, k: int, fit_on) -> dict:
@@ -385,11 +407,18 @@ def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=No
     """Project each embedded model's atoms (``models``: names, default all with embeddings)
     and score them against ``fit_on`` (a `Comparison` of the same models on a reference
     set; default the atoms themselves) on 2D maps. ``projection``: further `project`
-    settings (``seed``, ``n_neighbors``, ``min_dist``, ``n_epochs``)."""
+    settings (``seed``, ``n_neighbors``, ``min_dist``, ``n_epochs``). Needs a comparison
+    with a reference (its table holds force errors)."""
+    method = one_of("method", method, METHODS)
+    k = whole_number("k", k, minimum=1)
+    standardize = one_of("standardize", standardize, STANDARDIZE)
+    _check_comparison(comparison, "latent.analyse")
     embedded = [n for n, p in comparison.predictions.items() if p.embeddings is not None]
-    names = embedded if models is None else list(models)
+    names = embedded if models is None else ([models] if isinstance(models, str) else list(models))
     if not names:
         raise InputError("no model in this comparison has embeddings; run mlipviz.compare(..., embeddings=True)")
+    for name in names:  # named before any map is fitted
+        embeddings_of(comparison, name)
     per_atom = comparison.per_atom
     tables, projections, rows = [], {}, []
     for name in names:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import number
+from ..errors import InputError
+
 #: forces weaker than this (eV/Å) have no meaningful direction: their angle error is NaN.
 ANGLE_MIN_FORCE = 0.05
 
@@ -19,7 +22,10 @@ def force_errors(pred: np.ndarray, ref: np.ndarray, min_force: float = ANGLE_MIN
     and ``angle_error`` = arccos(F_pred·F_ref / (|F_pred||F_ref|)) in degrees, NaN where
     either force is below ``min_force`` eV/Å.
     """
+    min_force = number("min_force", min_force, minimum=0)  # a negative one would mean nothing
     pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if pred.shape != ref.shape or pred.ndim != 2 or pred.shape[1:] != (3,):
+        raise InputError(f"pred and ref must both be (n, 3) force arrays, got {pred.shape} and {ref.shape}")
     norm_pred, norm_ref = row_norms(pred), row_norms(ref)
     with np.errstate(invalid="ignore", divide="ignore"):
         cosine = np.einsum("ij,ij->i", pred, ref) / (norm_pred * norm_ref)

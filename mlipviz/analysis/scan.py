@@ -2,20 +2,27 @@
 
 Every scan builds its geometries, evaluates them with `mlipviz.compare` (so models run
 batched and live references run cached and in parallel) and returns a `Scan`. The
-reference is a live calculator or model, or `Frames` that already carry labels for the
-same geometries (matched by geometry). ``align`` shifts each curve: ``"none"``,
-``"minimum"`` (each curve's own minimum), ``"last"`` (its last point, e.g. the
-dissociation limit) or ``"atoms"`` (the sum of that method's isolated-atom energies).
+reference is a live calculator or model, `Frames` that already carry labels for the
+same geometries (matched by geometry), or None (or False) for the models alone: their
+curves side by side, and whatever compares against a reference (curvature ratios,
+barrier errors, phonon-mode ratios) is left out or raises `MissingLabelsError`.
+``align`` shifts each curve: ``"none"``, ``"minimum"`` (each curve's own minimum),
+``"last"`` (its last point, e.g. the dissociation limit) or ``"atoms"`` (the sum of that
+method's isolated-atom energies).
 """
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..checks import finite_array, indices, number, one_of, whole_number
+from ..errors import (ArgumentTypeError, EmptyInputError, InputError, MissingLabelsError, OutOfRangeError,
+                      UnknownNameError)
 from ..frames import Frames
 from .compare import Comparison, compare
 
@@ -30,6 +37,9 @@ class Scan:
     ``coordinate`` (one value per point, ``coordinate_label`` says what it is);
     ``tangents`` (per point, dR/dq flattened, or None): the force along the scan is
     F·dR/dq = -dE/dq; ``offsets``: what ``align`` subtracted from each curve (eV).
+    A scan without a reference (``has_reference`` False) holds the models' curves only:
+    ``methods`` lists the models, and asking for the ``"reference"`` curve raises
+    `MissingLabelsError`.
     """
 
     kind: str
@@ -46,10 +56,22 @@ class Scan:
         return self.comparison.frames
 
     @property
+    def has_reference(self) -> bool:
+        """False for a scan of models only."""
+        return self.comparison.reference is not None
+
+    @property
     def methods(self) -> list[str]:
-        return self.comparison.models + [REFERENCE]
+        """The models, then ``"reference"`` when the scan has one."""
+        return self.comparison.models + ([REFERENCE] if self.has_reference else [])
 
     def _prediction(self, method: str):
+        if method == REFERENCE and not self.has_reference:
+            raise MissingLabelsError(f"method: this {self.kind} scan has no reference curve (models only: "
+                                     f"{', '.join(self.comparison.models)}); scan with reference= a "
+                                     "calculator, a model or labelled frames")
+        if not isinstance(method, str) or method not in self.methods:
+            raise UnknownNameError(f"method: no method {method!r} in this scan (methods: {', '.join(self.methods)})")
         return self.comparison.reference if method == REFERENCE else self.comparison.predictions[method]
 
     def energy(self, method: str, aligned: bool = True) -> np.ndarray:
@@ -88,22 +110,36 @@ class Scan:
     def curvature(self, points: int = 5) -> pd.DataFrame:
         """Second derivative of each curve at the reference minimum, and its ratio to the reference.
 
-        A quadratic is fitted to the ``points`` scan points nearest the reference's lowest
-        point (which must be interior); ratio < 1 means a softer PES than the reference.
+        A quadratic is fitted to the ``points`` (>= 3) scan points nearest the reference's
+        lowest point (which must be interior); ratio < 1 means a softer PES than the
+        reference. Without a reference, each model's curvature at its own lowest point
+        (``at``), and no ratio.
         """
+        points = whole_number("points", points, minimum=3)
         q = self.coordinate
-        k = int(np.nanargmin(self.energy(REFERENCE)))
-        if k in (0, len(q) - 1):
-            raise InputError(f"the reference minimum of this {self.kind} scan is at its end point "
-                             f"({self.coordinate_label} = {q[k]:g}); extend the scan to bracket it")
-        near = np.argsort(np.abs(q - q[k]))[:max(3, points)]
         rows = {}
         for method in self.methods:
+            if self.has_reference:
+                k = self._interior_minimum(REFERENCE)
+            else:
+                k = self._interior_minimum(method)
+            near = np.argsort(np.abs(q - q[k]))[:points]
             c2, c1, c0 = np.polyfit(q[near] - q[k], self.energy(method)[near], 2)
             rows[method] = {"curvature": 2 * c2, "at": q[k]}
         table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
-        table["ratio_to_reference"] = table["curvature"] / table.loc[REFERENCE, "curvature"]
+        if self.has_reference:
+            table["ratio_to_reference"] = table["curvature"] / table.loc[REFERENCE, "curvature"]
         return table
+
+    def _interior_minimum(self, method: str) -> int:
+        """Index of the lowest point of ``method``'s curve; an InputError if it is an end point."""
+        q = self.coordinate
+        k = int(np.nanargmin(self.energy(method)))
+        if k in (0, len(q) - 1):
+            whose = "the reference" if method == REFERENCE else f"the {method} curve's"
+            raise InputError(f"{whose} minimum of this {self.kind} scan is at its end point "
+                             f"({self.coordinate_label} = {q[k]:g}); extend the scan to bracket it")
+        return k
 
     def show(self, **kwargs):
         """Interactive curves linked to the 3D viewer (`mlipviz.widgets.ScanView`)."""
@@ -115,15 +151,21 @@ class Scan:
 # -- evaluation ----------------------------------------------------------------------
 
 def _evaluate(kind: str, geometries: list, coordinate, label: str, models, reference, align: str,
-              tangents=None, device: str = "auto", progress: bool = False, details=None) -> Scan:
+              tangents=None, device: str = "auto", progress: bool = False, details=None,
+              own_labels: bool = False) -> Scan:
+    """Evaluate the scan's geometries. ``reference``: live (calculator/model), labelled
+    `Frames`, or None/False for models only; ``own_labels``: None takes the geometries'
+    own labels where they carry forces (a path of labelled images)."""
     from ..io import read
 
-    if align not in ALIGNMENTS:
-        raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+    align = _alignment(align)
+    _check_models(models)
     frames = read(geometries, min_distance=0.1)
     if isinstance(reference, Frames):
         frames = _labels_from(reference, frames)
-        reference = None
+        reference = None  # compare() takes the labels just attached
+    elif reference is None and not (own_labels and frames.has_labels["forces"]):
+        reference = False  # built geometries carry no labels: the models alone
     comparison = compare(models, frames, reference=reference, device=device, progress=progress)
     scan = Scan(kind, comparison, np.asarray(coordinate, dtype=np.float64), label, align, {},
                 tangents, dict(details or {}))
@@ -165,12 +207,14 @@ def _offsets(scan: Scan, models, reference, device: str) -> dict[str, float]:
 
 
 def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[str, float]:
-    """Sum of isolated-atom energies per method; atoms in their ground spin state (Hund's rule)."""
+    """Sum of isolated-atom energies per method; atoms in their ground spin state (Hund's rule).
+    ``reference`` False: the models only; None (labels in frames): no isolated atoms to label."""
     from ase import Atoms
     from ase.data import ground_state_magnetic_moments
 
     if reference is None:
-        raise InputError("align='atoms' needs a live reference to compute isolated atoms with")
+        raise InputError("align='atoms' needs a live reference (a calculator or model) to compute isolated "
+                         "atoms with; labelled reference frames hold none (use align='last' or 'minimum')")
     f = scan.frames
     elements = sorted(set(f.numbers.tolist()))
     atoms = []
@@ -181,7 +225,8 @@ def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[s
     isolated = compare(models, atoms, reference=reference, device=device, progress=False)
     counts = np.bincount(f.numbers[f.atoms_of(0)], minlength=max(elements) + 1)
     per_method = {m: isolated.predictions[m].energy for m in isolated.models}
-    per_method[REFERENCE] = isolated.reference.energy
+    if isolated.has_reference:
+        per_method[REFERENCE] = isolated.reference.energy
     names = dict(zip(isolated.models, scan.comparison.models))
     return {names.get(m, m): float(np.dot(counts[elements], e)) for m, e in per_method.items()}
 
@@ -190,14 +235,19 @@ def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[s
 
 def diatomic(element_a: str, element_b: str, distances, models, reference=None, align: str = "last",
              spin: int | None = None, **kwargs) -> Scan:
-    """Dimer curve A-B over ``distances`` (Å), bond along z; ``spin`` (2S) goes to each frame's
-    info for references that read it. Force along = -dE/dr."""
+    """Dimer curve A-B over ``distances`` (Å, > 0), bond along z; ``element_a``/``element_b``:
+    chemical symbols; ``spin`` (2S) goes to each frame's info for
+    references that read it. Force along = -dE/dr. ``reference=None``: the models only."""
     from ase import Atoms
 
-    distances = np.asarray(distances, dtype=np.float64)
+    numbers_ab = [_element("element_a", element_a), _element("element_b", element_b)]
+    distances = _positive_vector(distances, "distances", "Å")
+    spin = whole_number("spin", spin, minimum=0, none=True)
+    align = _alignment(align)
+    _check_models(models)
     geometries, tangents = [], []
     for r in distances:
-        dimer = Atoms(f"{element_a}{element_b}", positions=[[0, 0, 0], [0, 0, float(r)]])
+        dimer = Atoms(numbers=numbers_ab, positions=[[0, 0, 0], [0, 0, float(r)]])
         dimer.info["distance"] = float(r)
         if spin is not None:
             dimer.info["spin"] = int(spin)
@@ -210,15 +260,16 @@ def diatomic(element_a: str, element_b: str, distances, models, reference=None, 
 def strain(atoms, strains=None, models=None, reference=None, align: str = "minimum", *, scale=None,
            **kwargs) -> Scan:
     """Isotropic scans of the cell, positions scaled with it; energy against volume per atom.
-    Force along = -dE/dv from the stress.
+    Force along = -dE/dv from the stress. ``reference=None``: the models only.
 
     ``strains``: linear strains ε, as in ASE, pymatgen and matcalc (-0.02 is 2 % compression:
     every cell vector times 1 + ε). ``scale``: the factors 1 + ε themselves, instead of
     ``strains``. |ε| must stay below 0.5 (a scale factor such as 0.98 passed as a strain
     would stretch the cell to 1.98 times its size).
     """
-    if models is None:
-        raise InputError("models: give the models to scan (names, Model objects or ASE calculators)")
+    atoms = _structure(atoms)
+    _check_models(models)
+    align = _alignment(align)
     if (strains is None) == (scale is None):
         raise InputError("give strains= (linear strains, e.g. np.linspace(-0.04, 0.04, 9)) or scale= "
                          "(factors 1 + strain), not " + ("both" if scale is not None else "neither"))
@@ -246,11 +297,85 @@ def _mode_indices(modes, count: int) -> list[int]:
     """``modes`` as integer indices in [0, count), or an InputError naming the bad one."""
     values = np.atleast_1d(np.asarray(modes))
     if values.dtype.kind not in "iu":
-        raise InputError(f"modes must be integer mode indices (0 to {count - 1}), got {modes!r}")
+        raise ArgumentTypeError(f"modes must be integer mode indices (0 to {count - 1}), got {modes!r}")
     bad = [int(m) for m in values if not 0 <= m < count]
     if bad:
-        raise InputError(f"modes: mode {bad[0]} does not exist; this structure has {count} modes (0 to {count - 1})")
+        raise OutOfRangeError(f"modes: mode {bad[0]} does not exist; this structure has {count} modes "
+                              f"(0 to {count - 1})")
     return [int(m) for m in values]
+
+
+def _check_scan(scan) -> None:
+    if not isinstance(scan, Scan):
+        raise ArgumentTypeError(f"scan must be a Scan (from mlipviz.scan.strain, path, ...), "
+                                f"got {type(scan).__name__}")
+
+
+def _alignment(align) -> str:
+    return one_of("align", align, ALIGNMENTS)
+
+
+def _check_models(models) -> None:
+    if models is None:
+        raise InputError("models: give the models to scan (names, Model objects or ASE calculators)")
+
+
+def _structure(atoms, name: str = "atoms"):
+    """``atoms`` as ASE ``Atoms`` (pymatgen ``Structure``/``Molecule`` converted), or an error naming it."""
+    from ase import Atoms
+
+    from ..io import _to_atoms
+
+    if not isinstance(atoms, Atoms):
+        try:
+            from pymatgen.core import Molecule, Structure
+        except ImportError:  # pragma: no cover - pymatgen is a dependency
+            Molecule = Structure = ()
+        if not isinstance(atoms, (Structure, Molecule)):
+            raise ArgumentTypeError(f"{name} must be an ASE Atoms or a pymatgen Structure/Molecule, "
+                                    f"got {type(atoms).__name__}")
+        atoms = _to_atoms(atoms, 0)
+    if len(atoms) == 0:
+        raise EmptyInputError(f"{name} holds no atoms")
+    return atoms
+
+
+def _element(name: str, value) -> int:
+    """Atomic number of a chemical symbol, or an error naming ``name``."""
+    from ase.data import atomic_numbers, chemical_symbols
+
+    if not isinstance(value, str):  # symbols only, as in ASE's formulas: 42 is more likely a slip
+        raise ArgumentTypeError(f"{name} must be a chemical symbol such as 'Cu', got {value!r}")
+    if value in atomic_numbers and atomic_numbers[value] > 0:
+        return atomic_numbers[value]
+    hint = f" (did you mean {value.capitalize()!r}?)" if value.capitalize() in chemical_symbols[1:] else ""
+    raise UnknownNameError(f"{name}: {value!r} is not a chemical element symbol{hint}")
+
+
+def _positive_vector(values, name: str, unit: str) -> np.ndarray:
+    """``values`` as a non-empty 1-D array of finite numbers > 0, or an InputError naming the bad one."""
+    out = _finite_vector(values, name)
+    bad = np.flatnonzero(out <= 0)
+    if bad.size:
+        raise InputError(f"{name}[{bad[0]}] = {out[bad[0]]:g} {unit} is not positive")
+    return out
+
+
+def _atom_index(value, n: int) -> int:
+    """One atom index (Python or numpy integer; negative counts from the end, as in ASE)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        # 2.0 or an array of floats is most likely a position or an amplitude given in its place
+        raise ArgumentTypeError(f"atom_index must be a whole-number atom index, got {value!r}")
+    return int(indices("atom_index", value, n)[0])
+
+
+def _direction(direction) -> np.ndarray:
+    """``direction`` as a unit 3-vector, or an InputError naming it."""
+    u = finite_array("direction", direction, shape=(3,))
+    norm = float(np.linalg.norm(u))
+    if not norm > 0:
+        raise InputError(f"direction must be a non-zero 3-vector, got {direction!r}")
+    return u / norm
 
 
 def _finite_vector(values, name: str) -> np.ndarray:
@@ -268,56 +393,80 @@ def _finite_vector(values, name: str) -> np.ndarray:
 
 
 def eos(atoms, volumes, models, reference=None, align: str = "minimum", **kwargs) -> Scan:
-    """Energy against volume per atom (Å³/atom) at the given volumes (isotropic scaling)."""
-    volumes = np.asarray(volumes, dtype=np.float64)
+    """Energy against volume per atom (Å³/atom, > 0) at the given volumes (isotropic scaling).
+    ``reference=None``: the models only."""
+    atoms = _structure(atoms)
+    volumes = _positive_vector(volumes, "volumes", "Å³/atom")
     per_atom = atoms.get_volume() / len(atoms)
-    return strain(atoms, models=models, reference=reference, align=align, scale=np.cbrt(volumes / per_atom),
-                  **kwargs)
+    scale = np.cbrt(volumes / per_atom)
+    bad = np.flatnonzero(np.abs(scale - 1.0) >= 0.5)
+    if bad.size:  # named here: strain() would blame a scale= the caller never gave
+        k = bad[0]
+        raise InputError(f"volumes[{k}] = {volumes[k]:g} Å³/atom is {volumes[k] / per_atom:.3g} times this "
+                         f"structure's {per_atom:.4g} Å³/atom, a linear strain of {scale[k] - 1:+.0%}; mlipviz "
+                         "scans |strain| < 50 % (volumes are per atom)")
+    return strain(atoms, models=models, reference=reference, align=align, scale=scale, **kwargs)
 
 
 def birch_murnaghan(scan: Scan) -> pd.DataFrame:
-    """Third-order Birch-Murnaghan fit per method: V0 (Å³/atom), E0 (eV/atom), B0 (GPa), B0'."""
-    from scipy.optimize import curve_fit
+    """Third-order Birch-Murnaghan fit per method (each model, and the reference if the scan has
+    one): V0 (Å³/atom), E0 (eV/atom), B0 (GPa), B0'.
 
-    from .compare import EV_A3_TO_GPA
+    The fit is ASE's: ``ase.eos.EquationOfState(volumes, energies, eos="birchmurnaghan")``
+    on the energies per atom. A fit that does not converge gives NaN for that method, and a
+    V0 outside the scanned volumes a warning (the minimum is not bracketed), each naming the
+    method.
+    """
+    from ase.eos import EquationOfState
+    from ase.units import GPa
 
+    _check_scan(scan)
     if scan.kind != "eos":
         raise InputError(f"a Birch-Murnaghan fit needs an eos/strain scan, not '{scan.kind}'")
     v = scan.coordinate
+    if len(v) < 4:
+        raise InputError(f"a Birch-Murnaghan fit has 4 parameters: it needs at least 4 volumes, this scan has "
+                         f"{len(v)}")
     n = scan.frames.n_atoms[0]
     rows = {}
     for method in scan.methods:
         e = scan.energy(method, aligned=False) / n
-        guess = _parabola_guess(v, e)
-        params, _ = curve_fit(birch_murnaghan_energy, v, e, p0=guess, maxfev=20000)
-        e0, b0, bp, v0 = params
-        rows[method] = {"V0": v0, "E0": e0, "B0_GPa": b0 * EV_A3_TO_GPA, "B0_prime": bp}
+        fit = EquationOfState(v, e, eos="birchmurnaghan")
+        try:
+            v0, e0, b0 = fit.fit(warn=False)  # bracketing is checked below, naming the method
+        except (RuntimeError, ValueError) as exc:  # curve_fit: no optimum, or NaN energies
+            warnings.warn(f"Birch-Murnaghan fit of {method} failed: {exc}", RuntimeWarning, stacklevel=2)
+            rows[method] = {"V0": np.nan, "E0": np.nan, "B0_GPa": np.nan, "B0_prime": np.nan}
+            continue
+        if not v.min() < v0 < v.max():
+            warnings.warn(f"Birch-Murnaghan fit of {method}: V0 = {v0:.4g} Å³/atom lies outside the scanned "
+                          f"volumes ({v.min():.4g} to {v.max():.4g}); extend the scan to bracket the minimum",
+                          RuntimeWarning, stacklevel=2)
+        # ase's parameters: E0, B0 (eV/Å³), B0', V0
+        rows[method] = {"V0": v0, "E0": e0, "B0_GPa": b0 / GPa, "B0_prime": float(fit.eos_parameters[2])}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
 
 def birch_murnaghan_energy(v, e0, b0, bp, v0):
-    """E(V) of the third-order Birch-Murnaghan equation of state (B0 in eV/Å³)."""
-    eta = (v0 / v) ** (2.0 / 3.0)
-    return e0 + 9.0 * v0 * b0 / 16.0 * ((eta - 1) ** 3 * bp + (eta - 1) ** 2 * (6 - 4 * eta))
+    """E(V) of the third-order Birch-Murnaghan equation of state (B0 in eV/Å³): ASE's
+    ``ase.eos.birchmurnaghan``, in this module's argument order (the same as ASE's)."""
+    from ase.eos import birchmurnaghan
 
-
-def _parabola_guess(v, e):
-    c2, c1, c0 = np.polyfit(v, e, 2)
-    v0 = -c1 / (2 * c2) if c2 > 0 else v[np.argmin(e)]
-    return [float(np.polyval([c2, c1, c0], v0)), float(2 * c2 * v0), 4.0, float(v0)]
+    return birchmurnaghan(np.asarray(v, dtype=np.float64), e0, b0, bp, v0)
 
 
 def displacement(atoms, atom_index: int, direction, amplitudes, models, reference=None,
                  align: str = "minimum", **kwargs) -> Scan:
-    """Move one atom along ``direction`` (normalised) by ``amplitudes`` (Å)."""
+    """Move one atom (``atom_index``: an integer, negative from the end as in ASE) along
+    ``direction`` (a non-zero 3-vector, normalised) by ``amplitudes`` (Å).
+    ``reference=None``: the models only."""
+    atoms = _structure(atoms)
     n = len(atoms)
-    if not 0 <= atom_index < n:
-        raise InputError(f"atom index {atom_index} out of range for {n} atoms")
-    u = np.asarray(direction, dtype=np.float64)
-    if u.shape != (3,) or not np.linalg.norm(u) > 0:
-        raise ValueError(f"direction must be a non-zero 3-vector, got {direction!r}")
-    u = u / np.linalg.norm(u)
-    amplitudes = np.asarray(amplitudes, dtype=np.float64)
+    atom_index = _atom_index(atom_index, n)
+    u = _direction(direction)
+    amplitudes = _finite_vector(amplitudes, "amplitudes")
+    align = _alignment(align)
+    _check_models(models)
     tangent = np.zeros((n, 3))
     tangent[atom_index] = u
     geometries = []
@@ -335,12 +484,19 @@ def displacement(atoms, atom_index: int, direction, amplitudes, models, referenc
 def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
     """Energy along a path of images (e.g. NEB), against the cumulative distance (Å).
 
-    ``reference=None`` takes the images' own labels. `barriers` gives the barrier (highest
-    point minus the first) per method and its error against the reference.
+    ``reference=None`` takes the images' own labels where they carry forces, and scans the
+    models only where they carry none; ``reference=False``: the models only, whatever the
+    images carry. `barriers` gives the barrier (highest point minus the first) per method
+    and its error against the reference.
     """
     from ..io import read
 
-    frames = read(images, min_distance=0.1)
+    align = _alignment(align)
+    _check_models(models)
+    try:
+        frames = read(images, min_distance=0.1)
+    except InputError as exc:  # say which argument held it
+        raise type(exc)(f"images: {exc.problem}", exc.source, exc.frame, exc.atom) from exc
     if len(frames) < 2:
         raise InputError(f"images: a path needs at least two images, got {len(frames)}", source=frames.source)
     if len(set(frames.n_atoms.tolist())) != 1:
@@ -356,15 +512,19 @@ def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
     for i in range(len(frames)):
         d = steps[min(i, len(steps) - 1)] + (steps[i - 1] if 0 < i < len(steps) else 0)
         tangents.append((d / np.linalg.norm(d)).ravel())
-    return _evaluate("path", frames, s, "path_length", models, reference, align, tangents, **kwargs)
+    return _evaluate("path", frames, s, "path_length", models, reference, align, tangents, own_labels=True,
+                     **kwargs)
 
 
 def barriers(scan: Scan) -> pd.DataFrame:
-    """Barrier (highest point minus the first, eV) per method and its error vs the reference."""
+    """Barrier (highest point minus the first, eV) per method and, when the scan has a
+    reference, its error against the reference's (``barrier_error``)."""
+    _check_scan(scan)
     rows = {m: {"barrier": float(np.nanmax(e) - e[0]), "highest_point": int(np.nanargmax(e))}
             for m in scan.methods for e in [scan.energy(m, aligned=False)]}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
-    table["barrier_error"] = table["barrier"] - table.loc[REFERENCE, "barrier"]
+    if scan.has_reference:
+        table["barrier_error"] = table["barrier"] - table.loc[REFERENCE, "barrier"]
     return table
 
 
@@ -376,16 +536,19 @@ class PhononModes:
 
     ``table``: per reference mode, the reference frequency and, per method, the curvature
     along that mode (eᵀDe, eV/Å²/amu), its ratio to the reference's (the PES-curvature
-    softening of Deng et al. 2025) and the frequency ratio (its square root).
-    ``hessians``: method -> (3N, 3N) eV/Å²; ``modes``: reference eigenvectors (columns,
-    mass-weighted); ``scans``: mode index -> `Scan` along that mode (Cartesian amplitude, Å;
-    empty when the reference is labelled frames, which hold no points along the modes).
+    softening of Deng et al. 2025) and the frequency ratio (its square root); without a
+    reference, per mode number (each model's own modes, sorted) each model's frequency
+    ``frequency_THz[model]``. ``hessians``: method -> (3N, 3N) eV/Å²; ``frequencies``:
+    method -> sorted frequencies (THz); ``modes``: reference eigenvectors (columns,
+    mass-weighted; None without a reference); ``scans``: mode index -> `Scan` along that
+    mode (Cartesian amplitude, Å; empty when the reference is labelled frames, which hold
+    no points along the modes, or when there is no reference).
     """
 
     table: pd.DataFrame
     hessians: dict[str, np.ndarray]
     frequencies: dict[str, np.ndarray]
-    modes: np.ndarray
+    modes: np.ndarray | None
     masses: np.ndarray
     scans: dict[int, Scan]
 
@@ -415,13 +578,26 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     ``modes``: indices of reference modes (sorted by frequency) to scan; default: every
     mode but the rigid translations (3 for periodic cells) or translations and rotations
     (5 or 6 for molecules). ``amplitudes``: Cartesian displacement (Å) along each mode,
-    default -0.1..0.1 in 9 steps. Costs 6N evaluations per method plus the scans.
+    default -0.1..0.1 in 9 steps. ``delta`` (Å, > 0): the finite-difference step. Costs 6N
+    evaluations per method plus the scans. ``reference=None`` (or False): the models'
+    Hessians and frequencies only (ratios and mode scans follow a reference's modes).
     """
     from ..io import read
 
+    atoms = _structure(atoms)
+    _check_models(models)
     n = len(atoms)
-    if modes is not None:  # checked before the Hessian's 6n evaluations
+    delta = number("delta", delta, minimum=0, above=True)
+    models_only = reference is None or reference is False
+    # all checked before the Hessian's 6n evaluations
+    if modes is not None:
+        if models_only:
+            raise MissingLabelsError("modes: the modes to scan are the reference's normal modes, and this "
+                                     "phonon_mode call has no reference; pass reference= a calculator, a model "
+                                     "or labelled frames, or leave modes=None")
         modes = _mode_indices(modes, 3 * n)
+    amplitudes = (np.linspace(-0.1, 0.1, 9) if amplitudes is None
+                  else _finite_vector(amplitudes, "amplitudes"))
     displaced = []
     for k in range(3 * n):
         for sign in (1, -1):
@@ -434,16 +610,20 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     if labelled_reference:  # labels for the displaced cells; the mode scans need a live reference
         frames = _labels_from(reference, frames)
         reference = None
-    cmp = compare(models, frames, reference=reference, device=device, progress=progress)
+    cmp = compare(models, frames, reference=False if models_only else reference, device=device,
+                  progress=progress)
     masses = atoms.get_masses()
     inv_sqrt_m = np.repeat(1 / np.sqrt(masses), 3)
     hessians, dynamical = {}, {}
-    for method in cmp.models + [REFERENCE]:
+    for method in cmp.models + ([REFERENCE] if cmp.has_reference else []):
         forces = (cmp.reference if method == REFERENCE else cmp.predictions[method]).forces.reshape(3 * n, 2, n, 3)
         hessians[method] = hessian_from_forces(forces[:, 0], forces[:, 1], delta)
         dynamical[method] = hessians[method] * np.outer(inv_sqrt_m, inv_sqrt_m)
-    eigenvalues, vectors = np.linalg.eigh(dynamical[REFERENCE])
     frequencies = {m: frequencies_thz(np.linalg.eigvalsh(d)) for m, d in dynamical.items()}
+    if not cmp.has_reference:
+        table = pd.DataFrame({f"frequency_THz[{m}]": frequencies[m] for m in cmp.models}).rename_axis("mode")
+        return PhononModes(table, hessians, frequencies, None, masses, {})
+    eigenvalues, vectors = np.linalg.eigh(dynamical[REFERENCE])
     ref_freq = frequencies_thz(eigenvalues)
     if modes is None:
         rigid = 3 if atoms.pbc.all() else (5 if _is_linear(atoms) else 6)
@@ -460,7 +640,6 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
             row[f"frequency_ratio[{method}]"] = np.sign(ratio) * np.sqrt(abs(ratio))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("mode")
-    amplitudes = np.linspace(-0.1, 0.1, 9) if amplitudes is None else np.asarray(amplitudes, dtype=np.float64)
     scans = {}
     for mode in ([] if labelled_reference else modes):
         u = (vectors[:, mode] * inv_sqrt_m).reshape(n, 3)

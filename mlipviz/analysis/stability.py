@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .. import checks
+from ..errors import InputError
 from ..frames import Frames
 
 
@@ -34,11 +36,25 @@ def md_stability(models, atoms, temperature: float = 1000.0, steps: int = 1000, 
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.neighborlist import neighbor_list
 
-    from ..io import frames_from_atoms
-    from ..models import load_model
+    from ..io import frames_from_atoms, one_structure
+    from ..models import load_model, resolve_device
     from ..models.base import ModelCalculator
 
     specs = models if isinstance(models, (list, tuple)) else [models]
+    if not specs:
+        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
+                         "calculator); got an empty list")
+    atoms = one_structure(atoms, "atoms")
+    temperature = checks.number("temperature", temperature, minimum=0)
+    steps = checks.whole_number("steps", steps, minimum=1)
+    timestep = checks.number("timestep", timestep, minimum=0, above=True)
+    friction = checks.number("friction", friction, minimum=0)
+    seed = checks.whole_number("seed", seed, minimum=0)
+    sample_every = checks.whole_number("sample_every", sample_every, minimum=1)
+    min_distance = checks.number("min_distance", min_distance, minimum=0)
+    max_force = checks.number("max_force", max_force, minimum=0, above=True)
+    max_energy_change = checks.number("max_energy_change", max_energy_change, minimum=0, above=True)
+    resolve_device(device)
     rows, trajectories = [], {}
     for spec in specs:
         model = load_model(spec, device=device)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputError, ModelNotAvailableError
+from .. import checks
+from ..errors import ArgumentTypeError, InputError, ModelNotAvailableError
 from ..settings import shown
 from .base import Model, Prediction
 from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
@@ -31,6 +32,8 @@ def resolve_device(device: str = "auto") -> str:
     """``"auto"`` picks ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
     import torch
 
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise ArgumentTypeError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {checks.short(device)}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -82,8 +85,11 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     file, CHGNet state dictionaries are read with ``weights_only=True`` (one that needs more is
     refused without ``trust``).
     """
-    if not isinstance(trust, bool):
-        raise TypeError(f"trust must be True or False, got {trust!r}")
+    checks.flag("trust", trust)
+    checks.one_of("dtype", dtype, ("float32", "float64"))
+    if backend is not None:
+        checks.one_of("backend", backend, sorted(_PIP_NAMES))
+    device = resolve_device(device)
     model = _load(spec, device, dtype, backend, trust)
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
 
@@ -99,11 +105,9 @@ def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Mo
         from .ase_adapter import CalculatorModel
 
         return CalculatorModel(spec)
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if not isinstance(spec, (str, Path)):
-        raise TypeError(f"cannot make a model from {type(spec).__name__}; pass a name, a weights "
-                        "path, an ASE calculator or a mlipviz Model")
+    if not isinstance(spec, (str, Path)) or str(spec).strip() in ("", "."):
+        raise ArgumentTypeError(f"cannot make a model from {checks.short(spec)}; pass a model name (see "
+                                "available_models()), a weights path, an ASE calculator or a mlipviz Model")
     card = get_card(str(spec)) if isinstance(spec, str) and backend is None else None
     if card is not None:
         adapter = _adapter(card.backend, f"model '{card.name}'")
@@ -112,7 +116,7 @@ def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Mo
             source = adapter.download_source(card)
             if not reachable(source):
                 raise offline_error(card, looked, source)
-        return adapter.load(card, weights, resolve_device(device), dtype, trust=trust)
+        return adapter.load(card, weights, device, dtype, trust=trust)
     path = Path(spec).expanduser()
     if not path.exists():
         names = ", ".join(c.name for c in CARDS)
@@ -121,7 +125,7 @@ def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Mo
     backend = backend or _detect_backend(path)
     if backend not in _PIP_NAMES:
         raise ModelNotAvailableError(f"unknown backend '{backend}'; use one of {sorted(_PIP_NAMES)}")
-    return _adapter(backend, f"weights {path}").load(None, path, resolve_device(device), dtype, trust=trust)
+    return _adapter(backend, f"weights {path}").load(None, path, device, dtype, trust=trust)
 
 
 def _availability(card: ModelCard) -> tuple[bool, str, str]:

@@ -8,6 +8,8 @@ does the rest for every backend: input checks, batching, progress, checkpoints.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -15,8 +17,11 @@ from typing import Callable
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..errors import CheckpointMismatchError, InputError, MlipvizError, UnsupportedElementError
+from .. import checks
+from ..errors import (ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError,
+                      UnsupportedElementError)
 from ..frames import Frames, mapped
+from ..storage import check_space, hdf5_in_memory, hdf5_reason, replacing
 from . import batching
 
 PER_FRAME = ("energy", "stress")
@@ -176,15 +181,21 @@ class Model:
         and from what earlier passes took (`mlipviz.models.batching`). A pass that runs out
         of memory is split and retried, keeping finished ones. ``checkpoint`` is an HDF5
         path: each finished batch is written there, and a rerun with the same path skips
-        finished frames. ``callback(done, total)`` runs after each batch (frames done so
-        far); an exception it raises stops the run, keeping the checkpointed batches (how a
-        GUI cancels).
+        finished frames (parts that do not read whole are reported in a `CorruptFileWarning`
+        and computed again; see `_Checkpoint`). ``callback(done, total)`` runs after each
+        batch (frames done so far); an exception it raises stops the run, keeping the
+        checkpointed batches (how a GUI cancels).
         """
         from tqdm.auto import tqdm
 
         from ..io import read
 
         batching.check_batch_size(batch_size)
+        checks.number("memory_budget", memory_budget, minimum=0, above=True, none=True)
+        checks.flag("return_embeddings", return_embeddings)
+        checks.flag("progress", progress)
+        if callback is not None and not callable(callback):
+            raise ArgumentTypeError(f"callback must be a function callback(done, total) or None, got {callback!r}")
         frames = frames.validate(min_distance=0) if isinstance(frames, Frames) else read(frames)
         self.check_elements(frames)
         if return_embeddings and self.embedding_layer is None:
@@ -329,43 +340,172 @@ def _release_memory(device: str) -> None:
 
 
 class _Checkpoint:
-    """Finished batches of one `predict` call in an HDF5 file."""
+    """Finished batches of one `predict` call, kept so that a rerun resumes.
+
+    ``path`` is an HDF5 file of batches (attribute ``key``: the frames and the model). It is
+    only ever replaced whole, never appended to: an append cut short (a killed job) can leave
+    an HDF5 file that does not open, losing every batch in it. Each new batch goes to a file
+    of its own in ``<path>.batches/``, written next to its place and moved there once whole;
+    when all frames are done, or at the next `load`, they are gathered into ``path`` and the
+    folder removed. Whatever fails to read (a file cut short, a missing dataset, rows that do
+    not match the frames) is reported in a `CorruptFileWarning` naming it and computed again;
+    a ``path`` that does not open at all is moved to ``<path>.corrupt``.
+    """
 
     def __init__(self, path, frames: Frames, model: Model, embeddings: bool):
-        self.path = Path(path)
+        from ..checks import output_path
+
+        self.path = output_path("checkpoint", path)
+        self.journal = self.path.with_name(self.path.name + ".batches")
+        self.n_atoms = np.asarray(frames.n_atoms)
         self.key = {"frames": frames.fingerprint(), "model": model.name,
                     "weights": str(model.meta.get("weights", "")),
-                    "embeddings": model.embedding_layer if embeddings else False}
+                    "embeddings": model.embedding_layer if embeddings else False,
+                    # two models of one name (EMT with other parameters) must not share batches;
+                    # object addresses in reprs change from run to run and are left out
+                    "settings": re.sub(r" at 0x[0-9a-fA-F]+", "",
+                                       json.dumps(model.meta, sort_keys=True, default=str))}
+        self._done: set[int] = set()
+        self._written = 0
 
+    # -- reading ----------------------------------------------------------------
     def load(self) -> dict[int, Prediction]:
-        import h5py
-
-        if not self.path.exists():
-            with h5py.File(self.path, "w") as h5:
-                h5.attrs["key"] = json.dumps(self.key)
-            return {}
-        with h5py.File(self.path, "r") as h5:
-            key = json.loads(h5.attrs.get("key", "{}"))
-            if key != self.key:
-                diff = sorted(k for k in self.key if key.get(k) != self.key[k])
-                raise CheckpointMismatchError(
-                    f"checkpoint {self.path} was written for other {', '.join(diff)}; "
-                    "use a new checkpoint path or delete this file")
-            done = {}
-            for name in h5:
-                group = h5[name]
-                part = Prediction.from_hdf5(group)
-                for k, i in enumerate(group.attrs["frames"]):
-                    done[int(i)] = part_slice(part, k)
+        """The frames finished so far, by index; damaged parts are warned about and dropped."""
+        done: dict[int, Prediction] = {}
+        damaged = False
+        if self.path.exists():
+            damaged = self._load_file(self.path, done, main=True)
+        batches = sorted(self.journal.glob("batch-*.h5")) if self.journal.is_dir() else []
+        for batch in batches:
+            if self._load_file(batch, done, main=False):
+                batch.unlink(missing_ok=True)  # a journal entry that does not read: gone, recomputed
+        self._done = set(done)
+        if damaged or batches or not self.path.exists():
+            self._compact(keep_aside=damaged)
         return done
 
-    def write(self, ids: np.ndarray, part: Prediction) -> None:
+    def _load_file(self, path: Path, done: dict[int, Prediction], main: bool) -> bool:
+        """Read the batches of ``path`` into ``done``; True where some or all of it was damaged."""
         import h5py
 
-        with h5py.File(self.path, "a") as h5:
-            group = h5.create_group(f"batch_{int(ids[0]):09d}_{len(h5):06d}")
-            part.to_hdf5(group)
-            group.attrs["frames"] = ids
+        what = f"checkpoint {self.path}" if main else f"checkpoint batch file {path}"
+        try:
+            h5 = h5py.File(path, "r")
+        except (OSError, RuntimeError) as exc:
+            self._warn(f"{what} cannot be read ({hdf5_reason(exc)})", path if main else None)
+            return True
+        with h5:
+            if "key" not in h5.attrs:
+                raise CheckpointMismatchError(
+                    f"{path} is an HDF5 file but no mlipviz checkpoint (it has no 'key'); use another "
+                    "checkpoint path, or delete or move that file")
+            try:
+                key = json.loads(h5.attrs["key"])
+                if not isinstance(key, dict):
+                    raise ValueError("key is no JSON object")
+            except (ValueError, TypeError) as exc:
+                self._warn(f"{what} has an unreadable key ({exc})", path if main else None)
+                return True
+            if key != self.key:
+                diff = sorted(k for k in self.key if key.get(k) != self.key[k])
+                where = path if main else f"{self.journal} (batch file {path.name})"
+                raise CheckpointMismatchError(
+                    f"checkpoint {where} was written for other {', '.join(diff)}; "
+                    "use a new checkpoint path or delete it")
+            bad = []
+            for name in h5:
+                try:
+                    ids, part = self._read_batch(h5[name])
+                except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+                    bad.append(f"{name}: {hdf5_reason(exc)}")
+                    continue
+                for k, i in enumerate(ids):
+                    done[int(i)] = part_slice(part, k)
+        if bad:
+            kept = f"; it is rewritten without them, the original kept as {path}.corrupt" if main else ""
+            self._warn(f"{what}: {len(bad)} batch(es) do not read ({'; '.join(bad)}); their frames are "
+                       f"computed again{kept}", None)
+        return bool(bad)
+
+    def _read_batch(self, group) -> tuple[np.ndarray, Prediction]:
+        """One batch group, read whole and checked against the frames, or an exception."""
+        import h5py
+
+        ids = np.asarray(group.attrs["frames"])
+        if ids.ndim != 1 or not len(ids) or ids.dtype.kind not in "iu" or ids.min() < 0 \
+                or ids.max() >= len(self.n_atoms) or len(np.unique(ids)) != len(ids):
+            raise ValueError(f"frame indices {ids!r} do not fit {len(self.n_atoms)} frames")
+        listed = json.loads(group.attrs["datasets"]) if "datasets" in group.attrs else ["n_atoms", "energy", "forces"]
+        for name in listed:
+            if not isinstance(group.get(name), h5py.Dataset):
+                raise KeyError(f"dataset '{name}' missing")
+        part = Prediction.from_hdf5(group)
+        if not np.array_equal(part.n_atoms, self.n_atoms[ids]):
+            raise ValueError("atom counts do not match the frames")
+        for name in PER_FRAME + PER_ATOM:
+            value = getattr(part, name)
+            rows = len(ids) if name in PER_FRAME else int(self.n_atoms[ids].sum())
+            if value is not None and (value.ndim == 0 or len(value) != rows):
+                raise ValueError(f"'{name}' has shape {value.shape}, expected {rows} rows")
+        return ids, part
+
+    def _warn(self, problem: str, aside: Path | None) -> None:
+        import warnings
+
+        if aside is not None:  # the file itself does not read: keep it for a look, start anew
+            moved = aside.with_name(aside.name + ".corrupt")
+            os.replace(aside, moved)
+            problem += f"; moved to {moved}, its batches are computed again"
+        warnings.warn(CorruptFileWarning(problem), stacklevel=4)
+
+    # -- writing ----------------------------------------------------------------
+    def write(self, ids: np.ndarray, part: Prediction) -> None:
+        """Keep one finished batch (a file of its own, whole or absent); gather all batches into
+        ``path`` once every frame is done."""
+        self.journal.mkdir(exist_ok=True)
+        self._written += 1
+        name = f"batch-{int(ids[0]):09d}-{os.getpid()}-{self._written:06d}.h5"
+        # not synced: a batch file cut short by a power cut is found and computed again
+        with replacing(self.journal / name, what="checkpoint batch", sync=False) as tmp:
+            with hdf5_in_memory(tmp) as h5:  # a full disk fails in Python's write, not in HDF5's
+                h5.attrs["key"] = json.dumps(self.key)
+                _write_batch(h5.create_group(f"batch_{int(ids[0]):09d}"), ids, part)
+        self._done.update(int(i) for i in ids)
+        if len(self._done) == len(self.n_atoms):
+            self._compact(keep_aside=False)
+
+    def _compact(self, keep_aside: bool) -> None:
+        """Rewrite ``path`` whole from its readable batches and the batch files, then remove
+        those (``keep_aside``: the damaged ``path`` is kept as ``<path>.corrupt``)."""
+        import shutil
+
+        import h5py
+
+        sources = [self.path] if self.path.exists() else []
+        sources += sorted(self.journal.glob("batch-*.h5")) if self.journal.is_dir() else []
+        check_space(self.path, sum(p.stat().st_size for p in sources), "checkpoint")
+        with replacing(self.path, what="checkpoint") as tmp:
+            with h5py.File(tmp, "w") as out:
+                out.attrs["key"] = json.dumps(self.key)
+                for source in sources:
+                    with h5py.File(source, "r") as h5:
+                        for name in h5:
+                            try:
+                                ids, _ = self._read_batch(h5[name])
+                            except (KeyError, OSError, RuntimeError, ValueError, TypeError):
+                                continue  # warned about in load
+                            h5.copy(h5[name], out, name=f"batch_{int(ids[0]):09d}_{len(out):06d}")
+            if keep_aside and self.path.exists():
+                os.replace(self.path, self.path.with_name(self.path.name + ".corrupt"))
+        shutil.rmtree(self.journal, ignore_errors=True)
+
+
+def _write_batch(group, ids: np.ndarray, part: Prediction) -> None:
+    part.to_hdf5(group)
+    group.attrs["frames"] = np.asarray(ids, dtype=np.int64)
+    group.attrs["datasets"] = json.dumps(sorted(group))
+
+
 
 
 class ModelCalculator(Calculator):

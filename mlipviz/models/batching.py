@@ -48,9 +48,9 @@ class BatchPlan:
                  max_atoms: int | None = None, budget: float | None = None,
                  bytes_per_unit: float | None = None, max_cost: float | None = None):
         if max_frames is not None and max_frames < 1:
-            raise ValueError(f"batch_size must be >= 1, got {max_frames}")
+            raise InputError(f"batch_size must be >= 1, got {max_frames}")
         if budget is not None and not budget > 0:
-            raise ValueError(f"memory_budget must be > 0 bytes, got {budget}")
+            raise InputError(f"memory_budget must be > 0 bytes, got {budget}")
         self.n_atoms = np.asarray(n_atoms, dtype=np.int64)
         self.costs = np.asarray(costs, dtype=np.float64)
         self.max_frames = max_frames

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..errors import MlipvizError
+from .. import checks
+from ..errors import MlipvizError, UnknownNameError
 from ..frames import Frames
 from ..models import batching
 from ..models.base import Model
@@ -42,8 +43,9 @@ class ReferenceCalculator(Calculator):
 
     def __init__(self, cache_dir: str | Path | None = None, n_jobs: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.n_jobs = n_jobs
+        self.cache_dir = (checks.output_path("cache_dir", cache_dir, folder=True) if cache_dir is not None
+                          else default_cache_dir())
+        self.n_jobs = checks.whole_number("n_jobs", n_jobs, minimum=1, none=True)
         #: what the last `calculate` did: "cache" or "computed"
         self.last_source: str | None = None
 
@@ -92,22 +94,60 @@ class ReferenceCalculator(Calculator):
         return self.cache_dir / self.code.lower() / key[:2] / f"{key}.npz"
 
     def _load(self, atoms, context: str = "") -> dict | None:
+        """The cached results of ``atoms`` (under ``context``), or None. An entry that does
+        not read whole (empty, cut short, not NumPy, a key or shape missing) is reported in a
+        `CorruptFileWarning` naming it and deleted, so it is computed again."""
         path = self._path(atoms, context)
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files if k != "meta"}
-            out["meta"] = json.loads(str(data["meta"]))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                out = {k: data[k] for k in data.files if k != "meta"}
+                out["meta"] = json.loads(str(data["meta"]))
+            n = len(atoms)
+            if "energy" not in out or out["energy"].shape != ():
+                raise ValueError("no scalar 'energy'")
+            if "forces" not in out or out["forces"].shape != (n, 3):
+                raise ValueError(f"'forces' of shape {getattr(out.get('forces'), 'shape', None)}, expected ({n}, 3)")
+            if "stress" in out and out["stress"].shape != (3, 3):
+                raise ValueError(f"'stress' of shape {out['stress'].shape}, expected (3, 3)")
+            if not isinstance(out["meta"], dict):
+                raise ValueError("'meta' is no JSON object")
+        except PermissionError:
+            raise  # not damage: the entry may be fine, and is not ours to delete
+        except Exception as exc:  # numpy raises many kinds (BadZipFile, EOFError, ValueError, KeyError, ...)
+            import warnings
+
+            from ..errors import CorruptFileWarning
+
+            path.unlink(missing_ok=True)
+            warnings.warn(CorruptFileWarning(f"reference cache entry {path} cannot be read "
+                                             f"({type(exc).__name__}: {exc}); deleted, it is computed again"),
+                          stacklevel=3)
+            return None
         out["energy"] = float(out["energy"])
         return out
 
     def _store(self, atoms, results: dict, context: str = "") -> None:
+        """Cache ``results`` of ``atoms``: written next to the entry and moved there once whole,
+        so an interruption or a full disk (`StoreWriteError`) leaves no half entry."""
+        import threading
+
+        from ..errors import StoreWriteError
+
         path = self._path(atoms, context)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in results.items() if k != "meta"}
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, meta=json.dumps(results.get("meta", {}), default=str), **arrays)
-        os.replace(tmp, path)
+        # one temporary file per process and thread (workers and threads may cache at once)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, meta=json.dumps(results.get("meta", {}), default=str), **arrays)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreWriteError(f"cannot write reference cache entry {path}: {exc.strerror or exc}",
+                                  path, exc.errno) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- many frames ------------------------------------------------------------------
     def evaluate(self, frames, n_jobs: int | None = None, progress: bool = True,
@@ -122,6 +162,8 @@ class ReferenceCalculator(Calculator):
         """
         from ..io import read
 
+        checks.one_of("on_error", on_error, ("raise", "nan"))
+        checks.whole_number("n_jobs", n_jobs, minimum=1, none=True)
         frames = frames if isinstance(frames, Frames) else read(frames)
         results: dict[int, dict] = {}
         todo = []
@@ -142,7 +184,7 @@ class ReferenceCalculator(Calculator):
         ``self.n_jobs`` or the CPU count; one thread each), with a progress bar over
         ``frames`` (``done`` of them already labelled); failures as ``on_error`` says."""
         if on_error not in ("raise", "nan"):
-            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+            raise UnknownNameError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         from tqdm.auto import tqdm
 
         results: dict[int, dict] = {}

@@ -7,7 +7,8 @@ import importlib.util
 
 import numpy as np
 
-from ..errors import ModelNotAvailableError
+from .. import checks
+from ..errors import ArgumentTypeError, InputError, ModelNotAvailableError, UnknownNameError
 from .base import ReferenceCalculator
 
 INSTALL_HINT = (
@@ -38,13 +39,16 @@ class GPAW(ReferenceCalculator):
         if importlib.util.find_spec("gpaw") is None:
             raise ModelNotAvailableError(INSTALL_HINT)
         super().__init__(**kwargs)
-        self.xc = xc
-        self.ecut = float(ecut)
-        self.kpoint_density = float(kpoint_density)
-        self.kpts = tuple(int(k) for k in kpts) if kpts is not None else None
-        self.smearing = float(smearing)
-        self.spin_polarized = spin_polarized
-        self.energy_convergence = energy_convergence
+        # every setting checked here, not when the first SCF starts (minutes later, in a worker)
+        self.xc = _functional(xc)
+        self.ecut = checks.number("ecut", ecut, minimum=0, above=True)
+        self.kpoint_density = checks.number("kpoint_density", kpoint_density, minimum=0, above=True)
+        self.kpts = _kpoint_grid(kpts)
+        self.smearing = checks.number("smearing", smearing, minimum=0)
+        self.spin_polarized = checks.flag("spin_polarized", spin_polarized)
+        self.energy_convergence = checks.number("energy_convergence", energy_convergence, minimum=0, above=True)
+        if gpaw_kwargs is not None and not isinstance(gpaw_kwargs, dict):
+            raise ArgumentTypeError(f"gpaw_kwargs must be a dict of further GPAW settings, got {checks.short(gpaw_kwargs)}")
         self.gpaw_kwargs = dict(gpaw_kwargs or {})
 
     def settings(self) -> dict:
@@ -81,7 +85,7 @@ class GPAW(ReferenceCalculator):
         from gpaw import PW
 
         if not atoms.pbc.any():
-            raise ValueError("GPAW reference here is for periodic structures (use PySCF for molecules)")
+            raise InputError("GPAW reference here is for periodic structures (use PySCF for molecules)")
         grid = self.kpoint_grid(atoms)
         calc = GPAWCalculator(
             mode=PW(self.ecut), xc=self.xc, kpts={"size": grid, "gamma": True},
@@ -95,3 +99,26 @@ class GPAW(ReferenceCalculator):
             out["stress"] = np.array(atoms.get_stress(voigt=False))
         out["meta"] = {"kpts": grid, "n_electrons": float(calc.get_number_of_electrons())}
         return out
+
+
+def _functional(xc) -> str:
+    """``xc`` if GPAW knows it (its own names or libxc ones, e.g. ``"GGA_X_PBE+GGA_C_PBE"``)."""
+    from gpaw.xc import XC
+
+    if not isinstance(xc, str):
+        raise ArgumentTypeError(f"xc must be a functional name such as 'PBE', got {checks.short(xc)}")
+    try:
+        XC(xc)
+    except Exception as exc:  # GPAW raises NameError, KeyError or libxc's errors
+        raise UnknownNameError(f"xc={xc!r} is not a functional GPAW knows (e.g. 'LDA', 'PBE', 'PBEsol', "
+                               f"'RPBE', 'SCAN', or libxc names joined with '+'): {exc}") from exc
+    return xc
+
+
+def _kpoint_grid(kpts) -> tuple[int, int, int] | None:
+    if kpts is None:
+        return None
+    if isinstance(kpts, (str, bytes)) or not hasattr(kpts, "__len__") or len(kpts) != 3:
+        raise InputError(f"kpts must be three positive whole numbers (a Monkhorst-Pack grid) or None, "
+                         f"got {checks.short(kpts)}")
+    return tuple(checks.whole_number(f"kpts[{i}]", k, minimum=1) for i, k in enumerate(kpts))

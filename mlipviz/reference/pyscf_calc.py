@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 from ase.units import Bohr, Hartree
 
-from ..errors import InputError
+from .. import checks
+from ..errors import ArgumentTypeError, InputError, UnknownNameError
 from ..frames import Frames
 from .base import ReferenceCalculator, _compute_in_worker
 
@@ -57,15 +58,16 @@ class PySCF(ReferenceCalculator):
                  spin: int | None = None, frozen_core: bool = True, broken_symmetry: bool = False,
                  fd_step: float = 1e-3, conv_tol: float = 1e-10, max_memory_mb: int = 4000, **kwargs):
         super().__init__(**kwargs)
-        self.broken_symmetry = broken_symmetry
-        self.method = method.upper() if method.upper() in WAVEFUNCTION_METHODS else method
-        self.basis = basis
-        self.charge = charge
-        self.spin = spin
-        self.frozen_core = frozen_core
-        self.fd_step = fd_step
-        self.conv_tol = conv_tol
-        self.max_memory_mb = max_memory_mb
+        # every setting checked here, not when the first SCF starts (minutes later, in a worker)
+        self.broken_symmetry = checks.flag("broken_symmetry", broken_symmetry)
+        self.method = _method(method)
+        self.basis = _basis(basis)
+        self.charge = checks.whole_number("charge", charge)
+        self.spin = checks.whole_number("spin", spin, minimum=0, none=True)
+        self.frozen_core = checks.flag("frozen_core", frozen_core)
+        self.fd_step = checks.number("fd_step", fd_step, minimum=0, above=True, maximum=0.1)
+        self.conv_tol = checks.number("conv_tol", conv_tol, minimum=0, above=True)
+        self.max_memory_mb = checks.whole_number("max_memory_mb", max_memory_mb, minimum=1)
 
     @property
     def is_dft(self) -> bool:
@@ -103,7 +105,7 @@ class PySCF(ReferenceCalculator):
         from pyscf import gto
 
         if atoms.pbc.any():
-            raise ValueError("PySCF reference is for molecules and clusters; this structure is "
+            raise InputError("PySCF reference is for molecules and clusters; this structure is "
                              "periodic (use mlipviz.reference.GPAW)")
         positions = atoms.positions if positions is None else positions
         return gto.M(atom=[(int(z), tuple(p)) for z, p in zip(atoms.numbers, positions)],
@@ -527,3 +529,36 @@ def _t1_diagnostic(ccsd) -> float:
         n_corr = sum(t.shape[0] for t in t1)
         return float(np.sqrt(sum((t ** 2).sum() for t in t1) / n_corr))
     return float(np.sqrt((t1 ** 2).sum() / (2 * t1.shape[0])))
+
+
+def _method(method) -> str:
+    """``method`` as PySCF runs it: a wave-function method (any case) or a functional libxc knows."""
+    if not isinstance(method, str):
+        raise ArgumentTypeError(f"method must be a name such as 'CCSD(T)' or 'PBE0', got {checks.short(method)}")
+    if method.upper() in WAVEFUNCTION_METHODS:
+        return method.upper()
+    from pyscf.dft import libxc
+
+    try:
+        libxc.parse_xc(method)
+    except Exception as exc:  # libxc raises KeyError or ValueError
+        raise UnknownNameError(f"method={method!r} is neither a wave-function method "
+                               f"({', '.join(WAVEFUNCTION_METHODS)}) nor a functional libxc knows: {exc}") from exc
+    return method
+
+
+def _basis(basis):
+    """``basis`` if PySCF has it for at least one element (a name), or as given (a dict per element)."""
+    if isinstance(basis, dict):
+        return basis
+    if not isinstance(basis, str):
+        raise ArgumentTypeError(f"basis must be a basis-set name such as 'cc-pVTZ', got {checks.short(basis)}")
+    from pyscf import gto
+
+    for element in ("H", "C", "O", "Si", "Cu"):  # a name PySCF lacks fails for all of them
+        try:
+            gto.basis.load(basis, element)
+            return basis
+        except Exception:  # noqa: BLE001 - BasisNotFoundError, or the element is not in that basis
+            continue
+    raise UnknownNameError(f"basis={basis!r} is not a basis set PySCF knows (e.g. 'sto-3g', 'def2-svp', 'cc-pVTZ')")

@@ -13,7 +13,9 @@ import threading
 import ipywidgets as widgets
 import numpy as np
 
+from .. import checks
 from ..analysis.attribution import INPUTS, METHODS, TARGETS, Attribution, attribute
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError
 from .error_map import _render, _table_html
 from .layout import side_by_side
 from .viewer import Viewer
@@ -41,7 +43,11 @@ class AttributionView(widgets.VBox):
     def __init__(self, model=None, atoms=None, result: Attribution | None = None, top: int = 15,
                  pickers: bool = True, **settings):
         if result is None and (model is None or atoms is None):
-            raise ValueError("give result=, or model and atoms to compute one")
+            raise InputError("give result= (an Attribution), or model and atoms to compute one")
+        if result is not None and not isinstance(result, Attribution):
+            raise ArgumentTypeError(f"result must be an Attribution (from mlipviz.attribute), got "
+                                    f"{type(result).__name__}")
+        top = checks.whole_number("top", top, minimum=1)
         self.model, self.atoms, self.settings, self.top_k = model, atoms, dict(settings), top
         if result is None:
             result = attribute(model, atoms, **settings)
@@ -204,6 +210,9 @@ class AttributionTab(widgets.VBox):
 
     def _make(self) -> AttributionView:
         cmp = self.run.comparison
+        if not cmp.has_reference:
+            raise MissingLabelsError("attributing the force error needs reference forces; this run holds "
+                                     "models only")
         frames = cmp.frames[[self.frame.value]]
         rows = cmp.frames.atoms_of(self.frame.value)
         model = next(m for m in self.run.models if m.name == self.model.value)

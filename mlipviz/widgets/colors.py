@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import UnknownNameError
+
 #: colour levels of a continuous map
 LEVELS = 64
 
@@ -29,14 +31,19 @@ class AtomColors:
         return [int(colour[1:], 16) for colour in self.hex]
 
 
+def check_colormap(name: str) -> str:
+    """``name`` if matplotlib has that colormap; an `UnknownNameError` otherwise."""
+    _colormap(name)
+    return name
+
+
 def _colormap(name: str):
     from matplotlib import colormaps
 
-    try:
-        return colormaps[name]
-    except KeyError as exc:
-        raise ValueError(f"unknown colormap '{name}'; any matplotlib colormap name works, "
-                         "e.g. 'viridis', 'magma', 'RdBu_r'") from exc
+    if not isinstance(name, str) or name not in colormaps:
+        raise UnknownNameError(f"cmap={name!r} is no colormap; any matplotlib colormap name works, "
+                               "e.g. 'viridis', 'magma', 'RdBu_r'")
+    return colormaps[name]
 
 
 @lru_cache(maxsize=64)

@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..analysis.compare import Comparison
-from ..errors import InputError
+from ..errors import ArgumentTypeError, MissingLabelsError, UnknownNameError
 from .layout import side_by_side
 from .viewer import Viewer
 
@@ -47,14 +47,20 @@ class ErrorMap(widgets.VBox):
 
     def __init__(self, comparison: Comparison, model: str | None = None,
                  metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events=None):
+        if not isinstance(comparison, Comparison):
+            raise ArgumentTypeError(f"comparison must be a Comparison (from mlipviz.compare), got "
+                                    f"{type(comparison).__name__}")
+        if not comparison.has_reference:
+            raise MissingLabelsError("the error map needs a reference: this comparison holds models only "
+                                     "(compare(..., reference=False)); compare against labels or a reference model")
         self.comparison = comparison
         self._rare_spec = rare_events
         present = {column for name in comparison.models for column in comparison.atom_errors(name)}
         metrics = [label for label, (column, _) in METRICS.items() if column in present]
         if metric not in metrics:
-            raise InputError(f"metric '{metric}' not available here; choose from {metrics}")
+            raise UnknownNameError(f"metric '{metric}' not available here; choose from {metrics}")
         if model is not None and model not in comparison.models:
-            raise InputError(f"model {model!r} is not in this comparison; choose from {comparison.models}")
+            raise UnknownNameError(f"model {model!r} is not in this comparison; choose from {comparison.models}")
         self.model_select = widgets.Dropdown(options=comparison.models, value=model or comparison.models[0],
                                              description="model")
         self.metric_select = widgets.Dropdown(options=metrics, value=metric, description="colour by",

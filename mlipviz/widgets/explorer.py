@@ -9,17 +9,20 @@ the tabs' builders.
 from __future__ import annotations
 
 import html
+import itertools
 import tempfile
 import threading
 import traceback
-from dataclasses import dataclass
+import weakref
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as widgets
 
 from ..analysis.compare import Comparison
-from ..errors import MlipvizError
+from ..errors import ArgumentTypeError, InputError, MlipvizError
 from ..frames import Frames
 from ..models.base import Model
 from .upload import MAX_UPLOAD_BYTES, UploadButton
@@ -33,6 +36,16 @@ class Run:
     models: list[Model]
     reference: Any  # None (the structures' labels), a reference calculator, or a model
     device: str
+
+
+@dataclass(eq=False)
+class _Job:
+    """One press of run: its number, its own cancel switch, and the frames it works on (taken
+    when it starts, so that loading other structures meanwhile cannot change them)."""
+
+    number: int
+    frames: Frames
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 _TABS: dict[str, Callable[[Run], widgets.Widget]] = {}
@@ -69,7 +82,9 @@ class Explorer(widgets.VBox):
     extra models (`Model` objects or ASE calculators) offered next to the registry. The model
     packages are imported in the background as soon as the app opens. Finished model batches
     are checkpointed in a temporary folder (one per structure set), so a cancelled run
-    resumes where it stopped.
+    resumes where it stopped. One run at a time per app (pressing run again meanwhile starts
+    nothing), on the structures loaded when it started; apps given the same model or
+    calculator object take turns with it (`object_lock`), so no run reads another's results.
     """
 
     def __init__(self, structures=None, models=None, files=None, folder=None):
@@ -78,14 +93,28 @@ class Explorer(widgets.VBox):
 
         self.frames: Frames | None = None
         self.result: Run | None = None
+        if structures is not None and not _readable(structures):
+            raise ArgumentTypeError(f"structures must be anything mlipviz.read accepts (a path, ASE Atoms, a "
+                                    f"pymatgen Structure or Molecule, Frames, or a list of them); got "
+                                    f"{_describe(structures)}")
+        if models is not None and not isinstance(models, (list, tuple)):
+            if not (isinstance(models, Model) or _is_calculator(models)):
+                raise ArgumentTypeError(f"models must be a list of mlipviz Models or ASE calculators; got "
+                                        f"{type(models).__name__}")
+            models = [models]
+        if folder is not None and not Path(folder).expanduser().is_dir():
+            raise InputError(f"folder {folder} is not an existing folder (where the file listing starts)")
         self._object = structures
         self._extra_models = {}
         for m in models or []:
             if not (isinstance(m, Model) or _is_calculator(m)):
-                raise TypeError(f"models= takes mlipviz Models or ASE calculators; got {type(m).__name__}")
+                raise ArgumentTypeError(f"models= takes mlipviz Models or ASE calculators; got {type(m).__name__}")
             self._extra_models[getattr(m, "name", type(m).__name__)] = m
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()  # one run at a time, even if run() is called from threads
+        self._jobs = itertools.count(1)
+        self._job: _Job | None = None
         self._workdir = tempfile.TemporaryDirectory(prefix="mlipviz-explorer-")
 
         # structures: where from
@@ -300,35 +329,44 @@ class Explorer(widgets.VBox):
 
     # -- running -----------------------------------------------------------------
     def run(self) -> threading.Thread | None:
-        """Start the comparison in a background thread (the cancel button stays live)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Start the comparison in a background thread (the cancel button stays live).
+
+        While a run is going, another call (the button pressed twice, or ``run()`` from other
+        threads at once) starts nothing and returns the running thread: one run's results at
+        a time, never a mix.
+        """
+        with self._starting:
+            if self._thread is not None and self._thread.is_alive():
+                return self._thread
+            if self.load() is None:
+                return None
+            models = self.selected_models()
+            if not models:
+                self._error(MlipvizError("choose at least one model"))
+                return None
+            try:
+                reference = self._reference()
+            except Exception as exc:
+                self._error(exc)
+                return None
+            job = _Job(next(self._jobs), self.frames)
+            self._job, self._cancel = job, job.cancel
+            self.message.value = ""
+            self.task_progress.children = []
+            self._task_rows = {}
+            self.run_button.disabled, self.cancel_button.disabled = True, False
+            self._thread = threading.Thread(target=self._run, args=(job, models, reference), daemon=True)
+            self._thread.start()
             return self._thread
-        if self.load() is None:
-            return None
-        models = self.selected_models()
-        if not models:
-            self._error(MlipvizError("choose at least one model"))
-            return None
-        try:
-            reference = self._reference()
-        except Exception as exc:
-            self._error(exc)
-            return None
-        self._cancel.clear()
-        self.message.value = ""
-        self.task_progress.children = []
-        self._task_rows = {}
-        self.run_button.disabled, self.cancel_button.disabled = True, False
-        self._thread = threading.Thread(target=self._run, args=(models, reference), daemon=True)
-        self._thread.start()
-        return self._thread
 
     def cancel(self):
         """Stop after the current batch; finished batches stay checkpointed."""
         self._cancel.set()
         self.status.value = "cancelling after the current batch..."
 
-    def _progress(self, name: str, done: int, total: int):
+    def _progress(self, job: _Job, name: str, done: int, total: int):
+        if job is not self._job:  # a run that is no longer the app's: it must not touch the views
+            raise Cancelled(f"run {job.number} was replaced by run {self._job.number if self._job else '?'}")
         self.progress.max, self.progress.value = total, done
         self.status.value = f"{html.escape(name)}: {done}/{total} frames"
         if name not in self._task_rows:
@@ -341,7 +379,7 @@ class Explorer(widgets.VBox):
         bar, text = self._task_rows[name]
         bar.max, bar.value = max(total, 1), done
         text.value = f"<span style='font-size:12px'>{done}/{total} frames</span>"
-        if self._cancel.is_set():
+        if job.cancel.is_set():
             raise Cancelled(f"cancelled during {name} after {done} of {total} frames; "
                             "run again to resume from the finished batches")
 
@@ -349,23 +387,31 @@ class Explorer(widgets.VBox):
     def comparison(self) -> Comparison | None:
         return None if self.result is None else self.result.comparison
 
-    def _run(self, specs, reference):
+    def _run(self, job: _Job, specs, reference):
         from ..analysis.compare import compare
         from ..models import load_model
 
+        def progress(name: str, done: int, total: int):
+            self._progress(job, name, done, total)
+
         try:
-            self.status.value = "loading models..."
-            models = [load_model(spec, device=self.device.value) for spec in specs]
-            comparison = compare(models, self.frames, reference=reference, device=self.device.value,
-                                 progress=False, callback=self._progress, embeddings=True,
-                                 checkpoint_dir=Path(self._workdir.name) / self.frames.fingerprint()[:16])
+            with _exclusive([*specs, reference], job.cancel, self.status):
+                self.status.value = "loading models..."
+                models = [load_model(spec, device=self.device.value) for spec in specs]
+                comparison = compare(models, job.frames, reference=reference, device=self.device.value,
+                                     progress=False, callback=progress, embeddings=True,
+                                     checkpoint_dir=Path(self._workdir.name) / job.frames.fingerprint()[:16])
+            if job is not self._job:
+                return  # replaced meanwhile: its results are not shown
             self.result = Run(comparison, models, reference, self.device.value)
             self.status.value = "done"
             self.show_results()
         except Exception as exc:
-            self._error(exc)
+            if job is self._job:
+                self._error(exc)
         finally:
-            self.run_button.disabled, self.cancel_button.disabled = False, True
+            if job is self._job:
+                self.run_button.disabled, self.cancel_button.disabled = False, True
 
     def show_results(self):
         """Build one tab per registered result tab; a failing tab shows its error."""
@@ -382,6 +428,48 @@ class Explorer(widgets.VBox):
     def _error(self, exc: Exception):
         self.status.value = "stopped" if isinstance(exc, Cancelled) else "failed"
         self.message.value = _error_html(exc)
+
+
+#: a lock per model or calculator object that runs use: an ASE calculator keeps the atoms and
+#: results of its last call, so two Explorers (or tabs) given the same object must take turns
+#: with it, or one could read the other's forces. Keyed by id, with a weak reference to tell a
+#: reused id from the same object.
+_OBJECT_LOCKS: dict[int, tuple[Callable[[], Any], threading.RLock]] = {}
+_OBJECT_LOCKS_GUARD = threading.Lock()
+
+
+def object_lock(obj) -> threading.RLock:
+    """The lock that every run using ``obj`` (a model or calculator object) holds meanwhile."""
+    with _OBJECT_LOCKS_GUARD:
+        for key in [k for k, (ref, _) in _OBJECT_LOCKS.items() if ref() is None]:
+            del _OBJECT_LOCKS[key]  # objects gone since
+        entry = _OBJECT_LOCKS.get(id(obj))
+        if entry is None or entry[0]() is not obj:
+            try:
+                ref = weakref.ref(obj)
+            except TypeError:  # not weakly referable: keep it (and its lock) alive
+                ref = (lambda kept: lambda: kept)(obj)
+            entry = _OBJECT_LOCKS[id(obj)] = (ref, threading.RLock())
+        return entry[1]
+
+
+@contextmanager
+def _exclusive(objects, cancel: threading.Event, status: widgets.HTML):
+    """Hold the `object_lock` of each model/calculator object in ``objects`` (names and paths
+    need none: each run loads its own), waiting for other runs that use one; ``cancel``
+    stops the wait."""
+    shared = {id(o): o for o in objects if o is not None and not isinstance(o, (str, Path))}
+    with ExitStack() as stack:
+        for key in sorted(shared):  # one order for every run: no two wait on each other
+            lock = object_lock(shared[key])
+            if not lock.acquire(blocking=False):
+                status.value = "waiting for another run that uses the same model object..."
+                while not lock.acquire(timeout=0.2):
+                    if cancel.is_set():
+                        raise Cancelled("cancelled while waiting for another run that uses the same model "
+                                        "object")
+            stack.callback(lock.release)
+        yield
 
 
 #: the structure sources, as the app names them
@@ -456,6 +544,15 @@ def _error_html(exc: Exception) -> str:
         text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__, limit=-3))
     return ("<div class='mlipviz-error' style='color:#a00;background:#fee;border:1px solid #d99;padding:6px;white-space:pre-wrap;"
             f"font-family:monospace;font-size:12px'>{html.escape(text)}</div>")
+
+
+def _readable(obj) -> bool:
+    """Whether ``obj`` is of a kind `mlipviz.read` takes (checked by type; read when loaded)."""
+    from ase import Atoms
+
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    return bool(items) and all(isinstance(o, (str, Path, Frames, Atoms)) or type(o).__module__.startswith("pymatgen")
+                               for o in items)
 
 
 def _describe(obj) -> str:

@@ -12,7 +12,9 @@ import html
 import ipywidgets as widgets
 import numpy as np
 
+from .. import checks
 from ..analysis.latent import LatentSpace
+from ..errors import ArgumentTypeError, UnknownNameError
 from .colors import element_colors
 from .error_map import _render, _table_html
 from .layout import side_by_side
@@ -43,8 +45,10 @@ class LatentMap(widgets.VBox):
     """
 
     def __init__(self, space: LatentSpace, models=None, color_by: str = "force_error"):
-        if color_by not in COLORS:
-            raise ValueError(f"color_by must be one of {list(COLORS)}, got {color_by!r}")
+        if not isinstance(space, LatentSpace):
+            raise ArgumentTypeError(f"space must be a LatentSpace (from mlipviz.latent.analyse), got "
+                                    f"{type(space).__name__}")
+        checks.one_of("color_by", color_by, COLORS)
         self.space = space
         frames = space.comparison.frames
         self._offsets = frames.offsets
@@ -52,7 +56,7 @@ class LatentMap(widgets.VBox):
         shown = list(models or space.models[:2])
         unknown = [m for m in shown if m not in space.models]
         if unknown or not 1 <= len(shown) <= 2:
-            raise ValueError(f"models: one or two of {space.models}, got {shown}")
+            raise UnknownNameError(f"models: one or two of {space.models}, got {shown}")
         self.color_select = widgets.Dropdown(options=[(label, key) for key, (label, *_) in COLORS.items()],
                                              value=color_by, description="colour by",
                                              layout={"width": "330px"})

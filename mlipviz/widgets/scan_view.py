@@ -22,12 +22,17 @@ AXIS_TITLES = {"volume_per_atom": "volume per atom (Å³)", "distance": "distanc
 
 class ScanView(widgets.VBox):
     """Energy (and force along the scan) of every method; the slider or a click on a point
-    shows that geometry in the viewer."""
+    shows that geometry in the viewer. The reference, when the scan has one, is the thick
+    black curve; a scan of models only draws the models' curves alone."""
 
     def __init__(self, scan: Scan):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
+        from ..errors import ArgumentTypeError
+
+        if not isinstance(scan, Scan):
+            raise ArgumentTypeError(f"scan must be a Scan (from mlipviz.scan), got {type(scan).__name__}")
         self.scan = scan
         self.viewer = Viewer(scan.frames)
         table = scan.table
@@ -42,7 +47,8 @@ class ScanView(widgets.VBox):
                 figure.add_trace(go.Scatter(x=rows[scan.coordinate_label], y=rows["force_along"], name=method,
                                             mode="lines+markers", line=style, legendgroup=method,
                                             showlegend=False), row=2, col=1)
-        figure.update_layout(width=520, height=520 if has_force else 360, title=f"{scan.kind} scan",
+        title = f"{scan.kind} scan" + ("" if scan.has_reference else " (models only, no reference)")
+        figure.update_layout(width=520, height=520 if has_force else 360, title=title,
                              margin={"l": 60, "r": 10, "t": 40, "b": 45}, shapes=[self._marker(0)])
         figure.update_yaxes(title_text=f"energy (eV, aligned: {scan.alignment})", row=1, col=1)
         if has_force:
@@ -71,7 +77,11 @@ class ScanView(widgets.VBox):
 
 def _summary_html(scan: Scan) -> str:
     parts = [f"<b>alignment</b>: {scan.alignment}"]
-    tables = {"curvature at the reference minimum": scan.curvature}
+    if not scan.has_reference:
+        parts.append("<b>no reference</b>: the models' curves only")
+    curvature = ("curvature at the reference minimum" if scan.has_reference
+                 else "curvature at each model's minimum")
+    tables = {curvature: scan.curvature}
     if scan.kind == "eos":
         tables["Birch-Murnaghan fit (per atom)"] = lambda: birch_murnaghan(scan)
     if scan.kind == "path":
@@ -85,7 +95,9 @@ def _summary_html(scan: Scan) -> str:
 
 
 class ScanTab(widgets.VBox):
-    """Explorer tab: scan the first structure with the run's models against its reference."""
+    """Explorer tab: scan the first structure with the run's models against its reference
+    (a live one or a model); with the file's labels as reference, which hold no scan
+    points, the models alone."""
 
     KINDS = {"strain (equation of state)": "eos", "displacement of one atom": "displacement"}
 
@@ -126,14 +138,13 @@ class ScanTab(widgets.VBox):
         self.range.description = "strain ε (linear)" if eos else "displacement (Å)"
         self._where.layout.display = "none" if eos else None
 
-    def start(self) -> threading.Thread | None:
-        if self.run.reference is None:
-            self.status.value = ("<span style='color:#a00'>a scan needs a live reference or a model as "
-                                 "reference (the file's labels hold no scan points)</span>")
-            return None
+    def start(self) -> threading.Thread:
         from .explorer import run_in_background
 
-        self._thread = run_in_background(self.button, self.status, self.output, "scanning...", self._scan)
+        busy = "scanning..." if self.run.reference is not None else (
+            "scanning the models only (the file's labels hold no scan points; choose a live reference or "
+            "a model as reference to scan it too)...")
+        self._thread = run_in_background(self.button, self.status, self.output, busy, self._scan)
         return self._thread
 
     def _scan(self) -> ScanView:

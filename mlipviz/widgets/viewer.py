@@ -29,12 +29,16 @@ import nglview
 import numpy as np
 import traitlets
 
+from .. import checks
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
 from ..frames import Frames
-from .colors import AtomColors, continuous, element_colors, value_range
+from .colors import AtomColors, check_colormap, continuous, element_colors, value_range
 
 ATOMS_REPR = "mlipviz-atoms"
 #: bonds are drawn up to this many atoms (nglview stops computing them above 500)
 BONDS_UP_TO = 500
+#: NGL's representations that draw atoms ("auto": ball+stick up to BONDS_UP_TO atoms, else spacefill)
+REPRESENTATIONS = ("auto", "ball+stick", "spacefill", "licorice", "hyperball", "line", "point")
 #: atom sphere radius / covalent radius: with bonds, and spheres alone (nearly touching)
 BALL_SCALE, SPHERE_SCALE = 0.5, 0.85
 BOND_RADIUS = 0.14  # Å
@@ -159,7 +163,7 @@ class Viewer(widgets.VBox):
     """An nglview widget plus frame slider, colour bar and pick report (a thin view of arrays).
 
     ``representation``: ``"auto"`` (spheres with bonds up to `BONDS_UP_TO` atoms, spheres
-    alone above), ``"ball+stick"``, ``"spacefill"``, or any other NGL representation name.
+    alone above), or one of NGL's representations of atoms in `REPRESENTATIONS`.
     ``camera``: ``"orthographic"`` (default) or ``"perspective"``. ``images``: periodic images
     drawn along each cell vector, e.g. ``(2, 2, 1)`` (picking, colours and highlights refer to
     the atoms of the cell itself; force arrows are drawn on those).
@@ -172,6 +176,9 @@ class Viewer(widgets.VBox):
                  arrow_scale: float = 1.0, label: str = "", representation: str = "auto",
                  height: str = "420px", camera: str = "orthographic", images=(1, 1, 1)):
         self.frames = frames
+        checks.one_of("representation", representation, REPRESENTATIONS)
+        checks.one_of("camera", camera, ("orthographic", "perspective"))
+        arrow_scale = checks.number("arrow_scale", arrow_scale, minimum=0, above=True)
         if representation == "auto":
             representation = "ball+stick" if int(frames.n_atoms.max()) <= BONDS_UP_TO else "spacefill"
         self.representation = representation
@@ -189,8 +196,6 @@ class Viewer(widgets.VBox):
         self._arrows: dict[str, np.ndarray] = {}
         self._color_settings = {}
 
-        if camera not in ("orthographic", "perspective"):
-            raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
         self.ngl = self._make_ngl(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
                                   height, camera)
         self.slider = widgets.IntSlider(0, 0, max(len(frames) - 1, 0), description="frame",
@@ -231,6 +236,10 @@ class Viewer(widgets.VBox):
         The colour range is fixed over all frames (default: the finite values' range,
         symmetric about 0 if ``symmetric``), so colours compare across frames.
         """
+        check_colormap(cmap)
+        vmin = checks.number("vmin", vmin, none=True)
+        vmax = checks.number("vmax", vmax, none=True)
+        symmetric = checks.flag("symmetric", symmetric)
         if color_by is None or (isinstance(color_by, str) and color_by == "element"):
             self._values = None
         else:
@@ -247,19 +256,19 @@ class Viewer(widgets.VBox):
         """Show force arrows: a name, an array, or a dict of them (None hides them)."""
         self._arrows = self._resolve_arrows(arrows)
         if scale is not None:
-            self.arrow_scale = float(scale)
+            self.arrow_scale = checks.number("scale", scale, minimum=0, above=True)
         self._draw_arrows()
 
     def highlight(self, atoms, frame: int | None = None):
         """Mark atoms (one index or several, within the frame) with a translucent halo; None
         or an empty list clears them."""
+        if frame is not None:
+            frame = int(checks.indices("frame", frame, len(self.frames), what="frame")[0])
+        shown = self.frame if frame is None else frame
+        n = int(self.frames.n_atoms[shown])
+        chosen = [] if atoms is None else checks.indices("atoms", atoms, n, frame=shown).tolist()
         if frame is not None and frame != self.frame:
             self.frame = frame
-        chosen = [] if atoms is None else [int(a) for a in np.atleast_1d(atoms)]
-        n = int(self.frames.n_atoms[self.frame])
-        bad = [a for a in chosen if not 0 <= a < n]
-        if bad:
-            raise IndexError(f"atom {bad[0]} out of range for {n} atoms in frame {self.frame}")
         self._highlighted = chosen
         self._draw_highlight()
 
@@ -277,8 +286,7 @@ class Viewer(widgets.VBox):
         from ase.data import chemical_symbols
 
         rows = self.frames.atoms_of(self.frame)
-        if not 0 <= atom < rows.stop - rows.start:
-            return
+        atom = int(checks.indices("atom", atom, rows.stop - rows.start, frame=self.frame)[0])
         self.picked = {"frame": self.frame, "atom": int(atom),
                        "element": chemical_symbols[self.frames.numbers[rows][atom]]}
         value = "" if self._values is None else f", {self._color_settings['label']} = " \
@@ -333,20 +341,25 @@ class Viewer(widgets.VBox):
                 return np.asarray(f.arrays[spec], dtype=np.float64)
             if spec == "forces":
                 if f.forces is None:
-                    raise KeyError(f"{what}='forces', but the frames carry no reference forces")
+                    raise MissingLabelsError(f"{what}='forces', but the frames carry no reference forces")
                 return f.forces
-            raise KeyError(f"{what}='{spec}' is not a per-atom array of the frames "
+            raise UnknownNameError(f"{what}='{spec}' is not a per-atom array of the frames "
                            f"(they have: {', '.join(sorted(f.arrays)) or 'none'})")
-        values = np.asarray(spec, dtype=np.float64)
+        try:
+            values = np.asarray(spec, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ArgumentTypeError(f"{what} must be an array name or per-atom numbers, got {checks.short(spec)}") from exc
+        if values.ndim == 0:
+            raise ArgumentTypeError(f"{what} must be an array name or per-atom numbers, got one number {spec!r}")
         if len(values) == f.total_atoms:
             return values
         same_count = bool(np.all(f.n_atoms == f.n_atoms[0]))
         if same_count and len(values) == f.n_atoms[0]:
             return np.tile(values, (len(f),) + (1,) * (values.ndim - 1))
         if same_count:
-            raise ValueError(f"{what} has {len(values)} rows; expected one per atom of all frames "
+            raise InputError(f"{what} has {len(values)} rows; expected one per atom of all frames "
                              f"({f.total_atoms}) or of one frame ({f.n_atoms[0]})")
-        raise ValueError(f"{what} has {len(values)} rows; these frames differ in atoms "
+        raise InputError(f"{what} has {len(values)} rows; these frames differ in atoms "
                          f"({int(f.n_atoms.min())}-{int(f.n_atoms.max())} per frame), so it needs one value "
                          f"per atom of all frames together ({f.total_atoms}, frame after frame)")
 
@@ -359,7 +372,7 @@ class Viewer(widgets.VBox):
         for name, spec in arrows.items():
             vectors = self._per_atom(spec, f"arrows['{name}']")
             if vectors.ndim != 2 or vectors.shape[1] != 3:
-                raise ValueError(f"arrows['{name}'] must hold one 3-vector per atom, got shape {vectors.shape}")
+                raise InputError(f"arrows['{name}'] must hold one 3-vector per atom, got shape {vectors.shape}")
             resolved[name] = vectors
         return resolved
 
@@ -577,10 +590,10 @@ def _images(images, frames: Frames) -> tuple[int, int, int]:
     except (TypeError, ValueError):
         counts = ()
     if len(counts) != 3 or min(counts) < 1 or any(float(n) != int(n) for n in images):
-        raise ValueError(f"images must be three positive whole numbers, e.g. (2, 2, 1); got {images!r}")
+        raise InputError(f"images must be three positive whole numbers, e.g. (2, 2, 1); got {images!r}")
     periodic = np.all(frames.pbc, axis=0)
     if any(n > 1 and not periodic[k] for k, n in enumerate(counts)):
-        raise ValueError(f"images={counts} repeats a non-periodic axis (pbc of the frames: "
+        raise InputError(f"images={counts} repeats a non-periodic axis (pbc of the frames: "
                          f"{frames.pbc.all(axis=0).tolist()})")
     return counts
 
