@@ -539,7 +539,7 @@ def explorer_message(**kw):
     """The Explorer shows a file it cannot read in its message box (the app stays usable); raise
     what it shows, so the case checks the same type and wording."""
     app = explorer(**kw)
-    if app.status.value == "failed":
+    if app.status.value == "not loaded":
         text = html.unescape(re.sub("<[^>]+>", "", app.message.value))
         # the app shows a foreign exception as its type, message and traceback lines
         assert not re.match(r"[A-Za-z]+(Error|Exception): ", text) and ', line ' not in text, text

@@ -341,6 +341,44 @@ def test_views_draw_in_hidden_containers_and_large_cells_are_legible(tmp_path_fa
     assert set(console_errors) <= baseline, set(console_errors) - baseline
 
 
+def test_explorer_reports_bad_files_in_the_app(user_folder, browser_page):
+    """A user uploads a damaged file: the app shows mlipviz's message naming the file, frame and
+    atom (no traceback, no server path), stays usable, and the next good file clears it; run with
+    no model ticked says so."""
+    from ase.io import read, write
+
+    images = read(user_folder / "uploaded.extxyz", ":")
+    images[1].positions[5] = [np.nan, 0.0, 0.0]
+    write(user_folder / "broken.extxyz", images)
+    page, console_errors, shots = browser_page
+    with serve_jupyter(user_folder) as (url, token):
+        try:
+            _open(page, url, token, "jupyterlab", "explorer")
+            app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
+            app.wait_for(timeout=120_000)
+            page.locator(".widget-toggle-button", has_text="upload").click()
+            page.locator(".mlipviz-upload-input").set_input_files(str(user_folder / "broken.extxyz"))
+            box = page.locator(".mlipviz-error:visible").first
+            box.wait_for(timeout=60_000)
+            text = box.inner_text()
+            # named as the user knows it, not by the server's copy of the upload
+            assert "non-finite coordinates" in text and "(file broken.extxyz, frame 1, atom 5)" in text, text
+            assert "Traceback" not in text and "Error:" not in text and "mlipviz-explorer" not in text, text
+            assert page.get_by_text("not loaded").is_visible()
+            app.screenshot(path=str(shots / "explorer_bad_file.png"))
+
+            page.locator(".mlipviz-upload-input").set_input_files(str(user_folder / "uploaded.extxyz"))
+            page.get_by_text("128 in all, 32 per frame").wait_for(timeout=60_000)
+            _no_error_box(page)
+            page.locator("button.widget-button[title='run']").click()
+            page.get_by_text("choose at least one model").wait_for(timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(shots / "failure_explorer_bad_file.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+    assert console_errors == [], console_errors
+
+
 def test_explorer_in_notebook7(user_folder, browser_page):
     """The same app in Notebook 7 (one notebook per browser tab, its own page layout): open a
     file on the server, run CHGNet against the file's labels, the error map draws, its parity

@@ -290,7 +290,8 @@ def test_explorer_shows_errors_instead_of_dying(tmp_path):
     app.source.value = "upload"
     app.upload.receive("broken.xyz", b"3\nxx\nH")  # what the browser sends; the app loads it at once
     assert app.frames is None
-    assert "broken.xyz" in app.message.value and app.status.value == "failed"
+    assert "broken.xyz" in app.message.value and app.status.value == "not loaded"
+    assert app._workdir.name not in app.message.value  # the upload's name, not the server's copy
 
 
 def test_register_tab_plugs_into_the_explorer(comparison):

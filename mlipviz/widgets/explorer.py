@@ -116,13 +116,14 @@ class Explorer(widgets.VBox):
         self._jobs = itertools.count(1)
         self._job: _Job | None = None
         self._workdir = tempfile.TemporaryDirectory(prefix="mlipviz-explorer-")
+        self._hidden: dict[str, str] = {}  # server paths shown to the user as other names
 
         # structures: where from
         sources = [(SOURCES[k], k) for k in ("path", "upload", "example")]
         if structures is not None:
             sources.append((SOURCES["object"], "object"))
         self.source = widgets.ToggleButtons(options=sources, value="object" if structures is not None else "path",
-                                            description="structures", style={"button_width": "130px"})
+                                            description="structures", style={"button_width": "150px"})
         #: paths are typed and shown relative to this folder (``folder``, else the working folder)
         self.root = Path(folder).resolve() if folder is not None else Path.cwd().resolve()
         self.folder = self.root
@@ -190,7 +191,7 @@ class Explorer(widgets.VBox):
         self.run_button.on_click(lambda _: self.run())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.progress = widgets.IntProgress(0, 0, 1, description="", layout={"width": "300px"})
-        self.status = widgets.HTML()
+        self.status = widgets.HTML(layout={"min_width": "max-content"})  # one line, not wrapped
         self.task_progress = widgets.VBox()  # one row per model and for the reference
         self._task_rows: dict[str, tuple[widgets.IntProgress, widgets.HTML]] = {}
         self.message = widgets.HTML()
@@ -294,7 +295,10 @@ class Explorer(widgets.VBox):
                     raise MlipvizError("choose a file to upload first")
                 path = Path(self._workdir.name) / Path(self.upload.filename).name
                 path.write_bytes(self.upload.content)
-                self.frames = read(path)
+                try:
+                    self.frames = read(path)
+                finally:  # the user knows the file by its name, not the server's copy of it
+                    self._hidden = {str(path): path.name}
             elif self.source.value == "example":
                 if not self.example.value:
                     raise MlipvizError("no bundled examples in this installation")
@@ -302,7 +306,7 @@ class Explorer(widgets.VBox):
             else:
                 self.frames = read(self._object)
         except Exception as exc:
-            self._error(exc)
+            self._error(exc, status="not loaded")
             return None
         self.structure_info.value = _structure_html(self.frames.describe())
         self.message.value = ""
@@ -425,9 +429,9 @@ class Explorer(widgets.VBox):
         self.tabs.children = children
         self.tabs.titles = tuple(titles)
 
-    def _error(self, exc: Exception):
-        self.status.value = "stopped" if isinstance(exc, Cancelled) else "failed"
-        self.message.value = _error_html(exc)
+    def _error(self, exc: Exception, status: str = "failed"):
+        self.status.value = "stopped" if isinstance(exc, Cancelled) else status
+        self.message.value = _error_html(exc, self._hidden)
 
 
 #: a lock per model or calculator object that runs use: an ASE calculator keeps the atoms and
@@ -537,11 +541,16 @@ def run_in_background(button, status, output, busy: str, make: Callable[[], widg
     return thread
 
 
-def _error_html(exc: Exception) -> str:
+def _error_html(exc: Exception, names: dict[str, str] | None = None) -> str:
+    """``exc`` as the app's red box: mlipviz's own message, or for an unexpected exception its
+    type and the last frames of the traceback; each key of ``names`` in the text (a server path
+    the user never chose, such as an upload's copy) is shown as its value."""
     if isinstance(exc, MlipvizError):
         text = str(exc)
-    else:  # unexpected: show the type and the last frames of the traceback
+    else:
         text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__, limit=-3))
+    for key, shown in (names or {}).items():
+        text = text.replace(key, shown)
     return ("<div class='mlipviz-error' style='color:#a00;background:#fee;border:1px solid #d99;padding:6px;white-space:pre-wrap;"
             f"font-family:monospace;font-size:12px'>{html.escape(text)}</div>")
 

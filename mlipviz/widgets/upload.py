@@ -28,6 +28,7 @@ function render({ model, el }) {
   input.style.display = "none";
   const button = document.createElement("button");
   button.className = "jupyter-widgets jupyter-button widget-button mlipviz-upload-button";
+  button.style.width = "auto";  // the label in full (widget buttons are 148 px by default)
   const note = document.createElement("span");
   note.className = "mlipviz-upload-note";
   note.style.cssText = "margin-left:8px;font-size:12px";
