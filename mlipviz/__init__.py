@@ -10,6 +10,7 @@ from .analysis.attribution import attribute, site_energies
 from .analysis.compare import Comparison, RareEvents, compare, load_comparison
 from .analysis.evaluate import evaluate
 from .analysis.stability import md_stability
+from .display import show
 from .frames import Frames
 from .io import read
 from .models import available_models, load_model
@@ -20,12 +21,12 @@ from .settings import resolve_folder_settings
 # processes started from here (kernels, Dask workers, reference workers) find the same folders
 resolve_folder_settings()
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Comparison", "Explorer", "Frames", "Model", "Prediction", "RareEvents", "attribute", "attribution",
     "available_models", "compare", "errors", "evaluate", "examples", "latent", "load_comparison", "load_model",
-    "md_stability", "read", "reference", "scan", "site_energies", "view",
+    "md_stability", "read", "reference", "scan", "show", "site_energies", "view",
 ]
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import checks
-from .errors import ArgumentTypeError, InputError, InvalidStructureError, LabelShapeError, OutOfRangeError
+from .errors import ArgumentTypeError, EmptyInputError, InputError, InvalidStructureError, LabelShapeError, OutOfRangeError
 
 #: atoms closer than this (Å) are reported as overlapping by `Frames.validate`.
 DEFAULT_MIN_DISTANCE = 0.25
@@ -99,8 +99,6 @@ class Frames:
     @classmethod
     def from_atoms(cls, atoms_list, source=None) -> "Frames":
         """Build from ASE ``Atoms``, taking labels from each one's calculator results."""
-        from .io import frames_from_atoms
-
         return frames_from_atoms(list(atoms_list), source=source)
 
     @classmethod
@@ -433,3 +431,54 @@ def _json_hook(obj):
     if "__ndarray__" in obj:
         return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
     return obj
+
+
+def frames_from_atoms(images, source=None) -> Frames:
+    """Pack ASE ``Atoms`` into `Frames`, with labels from their calculators' results."""
+    if not images:
+        raise EmptyInputError("no structures given", source=source)
+    n_atoms = np.array([len(a) for a in images])
+    empty = np.flatnonzero(n_atoms == 0)
+    if len(empty):
+        raise EmptyInputError("structure has no atoms", source=source, frame=int(empty[0]))
+    total = int(n_atoms.sum())
+    labels = {"energy": np.full(len(images), np.nan), "forces": np.full((total, 3), np.nan),
+              "stress": np.full((len(images), 3, 3), np.nan), "energies": np.full(total, np.nan)}
+    present = set()
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    array_names = set.intersection(*(set(a.arrays) for a in images)) - {"numbers", "positions"}
+    for i, atoms in enumerate(images):
+        results = getattr(atoms.calc, "results", None) or {}
+        rows = slice(offsets[i], offsets[i + 1])
+        for name, value in results.items():
+            if name == "free_energy" and "energy" in results:
+                continue
+            key = "energy" if name == "free_energy" else name
+            if key not in labels or value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            expected = {"energy": (), "forces": (len(atoms), 3), "energies": (len(atoms),)}.get(key)
+            if key == "stress":
+                value = voigt_to_full(value) if value.shape == (6,) else value
+                expected = (3, 3)
+            if value.shape != expected:
+                raise LabelShapeError(
+                    f"label '{key}' has shape {value.shape}, expected {expected} for {len(atoms)} atoms",
+                    source=source, frame=i)
+            target = labels[key]
+            if key in ("energy", "stress"):
+                target[i] = value
+            else:
+                target[rows] = value
+            present.add(key)
+    return Frames(
+        positions=np.concatenate([a.positions for a in images]),
+        numbers=np.concatenate([a.numbers for a in images]),
+        n_atoms=n_atoms,
+        cells=np.stack([a.cell.array for a in images]),
+        pbc=np.stack([a.pbc for a in images]),
+        info=[dict(a.info) for a in images],
+        arrays={k: np.concatenate([a.arrays[k] for a in images]) for k in array_names},
+        source=source,
+        **{k: labels[k] for k in present},
+    )

@@ -23,3 +23,58 @@ def test_no_undefined_names():
     problems = [line for line in out.getvalue().splitlines()
                 if "undefined name" in line or "syntax" in line.lower()]
     assert not problems, "\n".join(problems)
+
+
+def _imports() -> dict[str, set[str]]:
+    """mlipviz module -> the mlipviz modules it imports (anywhere in it, functions included)."""
+    import ast
+
+    modules = {}
+    for path in (ROOT / "mlipviz").rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = (package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else [])
+                target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    full = f"{target}.{alias.name}"
+                    graph[name].add(full if full in modules else target)
+            elif isinstance(node, ast.Import):
+                graph[name].update(alias.name for alias in node.names)
+        graph[name] = {t for t in graph[name] if t in modules and t != name}
+    return graph
+
+
+def test_layers_point_one_way_and_no_import_circles():
+    """frames/io -> models -> analysis -> widgets: no module imports one of a later layer (the
+    analysis shows results through `mlipviz.display`, which the widgets fill), and no two
+    modules import each other, directly or round a circle, not even inside functions."""
+    graph = _imports()
+    layer = {"widgets": 3, "analysis": 2, "latent": 2, "attribution": 2, "models": 1, "reference": 1}
+
+    def layer_of(module: str) -> int:
+        parts = module.split(".")
+        return 4 if len(parts) == 1 or parts[1] in ("cli", "__main__") else layer.get(parts[1], 0)
+
+    against = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+    assert not against, against
+
+    circles, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                circles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, circles

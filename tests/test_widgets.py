@@ -295,24 +295,24 @@ def test_explorer_shows_errors_instead_of_dying(tmp_path):
 
 
 def test_register_tab_plugs_into_the_explorer(comparison):
-    from mlipviz.widgets import explorer, register_tab
+    from mlipviz.widgets import register_tab, tabs
 
     import ipywidgets
 
-    saved = dict(explorer._TABS)
+    saved = dict(tabs._TABS)
     try:
         register_tab("frames", lambda run: ipywidgets.HTML(f"{len(run.comparison.frames)} frames"))
         register_tab("broken", lambda run: 1 / 0)
         app = Explorer()
-        app.result = explorer.Run(comparison, [], None, "cpu")
+        app.result = tabs.Run(comparison, [], None, "cpu")
         app.show_results()
         titles = app.tabs.titles
         assert titles[-2:] == ("frames", "broken")
         assert app.tabs.children[-2].value == "6 frames"
         assert "ZeroDivisionError" in app.tabs.children[-1].value
     finally:
-        explorer._TABS.clear()
-        explorer._TABS.update(saved)
+        tabs._TABS.clear()
+        tabs._TABS.update(saved)
 
 
 def test_explorer_scan_tab_runs_a_scan(comparison):
@@ -458,3 +458,25 @@ def test_error_map_names_an_unknown_model_or_metric(comparison):
         comparison.show(model="mace-mp-9")
     with pytest.raises(InputError, match="metric 'energy' not available here"):
         comparison.show(metric="energy")
+
+
+def test_show_picks_the_view_by_result_type(comparison, cu_trajectory):
+    """One way to show any result: ``mlipviz.show(result)`` and ``result.show()`` give the view
+    registered for the result's type, MD stability included; other objects get an mlipviz error."""
+    from ase.calculators.emt import EMT
+
+    from mlipviz.errors import ArgumentTypeError, UnknownNameError
+    from mlipviz.widgets import ErrorMap, StabilityView
+
+    assert type(mlipviz.show(comparison)) is type(comparison.show()) is ErrorMap
+    stability = mlipviz.md_stability([EMT(), "chgnet"], cu_trajectory.to_atoms(0), temperature=300, steps=4,
+                                     sample_every=2, device="cpu")
+    for shown in (mlipviz.show(stability), stability.show(model="chgnet")):
+        assert isinstance(shown, StabilityView)
+        assert shown.viewer.frames is stability.trajectories[shown.model.value]
+    shown.model.value = "emt"  # another model's trajectory, in a new viewer
+    assert shown.viewer.frames is stability.trajectories["emt"] and "stable for all steps" in shown.note.value
+    with pytest.raises(ArgumentTypeError, match="no view for a int"):
+        mlipviz.show(42)
+    with pytest.raises(UnknownNameError, match="model"):
+        stability.show(model="mace")

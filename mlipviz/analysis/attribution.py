@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from .. import checks
+from ..display import Showable
 from ..errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError, OutOfRangeError
 from ..frames import Frames
 from .metrics import minimum_image_displacement
@@ -51,7 +52,7 @@ ATOMS_PER_PASS = 256
 
 
 @dataclass
-class Attribution:
+class Attribution(Showable):
     """Per-atom attributions of one target of one model on one structure.
 
     ``values`` (N,): per atom (positions: summed over x, y, z, except saliency, which is

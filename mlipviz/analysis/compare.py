@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 
 from ..checks import flag, number, output_path
+from ..display import Showable
 from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
 from ..frames import Frames
 from ..io import read
 from ..models.base import Prediction
 from ..storage import hdf5_in_memory, hdf5_reason, replacing
+from ..version import __version__
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
 EV_A3_TO_GPA = 160.21766208
@@ -138,7 +140,7 @@ class RareEvents:
         return table
 
 
-class Comparison:
+class Comparison(Showable):
     """Predictions of one or more models and a reference on the same `Frames`.
 
     ``reference`` None makes a models-only comparison (``compare(..., reference=False)``,
@@ -209,13 +211,6 @@ class Comparison:
 
     def _predicted_forces(self, model: str) -> np.ndarray:
         return self.prediction(model).forces
-
-    def show(self, **kwargs):
-        """The interactive error map (`mlipviz.widgets.ErrorMap`); needs the widget extras."""
-        from ..widgets.error_map import ErrorMap
-
-        self._require_reference("the error map (show)")
-        return ErrorMap(self, **kwargs)
 
     def atom_errors(self, model: str) -> dict[str, np.ndarray]:
         """Per-atom errors of one model as arrays (frames layout): ``force_error``,
@@ -515,8 +510,6 @@ def open_comparison_file(path: Path, models: list[str], angle_min_force: float, 
 
 def write_header(h5, models: list[str], angle_min_force: float, **attrs) -> None:
     """The attributes that make ``h5`` a comparison file (``attrs``: more of them)."""
-    from .. import __version__
-
     h5.attrs["format"] = "mlipviz-comparison"
     h5.attrs["format_version"] = FORMAT_VERSION
     h5.attrs["mlipviz_version"] = __version__

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import number, one_of, whole_number
+from ..display import Showable
 from ..errors import InputError, MissingLabelsError, UnknownNameError
 from ..models.base import Prediction
 from .compare import Comparison
@@ -377,7 +378,7 @@ def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, 
 
 
 @dataclass
-class LatentSpace:
+class LatentSpace(Showable):
     """Every embedded model of a comparison on its own map, with OOD scores.
 
     ``table``: one row per model, frame and atom: element, force errors (from
@@ -394,12 +395,6 @@ class LatentSpace:
     @property
     def models(self) -> list[str]:
         return list(self.projections)
-
-    def show(self, **kwargs):
-        """The interactive map (`mlipviz.widgets.LatentMap`); needs the widget extras."""
-        from ..widgets.latent_map import LatentMap
-
-        return LatentMap(self, **kwargs)
 
 
 def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=None, k: int = 10,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import finite_array, indices, number, one_of, whole_number
+from ..display import Showable
 from ..errors import (ArgumentTypeError, EmptyInputError, InputError, MissingLabelsError, OutOfRangeError,
                       UnknownNameError)
 from ..frames import Frames
@@ -31,7 +32,7 @@ REFERENCE = "reference"
 
 
 @dataclass
-class Scan:
+class Scan(Showable):
     """Energies along one scan coordinate for every model and the reference.
 
     ``coordinate`` (one value per point, ``coordinate_label`` says what it is);
@@ -140,12 +141,6 @@ class Scan:
             raise InputError(f"{whose} minimum of this {self.kind} scan is at its end point "
                              f"({self.coordinate_label} = {q[k]:g}); extend the scan to bracket it")
         return k
-
-    def show(self, **kwargs):
-        """Interactive curves linked to the 3D viewer (`mlipviz.widgets.ScanView`)."""
-        from ..widgets.scan_view import ScanView
-
-        return ScanView(self, **kwargs)
 
 
 # -- evaluation ----------------------------------------------------------------------

@@ -9,13 +9,15 @@ import pandas as pd
 
 from .. import checks
 from ..errors import InputError
+from ..display import Showable
 from ..frames import Frames
 
 
 @dataclass
-class Stability:
+class Stability(Showable):
     """``table``: one row per model (steps done, failed?, why, when, extremes seen, drift);
-    ``trajectories``: model -> the sampled `Frames` (for the viewer), up to the failure."""
+    ``trajectories``: model -> the sampled `Frames` (for the viewer), up to the failure;
+    ``show()``: both in a `mlipviz.widgets.StabilityView`."""
 
     table: pd.DataFrame
     trajectories: dict[str, Frames]

@@ -10,7 +10,7 @@ file from an untrusted source can run code. mlipviz therefore
   other path it warns once, naming the file (`UntrustedFileWarning`), and ``trust=True`` says the
   user knows where the file came from.
 
-What is and is not safe to open: the README, "Which weight files are safe to open".
+What is and is not safe to open: docs/models.md, "Which weight files are safe to open".
 """
 
 from __future__ import annotations

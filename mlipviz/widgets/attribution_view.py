@@ -16,8 +16,10 @@ import numpy as np
 from .. import checks
 from ..analysis.attribution import INPUTS, METHODS, TARGETS, Attribution, attribute
 from ..errors import ArgumentTypeError, InputError, MissingLabelsError
-from .error_map import _render, _table_html
+from ..display import register_view
+from .common import error_html, render, run_in_background, table_html
 from .layout import side_by_side
+from .tabs import Run, register_tab
 from .viewer import Viewer
 
 PLOT = {"width": 460, "height": 380, "margin": {"l": 60, "r": 15, "t": 35, "b": 45}}
@@ -98,7 +100,7 @@ class AttributionView(widgets.VBox):
                        customdata=np.asarray(ranked.index), selected={"marker": {"color": SELECTED}},
                        hovertemplate="atom %{customdata}: %{x:.4g}<extra></extra>")
         self._ranked = np.asarray(ranked.index)
-        self.bars = _render(self.bars, [trace], **PLOT, title=f"top {len(ranked)} atoms by |attribution|",
+        self.bars = render(self.bars, [trace], **PLOT, title=f"top {len(ranked)} atoms by |attribution|",
                             xaxis_title=f"attribution ({unit})", showlegend=False)
         self.bars.data[0].on_click(self._on_bar_click)
         self.summary.value = self._summary_html()
@@ -116,7 +118,7 @@ class AttributionView(widgets.VBox):
                          f"{r.convergence_delta:.3g}, {r.completeness_error:.2%}"))
         if r.inputs == "atom_mask":
             rows.append(("where the gate acts", html.escape(r.meta.get("atom_gate") or "")))
-        return _table_html(rows)
+        return table_html(rows)
 
     # -- linking ---------------------------------------------------------------------
     def select(self, atom: int | None):
@@ -154,9 +156,7 @@ class AttributionView(widgets.VBox):
                 self._show()
                 self.status.value = "done"
             except Exception as exc:
-                from .explorer import _error_html
-
-                self.status.value = _error_html(exc)
+                self.status.value = error_html(exc)
             finally:
                 self.button.disabled = False
 
@@ -171,7 +171,7 @@ class AttributionTab(widgets.VBox):
     """Explorer tab: why does a model get a force wrong? Attributes the force error of the
     worst atom (or any atom) of a frame against the run's reference forces."""
 
-    def __init__(self, run):
+    def __init__(self, run: Run):
         self.run = run
         frames = run.comparison.frames
         names = [m.name for m in run.models]
@@ -203,8 +203,6 @@ class AttributionTab(widgets.VBox):
             self.atom.value = int(rows.loc[rows.force_error.idxmax(), "atom"])
 
     def start(self) -> threading.Thread:
-        from .explorer import run_in_background
-
         self._thread = run_in_background(self.button, self.status, self.output, "attributing...", self._make)
         return self._thread
 
@@ -219,3 +217,12 @@ class AttributionTab(widgets.VBox):
         return AttributionView(model, frames, target="force_error", atom=self.atom.value, pickers=False,
                                method=self.method.value, inputs=self.inputs.value,
                                reference_forces=cmp.reference.forces[rows])
+
+
+def show_attribution(result: Attribution, **kwargs) -> AttributionView:
+    """`mlipviz.show` of an `Attribution` (``model=`` and ``atoms=`` make its pickers recompute)."""
+    return AttributionView(result=result, **kwargs)
+
+
+register_view(Attribution, show_attribution)
+register_tab("attributions", AttributionTab, order=50)

@@ -13,7 +13,10 @@ import numpy as np
 
 from ..analysis.compare import Comparison
 from ..errors import ArgumentTypeError, MissingLabelsError, UnknownNameError
+from ..display import register_view
+from .common import PLOT, render, table_html
 from .layout import side_by_side
+from .tabs import Run, register_tab
 from .viewer import Viewer
 
 #: label -> (per-atom column, signed?)
@@ -32,7 +35,6 @@ DENSITY_BINS = 90
 DENSITY_BLOCK = 1 << 22
 #: bins of the per-atom error histogram (counted here: only the counts travel)
 HISTOGRAM_BINS = 60
-PLOT = {"width": 440, "height": 360, "margin": {"l": 55, "r": 15, "t": 35, "b": 45}}
 
 
 class ErrorMap(widgets.VBox):
@@ -172,7 +174,7 @@ class ErrorMap(widgets.VBox):
             go.Scatter(x=[], y=[], mode="markers", name="picked atom",
                        marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"color": "#ff00ff", "width": 3}}),
         ]
-        self.parity = _render(self.parity, traces, title="force components", xaxis_title="reference (eV/Å)",
+        self.parity = render(self.parity, traces, title="force components", xaxis_title="reference (eV/Å)",
                               yaxis_title="predicted (eV/Å)",
                               legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.6)"})
         self._points_trace = self.parity.data[-4]
@@ -186,7 +188,7 @@ class ErrorMap(widgets.VBox):
         trace = go.Bar(x=0.5 * (edges[1:] + edges[:-1]), y=counts, width=np.diff(edges), name=self.metric_select.value,
                        marker={"color": "#1f77b4", "line": {"width": 0}},
                        hovertemplate="%{x:.3g}: %{y} atoms<extra></extra>")
-        self.histogram = _render(self.histogram, [trace], title="per-atom error", yaxis_title="atoms",
+        self.histogram = render(self.histogram, [trace], title="per-atom error", yaxis_title="atoms",
                                  xaxis_title=self.metric_select.value, shapes=[], height=270, bargap=0,
                                  yaxis_type="log" if len(finite) > 1000 else "linear")
 
@@ -200,7 +202,7 @@ class ErrorMap(widgets.VBox):
         traces = [scatter(x=table["frame"].to_numpy(), y=table[column].to_numpy(),
                           mode="lines" if many else "lines+markers", name=name, marker={"size": 5})
                   for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE"))]
-        self.curve = _render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
+        self.curve = render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
                              yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98}, height=270,
                              shapes=[_frame_line(self.viewer.frame)])
         for trace in self.curve.data:
@@ -212,7 +214,7 @@ class ErrorMap(widgets.VBox):
                 ("R²", f"{soft['r2']:.3f}"), ("force MAE (eV/Å)", f"{soft['mae']:.3f}"),
                 ("cMAE after 1/s (eV/Å)", f"{soft['cmae']:.3f}"),
                 ("components", f"{int(soft['n_components'])}")]
-        parts = ["<b>Softening</b> (Deng et al. 2025)", _table_html(rows)]
+        parts = ["<b>Softening</b> (Deng et al. 2025)", table_html(rows)]
         try:
             rare = self.comparison.rare_events(atoms=self._rare_atoms()).summary.loc[self.model]
         except Exception as exc:  # the default selection does not apply here: say why, and what does
@@ -292,30 +294,6 @@ def _frame_line(frame: int) -> dict:
             "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}
 
 
-def _render(figure, traces, **layout):
-    """A `Figure` made with its data (so front-ends that render later, like Voila, get
-    it in the widget state), or ``figure`` with its data and layout replaced."""
-    import plotly.graph_objects as go
-
-    from .figure import Figure
-
-    if figure is None:
-        return Figure(data=traces, layout=go.Layout(**{**PLOT, **layout}))
-    with figure.batch_update():
-        if [trace.type for trace in figure.data] == [trace.type for trace in traces]:
-            # the same kinds of traces: changed in place, one message and one redraw in the
-            # browser (replacing them costs a redraw each for removing, adding and the layout)
-            for old, new in zip(figure.data, traces):
-                old.update({key: value for key, value in new.to_plotly_json().items() if key != "type"},
-                           overwrite=True)
-        else:
-            figure.data = []
-            figure.add_traces(traces)
-        figure.update_layout(**layout)
-        figure.tidy()
-    return figure
-
-
 def _frame_table(table, columns, index_label: str) -> str:
     """An HTML table of ``table``'s rows (index first) in ``columns`` (column, header, format)."""
     header = f"<th>{html.escape(index_label)}</th>" + "".join(f"<th>{label}</th>" for _, label, _ in columns)
@@ -326,6 +304,16 @@ def _frame_table(table, columns, index_label: str) -> str:
     return f"<table style='font-size:11px'><tr>{header}</tr>{body}</table>"
 
 
-def _table_html(rows) -> str:
-    return "<table style='font-size:12px'>" + "".join(
-        f"<tr><td>{html.escape(k)}</td><td><b>{v}</b></td></tr>" for k, v in rows) + "</table>"
+def show_comparison(comparison: Comparison, **kwargs) -> ErrorMap:
+    """`mlipviz.show` of a `Comparison`: its error map (it needs a reference)."""
+    comparison._require_reference("the error map (show)")
+    return ErrorMap(comparison, **kwargs)
+
+
+def error_map_tab(run: Run) -> ErrorMap:
+    """The Explorer's error-map tab."""
+    return show_comparison(run.comparison)
+
+
+register_view(Comparison, show_comparison)
+register_tab("error map", error_map_tab, order=20)

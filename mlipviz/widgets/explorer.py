@@ -1,8 +1,8 @@
 """The Explorer app: load structures, pick models and a reference, run, explore the results.
 
-Result tabs plug in through `register_tab(title, build)`: ``build(run)`` gets a `Run`
-(the comparison and the loaded models, reference and device that made it) and returns a
-widget. The app itself computes nothing: it calls `mlipviz.read`, `mlipviz.compare` and
+Result tabs plug in through `mlipviz.widgets.tabs.register_tab(title, build)`: ``build(run)``
+gets a `Run` (the comparison and the loaded models, reference and device that made it) and
+returns a widget. The app itself computes nothing: it calls `mlipviz.read`, `mlipviz.compare` and
 the tabs' builders.
 """
 
@@ -12,7 +12,6 @@ import html
 import itertools
 import tempfile
 import threading
-import traceback
 import weakref
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,17 +24,9 @@ from ..analysis.compare import Comparison
 from ..errors import ArgumentTypeError, InputError, MlipvizError
 from ..frames import Frames
 from ..models.base import Model
+from .common import error_html
+from .tabs import Run, result_tabs
 from .upload import MAX_UPLOAD_BYTES, UploadButton
-
-
-@dataclass
-class Run:
-    """What a result tab gets: the comparison and what produced it (to run more with)."""
-
-    comparison: Comparison
-    models: list[Model]
-    reference: Any  # None (the structures' labels), a reference calculator, or a model
-    device: str
 
 
 @dataclass(eq=False)
@@ -48,22 +39,10 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-_TABS: dict[str, Callable[[Run], widgets.Widget]] = {}
-
 FILE_LABELS = "labels in the structures"
 PYSCF = "PySCF (molecules)"
 GPAW = "GPAW (periodic, PAW plane waves)"
 MODEL_PREFIX = "model: "
-
-
-def register_tab(title: str, build: Callable[[Run], widgets.Widget]) -> None:
-    """Add a result tab to every Explorer: ``build(run)`` returns its widget."""
-    _TABS[title] = build
-
-
-def result_tabs() -> dict[str, Callable[[Run], widgets.Widget]]:
-    """The registered result tabs, in order."""
-    return dict(_TABS)
 
 
 class Cancelled(MlipvizError):
@@ -227,7 +206,7 @@ class Explorer(widgets.VBox):
         try:
             entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
         except OSError as exc:
-            self.folder_label.value = _error_html(MlipvizError(f"cannot list {folder}: {exc.strerror}"))
+            self.folder_label.value = error_html(MlipvizError(f"cannot list {folder}: {exc.strerror}"))
             return
         self.folder = folder
         options = [("../", folder.parent)] if folder.parent != folder else []
@@ -420,18 +399,18 @@ class Explorer(widgets.VBox):
     def show_results(self):
         """Build one tab per registered result tab; a failing tab shows its error."""
         children, titles = [], []
-        for title, build in _TABS.items():
+        for title, build in result_tabs().items():
             try:
                 children.append(build(self.result))
             except Exception as exc:
-                children.append(widgets.HTML(_error_html(exc)))
+                children.append(widgets.HTML(error_html(exc)))
             titles.append(title)
         self.tabs.children = children
         self.tabs.titles = tuple(titles)
 
     def _error(self, exc: Exception, status: str = "failed"):
         self.status.value = "stopped" if isinstance(exc, Cancelled) else status
-        self.message.value = _error_html(exc, self._hidden)
+        self.message.value = error_html(exc, self._hidden)
 
 
 #: a lock per model or calculator object that runs use: an ASE calculator keeps the atoms and
@@ -513,46 +492,11 @@ def _preload(names):
     from ..models import preload
 
     preload(names)
-    # the result views' own imports (plotly's figure widget pulls in nbformat and jsonschema,
-    # a few seconds in a fresh kernel) and the shared plotly front end
-    from .error_map import ErrorMap  # noqa: F401
+    # plotly, which the result views import when they draw (its figure widget pulls in
+    # nbformat and jsonschema, a few seconds in a fresh kernel), and the shared plotly front end
     from .figure import runtime
 
     runtime()
-
-
-def run_in_background(button, status, output, busy: str, make: Callable[[], widgets.Widget]) -> threading.Thread:
-    """Run ``make()`` in a thread for a result tab: ``button`` disabled and ``status`` saying
-    ``busy`` meanwhile, then its widget in ``output`` ("done"), or the error there ("failed")."""
-    def work():
-        try:
-            output.children = [make()]
-            status.value = "done"
-        except Exception as exc:
-            status.value = "failed"
-            output.children = [widgets.HTML(_error_html(exc))]
-        finally:
-            button.disabled = False
-
-    button.disabled = True
-    status.value = busy
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
-def _error_html(exc: Exception, names: dict[str, str] | None = None) -> str:
-    """``exc`` as the app's red box: mlipviz's own message, or for an unexpected exception its
-    type and the last frames of the traceback; each key of ``names`` in the text (a server path
-    the user never chose, such as an upload's copy) is shown as its value."""
-    if isinstance(exc, MlipvizError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__, limit=-3))
-    for key, shown in (names or {}).items():
-        text = text.replace(key, shown)
-    return ("<div class='mlipviz-error' style='color:#a00;background:#fee;border:1px solid #d99;padding:6px;white-space:pre-wrap;"
-            f"font-family:monospace;font-size:12px'>{html.escape(text)}</div>")
 
 
 def _readable(obj) -> bool:
@@ -570,44 +514,3 @@ def _describe(obj) -> str:
     if isinstance(obj, (list, tuple)):
         return f"{len(obj)} object(s) of type {type(obj[0]).__name__ if obj else '?'}"
     return f"a {type(obj).__name__}"
-
-
-def _summary_tab(run: Run) -> widgets.Widget:
-    cmp = run.comparison
-    return widgets.HTML("<b>Errors</b>" + cmp.summary().to_html(float_format="%.4f")
-                        + "<b>Softening scale</b> (Deng et al. 2025)" + cmp.softening().to_html(float_format="%.4f"))
-
-
-def _error_map_tab(run: Run) -> widgets.Widget:
-    return run.comparison.show()
-
-
-register_tab("summary", _summary_tab)
-register_tab("error map", _error_map_tab)
-
-
-def _scan_tab(run: Run) -> widgets.Widget:
-    from .scan_view import ScanTab
-
-    return ScanTab(run)
-
-
-register_tab("PES scan", _scan_tab)
-
-
-def _latent_tab(run: Run) -> widgets.Widget:
-    from .latent_map import LatentTab
-
-    return LatentTab(run)
-
-
-register_tab("latent space", _latent_tab)
-
-
-def _attribution_tab(run: Run) -> widgets.Widget:
-    from .attribution_view import AttributionTab
-
-    return AttributionTab(run)
-
-
-register_tab("attributions", _attribution_tab)

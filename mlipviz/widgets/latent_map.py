@@ -8,6 +8,7 @@ this module only arranges and links it.
 from __future__ import annotations
 
 import html
+import threading
 
 import ipywidgets as widgets
 import numpy as np
@@ -16,8 +17,10 @@ from .. import checks
 from ..analysis.latent import LatentSpace
 from ..errors import ArgumentTypeError, UnknownNameError
 from .colors import element_colors
-from .error_map import _render, _table_html
+from ..display import register_view
+from .common import render, run_in_background, table_html
 from .layout import side_by_side
+from .tabs import Run, register_tab
 from .viewer import Viewer
 
 #: colour key -> (label, per-atom column or None, colour scale)
@@ -169,7 +172,7 @@ class LatentMap(widgets.VBox):
         return layout
 
     def _draw(self):
-        self.maps = _render(self.maps, self._traces(), **self._layout())
+        self.maps = render(self.maps, self._traces(), **self._layout())
         for trace in self.maps.data[:len(self.models)]:
             trace.on_selection(self._on_selection)
             trace.on_deselect(lambda *_: self.select([]))
@@ -213,7 +216,7 @@ class LatentMap(widgets.VBox):
             rows.append((f"{model}", f"Spearman ρ(OOD score, |dF|) = {row['spearman_rho']:.2f} "
                                      f"(p = {row['p_value']:.1g}, {row['atoms']} atoms, k = {row['k']}); "
                                      f"embeddings: {html.escape(layer)}"))
-        return _table_html(rows)
+        return table_html(rows)
 
     # -- linking -------------------------------------------------------------------
     def _on_selection(self, trace, points, selector=None):
@@ -250,7 +253,7 @@ class LatentMap(widgets.VBox):
 class LatentTab(widgets.VBox):
     """Explorer tab: map the run's per-atom embeddings (UMAP or PCA, in the background)."""
 
-    def __init__(self, run):
+    def __init__(self, run: Run):
         self.run = run
         self.method = widgets.Dropdown(options=[("UMAP (neighbourhoods kept)", "umap"),
                                                 ("PCA (linear, fast)", "pca")], description="projection",
@@ -264,9 +267,7 @@ class LatentTab(widgets.VBox):
         self._thread = None
         super().__init__([widgets.HBox([self.method, self.k, self.button, self.status]), self.output])
 
-    def start(self):
-        from .explorer import run_in_background
-
+    def start(self) -> threading.Thread:
         self._thread = run_in_background(self.button, self.status, self.output, "projecting...", self._make)
         return self._thread
 
@@ -274,3 +275,7 @@ class LatentTab(widgets.VBox):
         from ..analysis.latent import analyse
 
         return LatentMap(analyse(self.run.comparison, method=self.method.value, k=self.k.value))
+
+
+register_view(LatentSpace, LatentMap)
+register_tab("latent space", LatentTab, order=40)

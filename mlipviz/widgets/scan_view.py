@@ -9,8 +9,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..analysis.scan import REFERENCE, Scan, barriers, birch_murnaghan
+from ..display import register_view
+from .common import run_in_background
 from .figure import Figure
 from .layout import side_by_side
+from .tabs import Run, register_tab
 from .viewer import Viewer
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -101,7 +104,7 @@ class ScanTab(widgets.VBox):
 
     KINDS = {"strain (equation of state)": "eos", "displacement of one atom": "displacement"}
 
-    def __init__(self, run):
+    def __init__(self, run: Run):
         self.run = run
         atoms = run.comparison.frames.to_atoms(0)
         self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan", layout={"width": "330px"})
@@ -139,8 +142,6 @@ class ScanTab(widgets.VBox):
         self._where.layout.display = "none" if eos else None
 
     def start(self) -> threading.Thread:
-        from .explorer import run_in_background
-
         busy = "scanning..." if self.run.reference is not None else (
             "scanning the models only (the file's labels hold no scan points; choose a live reference or "
             "a model as reference to scan it too)...")
@@ -159,3 +160,7 @@ class ScanTab(widgets.VBox):
             return ScanView(scans.strain(atoms, grid, **common))
         direction = np.eye(3)["xyz".index(self.direction.value)]
         return ScanView(scans.displacement(atoms, self.atom.value, direction, grid, **common))
+
+
+register_view(Scan, ScanView)
+register_tab("PES scan", ScanTab, order=30)
