@@ -385,3 +385,24 @@ def test_numpy_integer_atom_index_and_pymatgen_structures_are_taken():
     structure = AseAtomsAdaptor.get_structure(cu)
     np.testing.assert_allclose(scan.strain(structure, [-0.01, 0.01], models=[EMT()]).energy("emt"),
                                scan.strain(cu, [-0.01, 0.01], models=[EMT()]).energy("emt"), atol=1e-10)
+
+
+def test_each_entry_point_loads_a_named_model_once(monkeypatch):
+    """A scan loads each named model once, whatever it runs inside (the phonon Hessian and every
+    mode's scan; the scan points and the isolated atoms of align='atoms'), and so does
+    md_stability (before any dynamics)."""
+    import mlipviz.models as models
+
+    loads = []
+    real = models._load
+    monkeypatch.setattr(models, "_load", lambda spec, *a, **kw: (loads.append(spec), real(spec, *a, **kw))[1])
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    modes = scan.phonon_mode(cu, "chgnet", reference=EMT(), modes=[3, 4], amplitudes=[-0.05, 0.0, 0.05],
+                             device="cpu")
+    assert len(modes.scans) == 2 and loads.count("chgnet") == 1
+    loads.clear()
+    strained = scan.strain(cu, [-0.01, 0.0, 0.01], ["chgnet"], reference=EMT(), align="atoms", device="cpu")
+    assert strained.alignment == "atoms" and loads.count("chgnet") == 1
+    loads.clear()
+    mlipviz.md_stability(["chgnet"], cu, steps=2, device="cpu")
+    assert loads.count("chgnet") == 1

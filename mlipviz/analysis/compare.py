@@ -16,10 +16,10 @@ from ..frames import Frames
 from ..io import read
 from ..models.base import Prediction
 from ..storage import hdf5_in_memory, hdf5_reason, replacing
+from ..units import EV_A3_IN_GPA
 from ..version import __version__
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
-EV_A3_TO_GPA = 160.21766208
 #: atoms per block when measuring displacements from the first frame (bounds the memory
 #: of ASE's minimum-image search, which tries 27 images per vector in skewed cells).
 DISPLACEMENT_BLOCK_ATOMS = 200_000
@@ -48,7 +48,7 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     keeps each model's per-atom embeddings from the same forward pass (models that have
     none, such as plain ASE calculators, keep None), for `mlipviz.latent`.
     """
-    from ..models import load_model
+    from ..models import resolve_models, resolve_reference
     from ..models.batching import check_batch_size
 
     if reference is True:  # True is no calculator; False is the explicit "no reference"
@@ -62,12 +62,11 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     if checkpoint_dir is not None:  # checked before any model runs, not at its first batch
         checkpoint_dir = output_path("checkpoint_dir", checkpoint_dir, folder=True)
     frames = frames if isinstance(frames, Frames) else read(frames)
-    specs = models if isinstance(models, (list, tuple)) else [models]
-    if not specs:
+    if isinstance(models, (list, tuple)) and not models:  # before the frames' labels are checked
         raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
                          "calculator); got an empty list")
     check_batch_size(batch_size)
-    loaded = [load_model(spec, device=device) for spec in specs]
+    loaded = resolve_models(models, device)
 
     def checkpoint(name):
         if checkpoint_dir is None:
@@ -80,7 +79,7 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     elif reference is None:
         ref = reference_from_labels(frames)
     else:
-        ref_model = load_model(reference, device=device)
+        ref_model = resolve_reference(reference, device)
         ref = ref_model.predict(frames, batch_size=batch_size, progress=progress,
                                 checkpoint=checkpoint("reference-" + ref_model.name),
                                 callback=_named(callback, "reference"))
@@ -291,7 +290,7 @@ class Comparison(Showable):
             })
             table["energy_error_per_atom"] = (table["energy_pred"] - table["energy_ref"]) / f.n_atoms
             if pred.stress is not None and ref.stress is not None:
-                table["stress_mae_GPa"] = np.abs(pred.stress - ref.stress).mean(axis=(1, 2)) * EV_A3_TO_GPA
+                table["stress_mae_GPa"] = np.abs(pred.stress - ref.stress).mean(axis=(1, 2)) * EV_A3_IN_GPA
             rows.append(table)
         table = pd.concat(rows, ignore_index=True)
         table["model"] = pd.Categorical(table["model"], categories=self.models)
@@ -312,7 +311,7 @@ class Comparison(Showable):
             row["force_mae_eV_A"] = np.nanmean(np.abs(dF))
             row["force_rmse_eV_A"] = np.sqrt(np.nanmean(dF ** 2))
             if pred.stress is not None and ref.stress is not None and np.isfinite(ref.stress).any():
-                dS = (pred.stress - ref.stress).ravel() * EV_A3_TO_GPA
+                dS = (pred.stress - ref.stress).ravel() * EV_A3_IN_GPA
                 row["stress_mae_GPa"] = np.nanmean(np.abs(dS))
                 row["stress_rmse_GPa"] = np.sqrt(np.nanmean(dS ** 2))
             rows[name] = row

@@ -76,7 +76,7 @@ def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evalu
     """
     from tqdm.auto import tqdm
 
-    from ..models import resolve_device
+    from ..models import resolve_device, resolve_models, resolve_reference
     from ..models.batching import check_batch_size
 
     # every argument checked before any source is opened, model loaded or worker started
@@ -117,6 +117,9 @@ def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evalu
                initial=total - sum(c.stop - c.start for c in todo))
     try:
         if todo and client is False:
+            # in this process: each model loaded once for every chunk (on Dask each worker
+            # loads the names once, `_model`; objects travel to it once)
+            specs, reference = resolve_models(specs, device), resolve_reference(reference, device)
             for chunk in todo:
                 parts.write(chunk, run_chunk(chunk, specs, reference, settings))
                 bar.update(chunk.stop - chunk.start)

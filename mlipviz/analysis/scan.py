@@ -22,6 +22,8 @@ import pandas as pd
 
 from ..checks import finite_array, indices, number, one_of, whole_number
 from ..display import Showable
+from ..models import resolve_models, resolve_reference
+from ..units import AMU, ELEMENTARY_CHARGE, GPA
 from ..errors import (ArgumentTypeError, EmptyInputError, InputError, MissingLabelsError, OutOfRangeError,
                       UnknownNameError)
 from ..frames import Frames
@@ -156,6 +158,8 @@ def _evaluate(kind: str, geometries: list, coordinate, label: str, models, refer
     align = _alignment(align)
     _check_models(models)
     frames = read(geometries, min_distance=0.1)
+    # loaded once here: the comparison and the isolated atoms below use the same objects
+    models, reference = resolve_models(models, device), resolve_reference(reference, device)
     if isinstance(reference, Frames):
         frames = _labels_from(reference, frames)
         reference = None  # compare() takes the labels just attached
@@ -413,7 +417,6 @@ def birch_murnaghan(scan: Scan) -> pd.DataFrame:
     method.
     """
     from ase.eos import EquationOfState
-    from ase.units import GPa
 
     _check_scan(scan)
     if scan.kind != "eos":
@@ -438,7 +441,7 @@ def birch_murnaghan(scan: Scan) -> pd.DataFrame:
                           f"volumes ({v.min():.4g} to {v.max():.4g}); extend the scan to bracket the minimum",
                           RuntimeWarning, stacklevel=2)
         # ase's parameters: E0, B0 (eV/Å³), B0', V0
-        rows[method] = {"V0": v0, "E0": e0, "B0_GPa": b0 / GPa, "B0_prime": float(fit.eos_parameters[2])}
+        rows[method] = {"V0": v0, "E0": e0, "B0_GPa": b0 / GPA, "B0_prime": float(fit.eos_parameters[2])}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
 
@@ -560,9 +563,8 @@ def hessian_from_forces(forces_plus: np.ndarray, forces_minus: np.ndarray, delta
 
 def frequencies_thz(eigenvalues: np.ndarray) -> np.ndarray:
     """Frequencies (THz) from eigenvalues of the mass-weighted Hessian (eV/Å²/amu); negative = imaginary."""
-    from ase import units
 
-    omega = np.sqrt(np.abs(eigenvalues) * units._e / (1e-20 * units._amu))  # rad/s
+    omega = np.sqrt(np.abs(eigenvalues) * ELEMENTARY_CHARGE / (1e-20 * AMU))  # rad/s
     return np.sign(eigenvalues) * omega / (2 * np.pi) / 1e12
 
 
@@ -601,6 +603,8 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
             moved.positions[k // 3, k % 3] += sign * delta
             displaced.append(moved)
     frames = read(displaced, min_distance=0.1)
+    # loaded once for the Hessian and every mode's scan
+    models, reference = resolve_models(models, device), resolve_reference(reference, device)
     labelled_reference = isinstance(reference, Frames)
     if labelled_reference:  # labels for the displaced cells; the mode scans need a live reference
         frames = _labels_from(reference, frames)

@@ -11,6 +11,7 @@ from .. import checks
 from ..errors import InputError
 from ..display import Showable
 from ..frames import Frames
+from ..units import FS
 
 
 @dataclass
@@ -33,17 +34,15 @@ def md_stability(models, atoms, temperature: float = 1000.0, steps: int = 1000, 
     ``max_energy_change`` eV from its start. ``timestep`` in fs, ``friction`` per fs.
     The energy drift is the slope of a linear fit of the total energy per atom (eV/atom/ps).
     """
-    from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.neighborlist import neighbor_list
 
     from ..io import frames_from_atoms, one_structure
-    from ..models import load_model, resolve_device
+    from ..models import resolve_device, resolve_models
     from ..models.base import ModelCalculator
 
-    specs = models if isinstance(models, (list, tuple)) else [models]
-    if not specs:
+    if isinstance(models, (list, tuple)) and not models:
         raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
                          "calculator); got an empty list")
     atoms = one_structure(atoms, "atoms")
@@ -58,12 +57,11 @@ def md_stability(models, atoms, temperature: float = 1000.0, steps: int = 1000, 
     max_energy_change = checks.number("max_energy_change", max_energy_change, minimum=0, above=True)
     resolve_device(device)
     rows, trajectories = [], {}
-    for spec in specs:
-        model = load_model(spec, device=device)
+    for model in resolve_models(models, device):  # each loaded once, before any dynamics
         system = atoms.copy()
         system.calc = ModelCalculator(model)
         MaxwellBoltzmannDistribution(system, temperature_K=temperature, rng=np.random.default_rng(seed))
-        dyn = Langevin(system, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
+        dyn = Langevin(system, timestep * FS, temperature_K=temperature, friction=friction / FS,
                        rng=np.random.default_rng(seed + 1), logfile=None)
         n = len(system)
         e_start = system.get_potential_energy() / n

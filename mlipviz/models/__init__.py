@@ -23,7 +23,8 @@ from ..settings import shown
 from .base import Model, Prediction
 from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
 
-__all__ = ["Model", "Prediction", "load_model", "available_models", "resolve_device", "CARDS"]
+__all__ = ["Model", "Prediction", "load_model", "available_models", "resolve_device", "resolve_models",
+           "resolve_reference", "CARDS"]
 
 _PIP_NAMES = {"chgnet": "chgnet", "mace": "mace-torch", "matgl": "matgl", "sevenn": "sevenn"}
 
@@ -92,6 +93,38 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     device = resolve_device(device)
     model = _load(spec, device, dtype, backend, trust)
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
+
+
+def resolve_models(models, device: str = "auto") -> list[Model]:
+    """Each of ``models`` (one, or a list of names, weights paths, ASE calculators and `Model`
+    objects) as a loaded `Model`, once: what the entry points (`compare`, the scans,
+    `md_stability`, `evaluate`) do first, so that nothing below them loads a model again.
+
+    Raises
+    ------
+    InputError
+        An empty list.
+    ModelNotAvailableError, ArgumentTypeError
+        As `load_model`.
+    """
+    specs = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not specs:
+        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
+                         "calculator); got an empty list")
+    return [load_model(spec, device=device) for spec in specs]
+
+
+def resolve_reference(reference, device: str = "auto"):
+    """A reference as the entry points take it, loaded once: None (the frames' labels), False
+    (none) and labelled `Frames` as they are; a model or calculator as a `Model`."""
+    from ..frames import Frames
+
+    if reference is None or reference is False or isinstance(reference, Frames):
+        return reference
+    if reference is True:  # True is no calculator; False is the explicit "no reference"
+        raise ArgumentTypeError("reference must be None (the frames' labels), a model or calculator, "
+                                "or False (models only); got True")
+    return load_model(reference, device=device)
 
 
 def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Model:

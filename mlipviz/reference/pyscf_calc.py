@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from ase.units import Bohr, Hartree
 
 from .. import checks
 from ..errors import ArgumentTypeError, InputError, UnknownNameError
 from ..frames import Frames
+from ..units import BOHR, HARTREE
 from .base import ReferenceCalculator, _compute_in_worker
 
 # pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
@@ -243,10 +243,10 @@ class PySCF(ReferenceCalculator):
             meta["s2"] = float(mf.spin_square()[0])
         if self.forces_method == "analytic":
             gradient = solved.nuc_grad_method().kernel()  # Hartree/Bohr
-            forces = -np.asarray(gradient) * Hartree / Bohr
+            forces = -np.asarray(gradient) * HARTREE / BOHR
         else:
             forces = self._finite_difference_forces(atoms, (mf, solved))
-        out = {"energy": energy_ha * Hartree, "forces": forces, "meta": meta}
+        out = {"energy": energy_ha * HARTREE, "forces": forces, "meta": meta}
         if keep_density:
             out["scf_density"] = np.asarray(mf.make_rdm1())
         return out
@@ -288,7 +288,7 @@ class PySCF(ReferenceCalculator):
             unit = bond / np.linalg.norm(bond)
             shift = np.array([-unit, unit]) * h / 2  # bond length +- h
             dE_dr = (self._energy(atoms, pos + shift, start) - self._energy(atoms, pos - shift, start)) \
-                / (2 * h) * Hartree
+                / (2 * h) * HARTREE
             return np.array([dE_dr * unit, -dE_dr * unit])
         forces = np.zeros_like(pos)
         for a in range(len(atoms)):
@@ -297,7 +297,7 @@ class PySCF(ReferenceCalculator):
                 step[a, k] = h
                 forces[a, k] = -(self._energy(atoms, pos + step, start)
                                  - self._energy(atoms, pos - step, start)) / (2 * h)
-        return forces * Hartree
+        return forces * HARTREE
 
 
 def _lowest(candidates: list, default):
