@@ -10,13 +10,12 @@ import pytest
 
 pytest.importorskip("chgnet")
 
-from physics import (assert_embeddings_deterministic, assert_free_molecule_equals_boxed,  # noqa: E402
-                     assert_matches_calculator, finite_difference_forces, finite_difference_stress_xx)
+import model_tests as common
+from physics import assert_matches_calculator
 
-from mlipviz import Frames  # noqa: E402
-from mlipviz.errors import UnsupportedElementError  # noqa: E402
-from mlipviz.models import load_model  # noqa: E402
-from mlipviz.models.registry import get_card  # noqa: E402
+from mlipviz import Frames
+from mlipviz.models import load_model
+from mlipviz.models.registry import get_card
 
 # float32 network: energies/forces agree to ~1e-5, stress to ~1e-6 eV/Å^3 (0.2 MPa)
 TOL_E, TOL_F, TOL_S = 1e-4, 1e-4, 1e-5
@@ -30,6 +29,27 @@ def model():
 @pytest.fixture(scope="module")
 def prediction(model, frames):
     return model.predict(frames, batch_size=3, progress=False)
+
+
+# the tests every adapter gets (tests/model_tests.py)
+test_backend = common.make_backend_test("model", "chgnet")
+test_float64_is_refused = common.make_dtype_test("chgnet")
+# chgnet's own BatchedGraph (used by CHGNetCalculator) triggers this torch warning
+test_batched_predict_matches_ase_calculator = pytest.mark.filterwarnings(
+    "ignore:Converting a tensor with requires_grad")(
+    common.make_calculator_consistency_test("model", "prediction", TOL_E, TOL_F, TOL_S))
+test_site_energies_sum_to_energy = common.make_site_energy_sum_test("prediction", 1e-4)
+test_batch_size_does_not_change_results = common.make_batch_consistency_test("model", "prediction", TOL_E, TOL_F,
+                                                                             TOL_S)
+# float32: h = 3e-3 Å balances truncation (~h^2) and rounding (~1e-6 eV / 2h) errors; rattled NaCl, 4 atoms
+test_forces_are_minus_energy_gradient = common.make_force_gradient_test(
+    "model", 3e-3, 2e-3, structure=2, components=[(0, 0), (1, 1), (2, 2), (3, 0), (3, 2)])
+# eV/Å^3, float32 rounding-limited
+test_stress_is_strain_derivative_ase_sign = common.make_stress_gradient_test("model", 5e-3, 1e-4)
+test_embeddings_same_pass_and_deterministic = common.make_embedding_test("model", "prediction", 64)
+# Am: beyond CHGNet's 94-row element embedding
+test_unsupported_element_names_frame_and_atom = common.make_unsupported_element_test("model", 95, 1, 3, "Am")
+test_molecule_without_cell_matches_big_periodic_box = common.make_free_molecule_test("model", 25.0, TOL_E, TOL_F)
 
 
 def test_attributes(model):
@@ -59,11 +79,6 @@ def test_package_weights_and_source():
         assert chgnet_adapter.download_source(card).startswith("https://")
 
 
-def test_float64_is_refused():
-    with pytest.raises(ValueError, match="float32"):
-        load_model("chgnet", dtype="float64")
-
-
 def test_fast_graphs_equal_chgnet_converter(model, mixed_structures):
     """The adapter's numpy graph builder reproduces chgnet's CrystalGraphConverter exactly."""
     from ase.build import bulk, fcc111
@@ -85,9 +100,6 @@ def test_fast_graphs_equal_chgnet_converter(model, mixed_structures):
 
 
 # chgnet's own BatchedGraph (used by CHGNetCalculator) triggers this torch warning
-@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
-def test_batched_predict_matches_ase_calculator(model, frames, prediction):
-    assert_matches_calculator(prediction, frames, model.calculator(), TOL_E, TOL_F, TOL_S)
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
@@ -105,52 +117,6 @@ def test_frames_without_bond_angles(model):
         frames = Frames.from_atoms(batch)
         pred = model.predict(frames, progress=False)
         assert_matches_calculator(pred, frames, calc, TOL_E, TOL_F, TOL_S, energies=False)
-
-
-def test_site_energies_sum_to_energy(frames, prediction):
-    sums = np.add.reduceat(prediction.energies, frames.offsets[:-1])
-    np.testing.assert_allclose(sums, prediction.energy, rtol=0, atol=1e-4)
-
-
-def test_batch_size_does_not_change_results(model, frames, prediction):
-    one_pass = model.predict(frames, progress=False)  # all 8 frames in one forward pass
-    np.testing.assert_allclose(one_pass.energy, prediction.energy, rtol=0, atol=TOL_E)
-    np.testing.assert_allclose(one_pass.forces, prediction.forces, rtol=0, atol=TOL_F)
-    np.testing.assert_allclose(one_pass.stress, prediction.stress, rtol=0, atol=TOL_S)
-
-
-def test_forces_are_minus_energy_gradient(model, mixed_structures):
-    # float32: h = 3e-3 Å balances truncation (~h^2) and rounding (~1e-6 eV / 2h) errors
-    base = mixed_structures[2]  # rattled NaCl, 4 atoms
-    analytic, numeric = finite_difference_forces(model, base, 3e-3,
-                                                 [(0, 0), (1, 1), (2, 2), (3, 0), (3, 2)])
-    assert np.abs(analytic).max() > 0.1  # a real test, not 0 == 0
-    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=2e-3)
-
-
-def test_stress_is_strain_derivative_ase_sign(model, mixed_structures):
-    # ASE convention: stress = (1/V) dE/d(strain); compression -> negative
-    analytic, numeric = finite_difference_stress_xx(model, mixed_structures[0], 5e-3)
-    assert abs(analytic - numeric) < 1e-4  # eV/Å^3, float32 rounding-limited
-
-
-def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
-    assert_embeddings_deterministic(model, frames, prediction, 64)
-
-
-def test_unsupported_element_names_frame_and_atom(model):
-    from ase.build import bulk
-
-    good = bulk("Si", "diamond", a=5.43)
-    bad = bulk("Si", "diamond", a=5.43, cubic=True)
-    bad.numbers[3] = 95  # Am: beyond CHGNet's 94-row element embedding
-    with pytest.raises(UnsupportedElementError, match="Am") as info:
-        model.predict(Frames.from_atoms([good, bad]), progress=False)
-    assert info.value.frame == 1 and info.value.atom == 3
-
-
-def test_molecule_without_cell_matches_big_periodic_box(model):
-    assert_free_molecule_equals_boxed(model, 25.0, TOL_E, TOL_F)
 
 
 def test_bare_weights_path(model, frames, prediction):

@@ -17,13 +17,13 @@ import pytest
 
 pytest.importorskip("mace")
 
-import torch  # noqa: E402
+import model_tests as common
+import torch
+from physics import assert_matches_calculator
 
-from physics import assert_matches_calculator, finite_difference_forces  # noqa: E402
-
-import mlipviz  # noqa: E402
-from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
-from mlipviz.models import registry  # noqa: E402
+import mlipviz
+from mlipviz.errors import ModelNotAvailableError
+from mlipviz.models import registry
 
 #: H O Na Mg Si Cl Cu: the elements of `mixed_structures` and of H2O
 ELEMENTS = [1, 8, 11, 12, 14, 17, 29]
@@ -68,6 +68,18 @@ def calc64(model64):
 @pytest.fixture(scope="module")
 def pred64(model64, frames):
     return model64.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+
+
+# the tests every adapter gets (tests/model_tests.py)
+test_backend = common.make_backend_test("model64", "mace")
+# stress NaN for the molecule
+test_isolated_molecule = common.make_calculator_consistency_test("model64", None, 1e-5, 1e-5, 1e-5, molecule=True)
+test_site_energies_sum_to_energy = common.make_site_energy_sum_test("pred64", 1e-10)
+test_forces_are_minus_energy_gradient = common.make_force_gradient_test("model64", 1e-4, 1e-6, min_force=0.05)
+test_embeddings_same_pass_and_deterministic = common.make_embedding_test("model64", "pred64", 16)
+# Fe: not covered by the test model
+test_unsupported_element_names_frame_and_atom = common.make_unsupported_element_test("model64", 26, 1, 2, "Fe")
+test_molecule_without_cell_matches_big_periodic_box = common.make_free_molecule_test("model64", 20.0, 1e-8, 1e-8)
 
 
 def test_model_attributes(model64, small_model_path):
@@ -125,24 +137,6 @@ def test_batch_size_does_not_change_results(model64, frames, pred64):
         np.testing.assert_allclose(other.forces, pred64.forces, rtol=0, atol=1e-10)
 
 
-def test_isolated_molecule(model64, calc64, frames):
-    from ase.build import molecule
-
-    water = molecule("H2O")
-    assert not water.pbc.any()
-    mixed = mlipviz.Frames.concatenate([frames[:2], mlipviz.Frames.from_atoms([water])])
-    pred = model64.predict(mixed, batch_size=3, progress=False)
-    assert_matches_calculator(pred, mixed, calc64, 1e-5, 1e-5, 1e-5)  # stress NaN for the molecule
-    assert np.isfinite(pred.stress[:2]).all()
-
-
-def test_forces_are_minus_energy_gradient(model64, frames, pred64):
-    i = int(frames.frame_index[np.abs(pred64.forces).max(axis=1).argmax()])  # strongest forces
-    analytic, numeric = finite_difference_forces(model64, frames.to_atoms(i), 1e-4)
-    assert np.abs(analytic).max() > 0.05
-    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6)
-
-
 def test_embeddings_equal_mace_descriptors(model64, calc64, frames, pred64):
     emb = pred64.embeddings
     assert emb.shape == (frames.total_atoms, 16)
@@ -156,16 +150,6 @@ def test_embeddings_equal_mace_descriptors(model64, calc64, frames, pred64):
     assert plain.embeddings is None
     np.testing.assert_allclose(plain.energy, pred64.energy, rtol=0, atol=1e-12)
     np.testing.assert_allclose(plain.forces, pred64.forces, rtol=0, atol=1e-12)
-
-
-def test_unsupported_element_names_frame_and_atom(model64, mixed_structures):
-    bad = mixed_structures[2].copy()  # NaCl x (1, 1, 2)
-    bad.numbers[2] = 26  # Fe: not covered by the test model
-    frames = mlipviz.Frames.from_atoms([mixed_structures[0], bad])
-    with pytest.raises(UnsupportedElementError) as err:
-        model64.predict(frames, progress=False)
-    assert (err.value.frame, err.value.atom) == (1, 2)
-    assert "Fe" in str(err.value) and "frame 1" in str(err.value) and "atom 2" in str(err.value)
 
 
 def test_float64_and_float32_agree(model64, small_model_path, frames, pred64):

@@ -12,13 +12,12 @@ import pytest
 
 pytest.importorskip("matgl")
 
-from physics import (assert_embeddings_deterministic, assert_free_molecule_equals_boxed,  # noqa: E402
-                     assert_matches_calculator, finite_difference_forces, finite_difference_stress_xx)
+import model_tests as common
+from physics import assert_matches_calculator
 
-from mlipviz import Frames  # noqa: E402
-from mlipviz.errors import ModelNotAvailableError, UnsupportedElementError  # noqa: E402
-from mlipviz.models import load_model  # noqa: E402
-from mlipviz.models.registry import find_local_weights, get_card, models_dir  # noqa: E402
+from mlipviz.errors import ModelNotAvailableError
+from mlipviz.models import load_model
+from mlipviz.models.registry import find_local_weights, get_card, models_dir
 
 # float32: energies/forces agree with PESCalculator to ~1e-5, stress to ~3e-6 eV/Å^3 (0.5 MPa)
 TOL_E, TOL_F, TOL_S = 1e-4, 1e-4, 1e-5
@@ -41,6 +40,24 @@ def prediction(model, frames):
     return model.predict(frames, batch_size=3, progress=False)
 
 
+# the tests every adapter gets (tests/model_tests.py)
+test_backend = common.make_backend_test("model", "matgl")
+test_batched_predict_matches_ase_calculator = common.make_calculator_consistency_test(
+    "model", "prediction", TOL_E, TOL_F, TOL_S, energies=False)
+test_site_energies_sum_to_energy = common.make_site_energy_sum_test("prediction", 1e-4)
+test_batch_size_does_not_change_results = common.make_batch_consistency_test("model", "prediction", TOL_E, TOL_F,
+                                                                             TOL_S)
+# rattled Si, 2 atoms; float64 allows a small step
+test_forces_are_minus_energy_gradient = common.make_force_gradient_test(
+    "model64", 1e-4, 1e-6, structure=0, components=[(0, 0), (0, 2), (1, 1), (1, 2)])
+# ASE convention: stress = (1/V) dE/d(strain) in eV/Å^3 (matgl's own unit is GPa)
+test_stress_is_strain_derivative_ase_sign = common.make_stress_gradient_test("model64", 1e-4, 1e-6)
+test_embeddings_same_pass_and_deterministic = common.make_embedding_test("model", "prediction", 64)
+# Po: Z < 94 but not in M3GNet's element list
+test_unsupported_element_names_frame_and_atom = common.make_unsupported_element_test("model", 84, 2, 5, "Po")
+test_molecule_without_cell_matches_big_periodic_box = common.make_free_molecule_test("model", 20.0, TOL_E, TOL_F)
+
+
 def test_attributes(model):
     from ase.data import atomic_numbers
 
@@ -55,52 +72,10 @@ def test_attributes(model):
     assert model.meta["weights"]
 
 
-def test_batched_predict_matches_ase_calculator(model, frames, prediction):
-    assert_matches_calculator(prediction, frames, model.calculator(), TOL_E, TOL_F, TOL_S,
-                              energies=False)
-
-
 def test_float64_matches_ase_calculator(model64, frames):
     pred = model64.predict(frames, batch_size=3, progress=False)
     assert model64.dtype == "float64"
     assert_matches_calculator(pred, frames, model64.calculator(), TOL64, TOL64, TOL64, energies=False)
-
-
-def test_site_energies_sum_to_energy(frames, prediction):
-    sums = np.add.reduceat(prediction.energies, frames.offsets[:-1])
-    np.testing.assert_allclose(sums, prediction.energy, rtol=0, atol=1e-4)
-
-
-def test_forces_are_minus_energy_gradient(model64, mixed_structures):
-    base = mixed_structures[0]  # rattled Si, 2 atoms; float64 allows a small step
-    analytic, numeric = finite_difference_forces(model64, base, 1e-4, [(0, 0), (0, 2), (1, 1), (1, 2)])
-    assert np.abs(analytic).max() > 0.1  # a real test, not 0 == 0
-    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6)
-
-
-def test_stress_is_strain_derivative_ase_sign(model64, mixed_structures):
-    # ASE convention: stress = (1/V) dE/d(strain) in eV/Å^3 (matgl's own unit is GPa)
-    analytic, numeric = finite_difference_stress_xx(model64, mixed_structures[0], 1e-4)
-    assert abs(analytic - numeric) < 1e-6
-
-
-def test_embeddings_same_pass_and_deterministic(model, frames, prediction):
-    assert_embeddings_deterministic(model, frames, prediction, 64)
-
-
-def test_unsupported_element_names_frame_and_atom(model):
-    from ase.build import bulk
-
-    good = bulk("Si", "diamond", a=5.43)
-    bad = bulk("Si", "diamond", a=5.43, cubic=True)
-    bad.numbers[5] = 84  # Po: Z < 94 but not in M3GNet's element list
-    with pytest.raises(UnsupportedElementError, match="Po") as info:
-        model.predict(Frames.from_atoms([good, good, bad]), progress=False)
-    assert info.value.frame == 2 and info.value.atom == 5
-
-
-def test_molecule_without_cell_matches_big_periodic_box(model):
-    assert_free_molecule_equals_boxed(model, 20.0, TOL_E, TOL_F)
 
 
 def test_bare_model_folder(frames, prediction):

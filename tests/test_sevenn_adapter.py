@@ -7,13 +7,11 @@ import pytest
 
 pytest.importorskip("sevenn")
 
-import torch  # noqa: E402
+import model_tests as common
+import torch
 
-from physics import assert_matches_calculator, finite_difference_forces  # noqa: E402
-
-import mlipviz  # noqa: E402
-from mlipviz.errors import UnsupportedElementError  # noqa: E402
-from mlipviz.models import registry  # noqa: E402
+import mlipviz
+from mlipviz.models import registry
 
 ATOL = 1e-4  # float32
 
@@ -31,6 +29,19 @@ def calc(model):
 @pytest.fixture(scope="module")
 def pred(model, frames):
     return model.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+
+
+# the tests every adapter gets (tests/model_tests.py)
+test_backend = common.make_backend_test("model", "sevenn")
+test_float64_is_refused = common.make_dtype_test("sevennet-0")
+test_batched_predict_equals_calculator = common.make_calculator_consistency_test("model", "pred", ATOL, ATOL, ATOL)
+# stress NaN for the molecule
+test_isolated_molecule = common.make_calculator_consistency_test("model", None, ATOL, ATOL, ATOL, molecule=True)
+test_site_energies_sum_to_energy = common.make_site_energy_sum_test("pred", ATOL)
+test_batch_size_does_not_change_results = common.make_batch_consistency_test("model", "pred", ATOL, ATOL, ATOL)
+# float32: energy rounding ~1e-5 eV over 2h = 1e-2 Å gives ~1e-3 eV/Å of noise; the frame with the strongest forces
+test_forces_are_minus_energy_gradient = common.make_force_gradient_test("model", 5e-3, 2e-3)
+test_unsupported_element_names_frame_and_atom = common.make_unsupported_element_test("model", None, 1, 2)
 
 
 def test_model_attributes(model):
@@ -55,29 +66,6 @@ def test_package_weights_is_the_wheel_checkpoint():
     card = registry.get_card("sevennet-0")
     assert [str(p) for p in sevenn_adapter.package_weights(card)] == \
         [sevenn.util.pretrained_name_to_path(card.version)]
-
-
-def test_batched_predict_equals_calculator(pred, frames, calc):
-    assert len(set(frames.n_atoms.tolist())) > 1  # a ragged batch
-    assert_matches_calculator(pred, frames, calc, ATOL, ATOL, ATOL)
-
-
-def test_isolated_molecule(model, calc, frames):
-    from ase.build import molecule
-
-    water = molecule("H2O")
-    mixed = mlipviz.Frames.concatenate([frames[:2], mlipviz.Frames.from_atoms([water])])
-    out = model.predict(mixed, batch_size=3, progress=False)
-    assert_matches_calculator(out, mixed, calc, ATOL, ATOL, ATOL)  # stress NaN for the molecule
-    assert np.isfinite(out.stress[:2]).all()
-
-
-def test_forces_are_minus_energy_gradient(model, frames, pred):
-    i = int(frames.frame_index[np.abs(pred.forces).max(axis=1).argmax()])  # strongest forces
-    # float32: energy rounding ~1e-5 eV over 2h = 1e-2 Å gives ~1e-3 eV/Å of noise
-    analytic, numeric = finite_difference_forces(model, frames.to_atoms(i), 5e-3)
-    assert np.abs(analytic).max() > 0.1
-    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=2e-3)
 
 
 def test_embeddings(model, frames, pred):
@@ -106,22 +94,6 @@ def test_embeddings_feed_the_energy_readout(model, frames, pred):
         types = torch.tensor([net.type_map[int(z)] for z in frames.numbers])
         energies = (x * rescale.scale[types] + rescale.shift[types]).numpy()
     np.testing.assert_allclose(energies, pred.energies, rtol=0, atol=1e-4)
-
-
-def test_unsupported_element_names_frame_and_atom(model, mixed_structures):
-    missing = min(set(range(1, 95)) - model.elements)
-    bad = mixed_structures[2].copy()
-    bad.numbers[2] = missing
-    frames = mlipviz.Frames.from_atoms([mixed_structures[0], bad])
-    with pytest.raises(UnsupportedElementError) as err:
-        model.predict(frames, progress=False)
-    assert (err.value.frame, err.value.atom) == (1, 2)
-    assert "frame 1" in str(err.value) and "atom 2" in str(err.value)
-
-
-def test_float64_is_refused():
-    with pytest.raises(ValueError, match="float32 only"):
-        mlipviz.load_model("sevennet-0", device="cpu", dtype="float64")
 
 
 def test_embedding_layer_choice_equals_sevennet_calculator_features(model, calc, frames):

@@ -1,18 +1,15 @@
 """Load uMLIPs by name, weights path or ASE calculator; list what can load here.
 
-Each backend lives in ``<backend>_adapter.py`` and provides:
-
-- ``package_weights(card) -> list[Path]``: weights shipped with or cached by its package;
-- ``download_source(card) -> str``: where its package downloads the weights from;
-- ``load(card, weights, device, dtype, trust=False) -> Model``: ``card`` is None for a bare
-  weights path; ``weights`` is None when the package should download (only called once the
-  source is known to be reachable); ``trust``: the user vouches for a pickled weights file from
-  a path the package did not ship (`mlipviz.models.safety`).
+Each backend is one module, ``<name>_adapter.py``, with its `Model` subclass and one
+``BACKEND`` (`mlipviz.models.backend.Backend`: package, weight-file kinds, packaged weights,
+download source, loader, named models), registered in `mlipviz.models.registry.ADAPTERS`.
+What is common to every backend lives here and in `Model`: finding the weights (explicit path,
+``$MLIPVIZ_MODELS``, the package's files or cache, then a download), the offline error, the
+dtype check, the install hint, ``available_models()`` and the background imports.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -21,12 +18,18 @@ from .. import checks
 from ..errors import ArgumentTypeError, InputError, ModelNotAvailableError
 from ..settings import shown
 from .base import Model, Prediction
-from .registry import CARDS, ModelCard, find_local_weights, get_card, offline_error, package_installed, reachable
+from .backend import Backend, ModelCard
+from .registry import backend as get_backend
+from .registry import backends, cards, detect_backend, find_local_weights, get_card, offline_error, reachable
 
-__all__ = ["Model", "Prediction", "load_model", "available_models", "resolve_device", "resolve_models",
-           "resolve_reference", "CARDS"]
+__all__ = ["Backend", "Model", "ModelCard", "Prediction", "available_models", "backends", "load_model", "preload",
+           "resolve_device", "resolve_models", "resolve_reference", "CARDS"]
 
-_PIP_NAMES = {"chgnet": "chgnet", "mace": "mace-torch", "matgl": "matgl", "sevenn": "sevenn"}
+
+def __getattr__(name: str):
+    if name == "CARDS":  # the registry's named models, built on first use
+        return cards()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -45,29 +48,6 @@ def resolve_device(device: str = "auto") -> str:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ModelNotAvailableError(f"device '{device}' asked for, but torch sees no CUDA GPU")
     return str(device)
-
-
-def _adapter(backend: str, what: str):
-    if not package_installed(backend):
-        raise ModelNotAvailableError(
-            f"{what} needs the Python package '{_PIP_NAMES[backend]}', which is not installed; "
-            f"install it with: pip install 'mlipviz[{backend}]'")
-    return importlib.import_module(f"{__name__}.{backend}_adapter")
-
-
-def _detect_backend(path: Path) -> str:
-    name = path.name.lower()
-    if (path.is_dir() and (path / "model.json").exists()) or name == "model.json":
-        return "matgl"
-    if name.endswith(".model"):
-        return "mace"
-    if name.endswith(".pth.tar") or "chgnet" in name:
-        return "chgnet"
-    if name.endswith(".pth") or "sevenn" in name:
-        return "sevenn"
-    raise ModelNotAvailableError(
-        f"cannot tell which package reads weights {path}; pass backend= one of "
-        f"{sorted(_PIP_NAMES)}")
 
 
 def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None,
@@ -89,7 +69,7 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     checks.flag("trust", trust)
     checks.one_of("dtype", dtype, ("float32", "float64"))
     if backend is not None:
-        checks.one_of("backend", backend, sorted(_PIP_NAMES))
+        checks.one_of("backend", backend, list(backends()))
     device = resolve_device(device)
     model = _load(spec, device, dtype, backend, trust)
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
@@ -143,34 +123,35 @@ def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Mo
                                 "available_models()), a weights path, an ASE calculator or a mlipviz Model")
     card = get_card(str(spec)) if isinstance(spec, str) and backend is None else None
     if card is not None:
-        adapter = _adapter(card.backend, f"model '{card.name}'")
-        weights, looked = find_local_weights(card, adapter.package_weights(card))
+        found = get_backend(card.backend)
+        found.require_installed(f"model '{card.name}'")
+        found.check_dtype(dtype)
+        weights, looked = find_local_weights(card, found.package_weights(card))
         if weights is None:
-            source = adapter.download_source(card)
+            source = found.download_source(card) if found.download_source else "its package"
             if not reachable(source):
                 raise offline_error(card, looked, source)
-        return adapter.load(card, weights, device, dtype, trust=trust)
+        return found.load(card, weights, device, dtype, trust)
     path = Path(spec).expanduser()
     if not path.exists():
-        names = ", ".join(c.name for c in CARDS)
+        names = ", ".join(c.name for c in cards())
         raise ModelNotAvailableError(f"'{spec}' is neither a known model name ({names}) nor an "
                                      "existing weights path")
-    backend = backend or _detect_backend(path)
-    if backend not in _PIP_NAMES:
-        raise ModelNotAvailableError(f"unknown backend '{backend}'; use one of {sorted(_PIP_NAMES)}")
-    return _adapter(backend, f"weights {path}").load(None, path, device, dtype, trust=trust)
+    found = get_backend(backend) if backend is not None else detect_backend(path)
+    found.require_installed(f"weights {path}")
+    found.check_dtype(dtype)
+    return found.load(None, path, device, dtype, trust)
 
 
 def _availability(card: ModelCard) -> tuple[bool, str, str]:
     """(can load here, why, the same in a few words)."""
-    if not package_installed(card.package):
-        return (False, f"package '{_PIP_NAMES[card.backend]}' not installed: pip install 'mlipviz[{card.extra}]'",
-                f"needs pip install 'mlipviz[{card.extra}]'")
-    adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
-    weights, looked = find_local_weights(card, adapter.package_weights(card))
+    found = get_backend(card.backend)
+    if not found.installed:
+        return (False, f"package '{found.pip}' not installed: {found.install_hint}", f"needs {found.install_hint}")
+    weights, looked = find_local_weights(card, found.package_weights(card))
     if weights is not None:
         return True, f"weights at {shown(weights)}", "weights on this machine"
-    source = adapter.download_source(card)
+    source = found.download_source(card) if found.download_source else "its package"
     if reachable(source):
         return True, f"weights will be downloaded from {source}", "weights downloaded on first use"
     # places relative to the settings ($MLIPVIZ_MODELS/..., ~/.cache/...): this table is shown,
@@ -187,11 +168,11 @@ def available_models() -> pd.DataFrame:
     ``training_data``, ``package``, ``citation``.
     """
     rows = []
-    for card in CARDS:
+    for card in cards():
         ok, why, short = _availability(card)
         rows.append({"name": card.name, "available": ok, "reason": why, "short_reason": short,
                      "description": card.description, "training_data": card.training_data,
-                     "package": _PIP_NAMES[card.backend], "citation": card.citation})
+                     "package": get_backend(card.backend).pip, "citation": card.citation})
     return pd.DataFrame(rows).set_index("name")
 
 
@@ -204,11 +185,10 @@ def preload(names) -> None:
     model is asked for); import errors surface later, in `load_model`."""
     for name in names:
         card = get_card(str(name))
-        if card is None or not package_installed(card.package):
+        found = None if card is None else get_backend(card.backend)
+        if found is None or not found.installed or found.import_package is None:
             continue
         try:
-            adapter = importlib.import_module(f"{__name__}.{card.backend}_adapter")
-            if hasattr(adapter, "import_package"):
-                adapter.import_package()
+            found.import_package()
         except Exception:  # noqa: BLE001 - reported by load_model, where the user asks for it
             continue

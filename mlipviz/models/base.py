@@ -106,6 +106,8 @@ class Model:
     embedding_layers: int = 0
     has_stress: bool = True
     has_energies: bool = False
+    #: the registry's card of a named model (None for a bare weights path or a calculator)
+    card = None
     #: where the per-atom gate of `site_energies_torch` acts, in words; None: no attributions
     atom_gate: str | None = None
     #: atoms per forward pass on CPU when ``batch_size`` is not given.
@@ -122,6 +124,40 @@ class Model:
         self.meta: dict = {}
 
     # -- for backends -------------------------------------------------------
+    def _adopt(self, net, device: str, dtype: str = "float32"):
+        """``net`` (a torch module) as every backend runs it: in ``dtype``, on ``device``, in
+        evaluation mode, its parameters frozen (forces come from gradients of the inputs, never
+        of the weights). Sets ``device`` and ``dtype``; returns the module."""
+        net = net.double() if dtype == "float64" else net.float()
+        net = net.to(device)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.device, self.dtype = str(device), dtype
+        return net
+
+    def _describe(self, backend, card, weights, name: str, **meta) -> None:
+        """The model's ``name`` (``card``'s, else ``name``, from the weights) and the ``meta``
+        every backend records (backend, version, description, weights, training data, package
+        and its version), then the backend's own ``meta``; for a bare weights path without a
+        card, ``meta`` may give ``version`` and ``training_data``."""
+        import importlib
+
+        package = importlib.import_module(backend.package)
+        version, training_data = meta.pop("version", None), meta.pop("training_data", None)
+        self.name = card.name if card is not None else name
+        self.card = card
+        self.meta = {
+            "backend": backend.name,
+            "version": card.version if card is not None else version,
+            "description": card.description if card is not None else None,
+            "weights": None if weights is None else str(weights),
+            "training_data": card.training_data if card is not None else training_data,
+            "package": backend.pip,
+            "package_version": getattr(package, "__version__", None),
+            **meta,
+        }
+
     def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray]:
         """One forward pass over ``frames``: energy, forces, [stress, energies, embeddings]."""
         raise NotImplementedError
@@ -147,8 +183,8 @@ class Model:
         """`site_energies_torch` with ``gate`` (S * N,) or None applied to the interactions
         only (see ``atom_gate``), not yet to each atom's own energy."""
         raise MlipvizError(f"model {self.name} ({type(self).__name__}) has no differentiable "
-                           "per-atom energies, so no attributions (MACE, CHGNet, M3GNet and "
-                           "SevenNet have them; an ASE calculator does not)")
+                           "per-atom energies, so no attributions (the adapters of the model packages "
+                           "have them; an ASE calculator does not)")
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
         """Extract embeddings after interaction block ``layer`` (None: the default); set
@@ -226,7 +262,7 @@ class Model:
                     _release_memory(self.device)
                     continue
                 plan.measured(start, stop, meter.nbytes)
-                part = self._to_prediction(frames.n_atoms[ids], out)
+                part = self._to_prediction(frames.n_atoms[ids], out, frames.pbc[ids].all(axis=1))
                 for k, i in enumerate(ids):
                     done[int(i)] = part_slice(part, k)
                 if store:
@@ -282,15 +318,20 @@ class Model:
                                   max_cost=self.cost_per_batch if cpu and batch_size is None else None,
                                   budget=budget, bytes_per_unit=self.bytes_per_unit)
 
-    def _to_prediction(self, n_atoms, out: dict) -> Prediction:
+    def _to_prediction(self, n_atoms, out: dict, periodic=None) -> Prediction:
+        """A backend's arrays as a `Prediction`, shapes checked; stress NaN for the frames that
+        are not periodic in all three directions (``periodic``: one flag per frame), whatever
+        the backend computed there (a stress needs a cell volume)."""
         n, total = len(n_atoms), int(np.sum(n_atoms))
-        arrays = {k: (None if out.get(k) is None else np.asarray(out[k], dtype=np.float64))
+        arrays = {k: (None if out.get(k) is None else np.array(out[k], dtype=np.float64))
                   for k in PER_FRAME + PER_ATOM}
         expected = {"energy": (n,), "forces": (total, 3), "stress": (n, 3, 3), "energies": (total,)}
         for k, shape in expected.items():
             if arrays[k] is not None and arrays[k].shape != shape:
                 raise MlipvizError(f"backend of {self.name} returned {k} of shape "
                                    f"{arrays[k].shape}, expected {shape}")
+        if arrays["stress"] is not None and periodic is not None:
+            arrays["stress"][~np.asarray(periodic, dtype=bool)] = np.nan
         return Prediction(model=self.name, n_atoms=np.asarray(n_atoms), **arrays)
 
     def __repr__(self) -> str:

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelNotAvailableError
+from ..units import EV_A3_IN_GPA, GPA
+from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
@@ -95,18 +97,11 @@ def _load_network(card, weights, device: str, trust: bool = False):
             bias = any(k.endswith("mlp_out.layers.1.bias") for k in state["state_dict"])
             version = card.version if card is not None else _version_from_path(weights)
             net = CHGNet.from_dict(state, mlp_out_bias=bias, version=version)
-    net = net.to(device)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
     return net
 
 
 def load(card, weights, device: str, dtype: str, trust: bool = False) -> "CHGNetModel":
     """A `CHGNetModel`; ``card`` None for a bare ``.pth.tar`` path."""
-    if dtype != "float32":
-        raise ValueError(f"CHGNet runs in float32 only (chgnet hard-codes torch.float32 in its "
-                         f"graph converter and batching); got dtype={dtype!r}")
     return CHGNetModel(_load_network(card, weights, device, trust), card, weights, device)
 
 
@@ -130,17 +125,14 @@ class CHGNetModel(Model):
 
     def __init__(self, net, card, weights, device: str):
         super().__init__()
-        import chgnet
-
         from chgnet.model.composition_model import AtomRef
 
         if net.composition_model is not None and not isinstance(net.composition_model, AtomRef):
-            raise ValueError(f"unsupported CHGNet composition model {type(net.composition_model).__name__} "
-                             "(mlipviz evaluates chgnet's AtomRef in batch)")
-        self.net = net
+            raise ModelNotAvailableError(f"unsupported CHGNet composition model "
+                                         f"{type(net.composition_model).__name__} (mlipviz evaluates "
+                                         "chgnet's AtomRef in batch)")
+        self.net = net = self._adopt(net, device)
         self.has_energies = bool(net.mlp_first)
-        self.device = device
-        self.dtype = "float32"
         conv = net.graph_converter
         self.cutoff = float(conv.atom_graph_cutoff)
         n_types = net.atom_embedding.embedding.num_embeddings
@@ -148,21 +140,13 @@ class CHGNetModel(Model):
         self.embedding_layers = int(net.n_conv)
         self._choose_embedding_layer(None)
         weights_path = Path(weights) if weights is not None else (package_weights(card) or [None])[0]
-        self.name = card.name if card is not None else _stem(Path(weights))
         comp = net.model_args.get("composition_model")
-        self.meta = {
-            "backend": "chgnet",
-            "version": net.version or (card.version if card is not None else None),
-            "weights": str(weights_path),
-            "training_data": card.training_data if card is not None
-            else _TRAINING_DATA.get(comp, f"unknown (composition model {comp})"),
-            "package": "chgnet",
-            "package_version": chgnet.__version__,
-            "n_params": int(sum(p.numel() for p in net.parameters())),
-            "cutoff": self.cutoff,
-            "bond_graph_cutoff": float(conv.bond_graph_cutoff),
-            "embedding_width": int(net.atom_fea_dim),
-        }
+        self._describe(BACKEND, card, weights_path, _stem(Path(weights)) if card is None else card.name,
+                       version=net.version, training_data=_TRAINING_DATA.get(comp, f"unknown (composition model {comp})"),
+                       n_params=int(sum(p.numel() for p in net.parameters())), cutoff=self.cutoff,
+                       bond_graph_cutoff=float(conv.bond_graph_cutoff), embedding_width=int(net.atom_fea_dim))
+        if card is not None and net.version:
+            self.meta["version"] = net.version  # what the weights say they are
 
     def calculator(self):
         """chgnet's ``CHGNetCalculator`` on the same network, with site energies."""
@@ -279,8 +263,6 @@ class CHGNetModel(Model):
         self.embedding_layer = f"CHGNet {what} (width {net.atom_fea_dim})"
 
     def _evaluate(self, frames, return_embeddings: bool) -> dict:
-        from ase import units
-
         graphs = []
         for i in range(len(frames)):
             rows = frames.atoms_of(i)
@@ -288,8 +270,7 @@ class CHGNetModel(Model):
                                             self._cell(frames, i), frames.pbc[i], i))
         energy, forces, stress, site, feas = self._forward(graphs, return_embeddings)
         # GPa -> eV/Å^3 exactly as CHGNetCalculator does (float32 times ase.units.GPa)
-        stress = (stress.cpu().numpy() * units.GPa).astype(np.float64)
-        stress[~frames.pbc.all(axis=1)] = np.nan
+        stress = (stress.cpu().numpy() * GPA).astype(np.float64)
         result = {"energy": energy.cpu().numpy(), "forces": forces.cpu().numpy(), "stress": stress,
                   "energies": None if site is None else site.cpu().numpy()}
         if return_embeddings:
@@ -433,7 +414,7 @@ class CHGNetModel(Model):
             grad_pos, grad_strain = torch.autograd.grad(total, [positions, strains])
         forces = -grad_pos
         # stress in GPa as chgnet computes it: 1/V dE/d(strain) * 160.21766208
-        stress = grad_strain * (1 / batch.volumes * 160.21766208).view(-1, 1, 1)
+        stress = grad_strain * (1 / batch.volumes * EV_A3_IN_GPA).view(-1, 1, 1)
         energy = out["e"].detach()  # eV/atom when the model is intensive
         comp = net.composition_model
         if comp is not None:
@@ -457,3 +438,23 @@ def import_package() -> None:
     """What `mlipviz.models.preload` imports ahead of the first load."""
     from chgnet.model import CHGNet  # noqa: F401
     from chgnet.model.model import BatchedGraph  # noqa: F401
+
+
+_CITATION = "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)"
+_MPTRJ = "MPtrj (Materials Project, PBE/PBE+U)"
+
+BACKEND = Backend(
+    name="chgnet", package="chgnet", pip="chgnet", extra="chgnet", load=load,
+    package_weights=package_weights, download_source=download_source,
+    suffixes=(".pth.tar",), name_hint="chgnet",
+    dtypes=("float32",),
+    dtype_note="chgnet hard-codes torch.float32 in its graph converter and batching",
+    import_package=import_package,
+    cards=(
+        ModelCard("chgnet", "chgnet", "0.3.0", "CHGNet v0.3.0 (412.5k parameters)", _MPTRJ, ("chgnet-0.3.0",),
+                  citation=_CITATION, aliases=("chgnet-0.3.0",)),
+        ModelCard("chgnet-0.2.0", "chgnet", "0.2.0", "CHGNet v0.2.0", _MPTRJ, ("chgnet-0.2.0",), citation=_CITATION),
+        ModelCard("chgnet-r2scan", "chgnet", "r2scan", "CHGNet fine-tuned to r2SCAN", "MPtrj, then MP r2SCAN",
+                  ("chgnet-r2scan",), citation=_CITATION),
+    ),
+)

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import MlipvizError, ModelNotAvailableError
 from ..frames import Frames
+from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
@@ -34,6 +35,7 @@ from .safety import check_pickle, process_setting_kept, require_file
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
 _SHIPPED = "mace-mpa-0-medium.model"
+MACE_MP_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
 
 
 def _cache_dir() -> Path:
@@ -76,8 +78,6 @@ def _download(card) -> Path:
 
 def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MACEModel":
     """A `MACEModel` from a ``.model`` file (``weights``), downloading first if it is None."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     with process_setting_kept():
         import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
 
@@ -113,21 +113,11 @@ class MACEModel(Model):
 
     def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float32"):
         super().__init__()
-        import mace
         from e3nn import o3
         from mace.tools import utils as mace_utils
 
-        net = net.to(device)
-        net = net.double() if dtype == "float64" else net.float()
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.net = net
+        self.net = net = self._adopt(net, device, dtype)
         self.weights = Path(weights)
-        self.card = card
-        self.name = card.name if card is not None else self.weights.stem
-        self.device = str(device)
-        self.dtype = dtype
         self.cutoff = float(net.r_max)
         self._z_table = mace_utils.AtomicNumberTable([int(z) for z in net.atomic_numbers])
         self._z_index = np.full(max(self._z_table.zs) + 1, -1, dtype=np.int64)  # Z -> one-hot column
@@ -155,15 +145,8 @@ class MACEModel(Model):
         self.embedding_layers = self._num_layers
         self._choose_embedding_layer(None)
 
-        self.meta = {
-            "backend": "mace", "version": card.version if card is not None else None,
-            "description": card.description if card is not None else None,
-            "weights": str(self.weights),
-            "training_data": card.training_data if card is not None else None,
-            "package": "mace-torch", "package_version": mace.__version__,
-            "model_class": type(net).__name__, "r_max": self.cutoff,
-            "num_interactions": self._num_layers, "head": head,
-        }
+        self._describe(BACKEND, card, self.weights, self.weights.stem, model_class=type(net).__name__,
+                       r_max=self.cutoff, num_interactions=self._num_layers, head=head)
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
         """Default: the scalar channels of all interaction layers, concatenated (MACE's
@@ -222,7 +205,6 @@ class MACEModel(Model):
         batch = self._batch(frames)
         out = self.net(batch, compute_stress=True, training=False)
         stress = out["stress"].detach().cpu().numpy().astype(np.float64)
-        stress[~frames.pbc.all(axis=1)] = np.nan  # no stress without a fully periodic cell
         result = {
             "energy": out["energy"].detach().cpu().numpy(),
             "forces": out["forces"].detach().cpu().numpy(),
@@ -278,3 +260,29 @@ class MACEModel(Model):
 
             return MACECalculator(model_paths=[str(self.weights)], device=self.device,
                                   default_dtype=self.dtype, **kwargs)
+
+
+_CITATION = "Batatia et al., arXiv 2401.00096 (2023)"
+_MPTRJ = "MPtrj (Materials Project, PBE/PBE+U)"
+
+BACKEND = Backend(
+    name="mace", package="mace", pip="mace-torch", extra="mace", load=load,
+    package_weights=package_weights, download_source=download_source,
+    suffixes=(".model",),
+    dtypes=("float32", "float64"),
+    # no import_package: importing mace changes a process-wide torch setting, so it waits until
+    # a MACE model is asked for
+    cards=(
+        ModelCard("mace-mp-0", "mace", "medium", "MACE-MP-0 medium (2023-12-03, 4.69M parameters)", _MPTRJ,
+                  ("2023-12-03-mace-128-L1_epoch-199.model", "mace-mp-0-medium.model"),
+                  url=f"{MACE_MP_RELEASES}/mace_mp_0/2023-12-03-mace-128-L1_epoch-199.model",
+                  citation=_CITATION, aliases=("mace-mp-0-medium",)),
+        ModelCard("mace-mp-0-small", "mace", "small", "MACE-MP-0 small (2023-12-10)", _MPTRJ,
+                  ("2023-12-10-mace-128-L0_energy_epoch-249.model", "mace-mp-0-small.model"),
+                  url=f"{MACE_MP_RELEASES}/mace_mp_0/2023-12-10-mace-128-L0_energy_epoch-249.model",
+                  citation=_CITATION),
+        ModelCard("mace-mpa-0", "mace", "medium-mpa-0", "MACE-MPA-0 medium", "MPtrj + sAlex (PBE/PBE+U)",
+                  ("mace-mpa-0-medium.model",), url=f"{MACE_MP_RELEASES}/mace_mpa_0/mace-mpa-0-medium.model",
+                  citation=_CITATION),
+    ),
+)

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ModelNotAvailableError
 from ..settings import folder_setting
+from ..units import GPA
+from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device, to_device
 
@@ -64,7 +67,7 @@ def _model_folder(weights) -> Path:
     folder = path.parent if path.is_file() else path
     missing = [name for name in _MODEL_FILES if not (folder / name).exists()]
     if missing:
-        raise ValueError(f"{folder} is not a matgl model folder: missing {', '.join(missing)}")
+        raise ModelNotAvailableError(f"{folder} is not a matgl model folder: missing {', '.join(missing)}")
     return folder
 
 
@@ -82,8 +85,8 @@ def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MatGLM
     from matgl.apps.pes import Potential
 
     if not isinstance(potential, Potential) or not hasattr(potential.model, "element_types"):
-        raise ValueError(f"{folder or card.version} holds a matgl {type(potential).__name__}, not an "
-                         "interatomic potential (matgl.apps.pes.Potential)")
+        raise ModelNotAvailableError(f"{folder or card.version} holds a matgl {type(potential).__name__}, not an "
+                                     "interatomic potential (matgl.apps.pes.Potential)")
     return MatGLModel(potential, card, folder, device, dtype)
 
 
@@ -105,22 +108,12 @@ class MatGLModel(Model):
 
     def __init__(self, potential, card, folder: Path | None, device: str, dtype: str):
         super().__init__()
-        import matgl
         from ase.data import atomic_numbers
         from matgl.ext.ase import Atoms2Graph
 
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        potential = potential.double() if dtype == "float64" else potential.float()
-        potential = potential.to(device)
-        potential.eval()
-        for p in potential.parameters():
-            p.requires_grad_(False)
-        self.potential = potential
+        self.potential = potential = self._adopt(potential, device, dtype)
         net = potential.model
         self.net = net
-        self.device = device
-        self.dtype = dtype
         self.cutoff = float(net.cutoff)
         self.elements = frozenset(atomic_numbers[s] for s in net.element_types)
         self._converter = Atoms2Graph(tuple(net.element_types), self.cutoff)
@@ -134,21 +127,15 @@ class MatGLModel(Model):
             self._choose_embedding_layer(None)
         self.has_energies = (is_m3gnet and not net.is_intensive
                              and not getattr(potential, "calc_repuls", False))
-        self.name = card.name if card is not None else Path(folder).name
         source = str(folder) if folder is not None else f"{download_source(card)} (matgl cache)"
-        self.meta = {
-            "backend": "matgl",
-            "version": card.version if card is not None else Path(folder).name,
-            "weights": source,
-            "training_data": card.training_data if card is not None else _training_data(folder),
-            "package": "matgl",
-            "package_version": matgl.__version__,
-            "architecture": type(net).__name__,
-            "n_params": int(sum(p.numel() for p in potential.parameters())),
-            "cutoff": self.cutoff,
-            "threebody_cutoff": float(getattr(net, "threebody_cutoff", float("nan"))),
-            "embedding_width": self._node_width,
-        }
+        bare = card is None
+        self._describe(BACKEND, card, source, Path(folder).name if bare else card.name,
+                       version=Path(folder).name if bare else None,
+                       training_data=_training_data(folder) if bare else None,
+                       architecture=type(net).__name__,
+                       n_params=int(sum(p.numel() for p in potential.parameters())), cutoff=self.cutoff,
+                       threebody_cutoff=float(getattr(net, "threebody_cutoff", float("nan"))),
+                       embedding_width=self._node_width)
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
         n = self.embedding_layers
@@ -165,7 +152,7 @@ class MatGLModel(Model):
         return PESCalculator(self.potential, stress_unit="eV/A3")
 
     def _evaluate(self, frames, return_embeddings: bool) -> dict:
-        from ase import Atoms, units
+        from ase import Atoms
         from torch_geometric.data import Batch
 
         graphs, lattices, states = [], [], []
@@ -199,7 +186,7 @@ class MatGLModel(Model):
                 "forces": forces.detach().cpu().numpy(),
                 # GPa -> eV/Å^3 (times ase.units.GPa) as PESCalculator(stress_unit="eV/A3")
                 # does; matgl's sign convention (compression negative) is ASE's
-                "stress": (stress.detach().reshape(n, 3, 3).cpu().numpy() * units.GPa).astype(np.float64),
+                "stress": (stress.detach().reshape(n, 3, 3).cpu().numpy() * GPA).astype(np.float64),
                 "energies": self._site_energies(batch, frames) if self.has_energies else None,
             }
             if return_embeddings:
@@ -207,7 +194,6 @@ class MatGLModel(Model):
                 result["embeddings"] = node_feat.detach().cpu().numpy()
         finally:
             self.net.feature_dict = {}  # drop the batch's tensors and autograd graph
-        result["stress"][~frames.pbc.all(axis=1)] = np.nan
         return result
 
     atom_gate = ("the radial basis of every bond i-j (M3GNet's smooth Bessel basis, from which "
@@ -281,3 +267,22 @@ def import_package() -> None:
     import matgl  # noqa: F401
     from matgl.apps.pes import Potential  # noqa: F401
     from matgl.ext.ase import Atoms2Graph  # noqa: F401
+
+
+_M3GNET = "Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)"
+
+BACKEND = Backend(
+    name="matgl", package="matgl", pip="matgl", extra="matgl", load=load,
+    package_weights=package_weights, download_source=download_source,
+    folder_marker="model.json",
+    dtypes=("float32", "float64"),
+    import_package=import_package,
+    cards=(
+        ModelCard("m3gnet", "matgl", "M3GNet-MP-2021.2.8-PES", "M3GNet MP-2021.2.8 PES (227.5k parameters), MatGL",
+                  "MPF (MP relaxations, 2021.2.8)", ("M3GNet-MP-2021.2.8-PES",), citation=_M3GNET,
+                  aliases=("m3gnet-mp-2021.2.8-pes",)),
+        ModelCard("m3gnet-matpes-pbe", "matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "M3GNet MatPES-PBE v2025.1 PES, MatGL",
+                  "MatPES (PBE)", ("M3GNet-MatPES-PBE-v2025.1-PES",),
+                  citation=f"Kaplan et al., arXiv 2503.04070 (2025); {_M3GNET}"),
+    ),
+)

@@ -8,80 +8,76 @@ seconds with a message naming the model, every place looked, and the fix.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import socket
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import ModelNotAvailableError
+from ..errors import ModelNotAvailableError, UnknownNameError
 from ..settings import folder_setting
+from .backend import Backend, ModelCard
 
-MACE_MP_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What mlipviz knows about one pretrained model."""
-
-    name: str
-    backend: str            # adapter module: mlipviz.models.<backend>_adapter
-    package: str            # the Python package the adapter needs
-    extra: str              # pip extra of mlipviz that installs it
-    version: str            # the model's own version id, passed to its package
-    description: str
-    training_data: str
-    filenames: tuple[str, ...] = ()  # names looked for in $MLIPVIZ_MODELS
-    url: str | None = None  # download address, where the package downloads by URL
-    citation: str = ""
-    aliases: tuple[str, ...] = field(default=())
+__all__ = ["ADAPTERS", "Backend", "ModelCard", "backend", "backends", "cards", "detect_backend", "find_local_weights",
+           "get_card", "models_dir", "offline_error", "package_dir", "package_installed", "reachable"]
 
 
-CARDS = [
-    ModelCard("chgnet", "chgnet", "chgnet", "chgnet", "0.3.0",
-              "CHGNet v0.3.0 (412.5k parameters)", "MPtrj (Materials Project, PBE/PBE+U)",
-              ("chgnet-0.3.0",), citation="Deng et al., Nat. Mach. Intell. 5, 1031 (2023)",
-              aliases=("chgnet-0.3.0",)),
-    ModelCard("chgnet-0.2.0", "chgnet", "chgnet", "chgnet", "0.2.0",
-              "CHGNet v0.2.0", "MPtrj (Materials Project, PBE/PBE+U)", ("chgnet-0.2.0",),
-              citation="Deng et al., Nat. Mach. Intell. 5, 1031 (2023)"),
-    ModelCard("chgnet-r2scan", "chgnet", "chgnet", "chgnet", "r2scan",
-              "CHGNet fine-tuned to r2SCAN", "MPtrj, then MP r2SCAN", ("chgnet-r2scan",),
-              citation="Deng et al., Nat. Mach. Intell. 5, 1031 (2023)"),
-    ModelCard("mace-mp-0", "mace", "mace", "mace", "medium",
-              "MACE-MP-0 medium (2023-12-03, 4.69M parameters)", "MPtrj (Materials Project, PBE/PBE+U)",
-              ("2023-12-03-mace-128-L1_epoch-199.model", "mace-mp-0-medium.model"),
-              url=f"{MACE_MP_RELEASES}/mace_mp_0/2023-12-03-mace-128-L1_epoch-199.model",
-              citation="Batatia et al., arXiv 2401.00096 (2023)", aliases=("mace-mp-0-medium",)),
-    ModelCard("mace-mp-0-small", "mace", "mace", "mace", "small",
-              "MACE-MP-0 small (2023-12-10)", "MPtrj (Materials Project, PBE/PBE+U)",
-              ("2023-12-10-mace-128-L0_energy_epoch-249.model", "mace-mp-0-small.model"),
-              url=f"{MACE_MP_RELEASES}/mace_mp_0/2023-12-10-mace-128-L0_energy_epoch-249.model",
-              citation="Batatia et al., arXiv 2401.00096 (2023)"),
-    ModelCard("mace-mpa-0", "mace", "mace", "mace", "medium-mpa-0",
-              "MACE-MPA-0 medium", "MPtrj + sAlex (PBE/PBE+U)", ("mace-mpa-0-medium.model",),
-              url=f"{MACE_MP_RELEASES}/mace_mpa_0/mace-mpa-0-medium.model",
-              citation="Batatia et al., arXiv 2401.00096 (2023)"),
-    ModelCard("m3gnet", "matgl", "matgl", "matgl", "M3GNet-MP-2021.2.8-PES",
-              "M3GNet MP-2021.2.8 PES (227.5k parameters), MatGL", "MPF (MP relaxations, 2021.2.8)",
-              ("M3GNet-MP-2021.2.8-PES",), citation="Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)",
-              aliases=("m3gnet-mp-2021.2.8-pes",)),
-    ModelCard("m3gnet-matpes-pbe", "matgl", "matgl", "matgl", "M3GNet-MatPES-PBE-v2025.1-PES",
-              "M3GNet MatPES-PBE v2025.1 PES, MatGL", "MatPES (PBE)",
-              ("M3GNet-MatPES-PBE-v2025.1-PES",),
-              citation="Kaplan et al., arXiv 2503.04070 (2025); Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)"),
-    ModelCard("sevennet-0", "sevenn", "sevenn", "sevenn", "7net-0",
-              "SevenNet-0 (11 July 2024)", "MPtrj (Materials Project, PBE/PBE+U)",
-              ("SevenNet-0", "checkpoint_sevennet_0.pth"),
-              citation="Park et al., J. Chem. Theory Comput. 20, 4857 (2024)", aliases=("7net-0",)),
-]
+#: the adapter modules of mlipviz.models, each defining one ``BACKEND`` (`Backend`): a new
+#: backend is its module plus its name here. Their named models are listed in this order.
+ADAPTERS = ("chgnet_adapter", "mace_adapter", "matgl_adapter", "sevenn_adapter")
 
-_BY_NAME = {alias.lower(): card for card in CARDS for alias in (card.name, *card.aliases)}
+_BACKENDS: dict[str, Backend] = {}
+_BY_NAME: dict[str, ModelCard] = {}
+_LOCK = threading.Lock()
+
+
+def backends() -> dict[str, Backend]:
+    """Every registered `Backend`, by name, in `ADAPTERS` order (their modules are imported on
+    the first call; they import torch, not their model packages)."""
+    with _LOCK:
+        if not _BACKENDS:
+            for module in ADAPTERS:
+                found = importlib.import_module(f"{__package__}.{module}").BACKEND
+                _BACKENDS[found.name] = found
+            _BY_NAME.update({alias.lower(): card for found in _BACKENDS.values() for card in found.cards
+                             for alias in (card.name, *card.aliases)})
+    return dict(_BACKENDS)
+
+
+def backend(name: str) -> Backend:
+    """The `Backend` called ``name``; an `UnknownNameError` listing them otherwise."""
+    found = backends()
+    if name not in found:
+        raise UnknownNameError(f"backend must be one of {', '.join(map(repr, found))}; got {name!r}")
+    return found[name]
+
+
+def cards() -> list[ModelCard]:
+    """Every named pretrained model, backend by backend."""
+    return [card for found in backends().values() for card in found.cards]
 
 
 def get_card(name: str) -> ModelCard | None:
+    backends()
     return _BY_NAME.get(name.lower())
+
+
+def detect_backend(path: Path) -> Backend:
+    """The backend whose weight files ``path`` looks like (its file kind before a name hint;
+    ties in registration order), or a `ModelNotAvailableError` saying to pass ``backend=``."""
+    scores = [(found.recognises(path), -k, found) for k, found in enumerate(backends().values())]
+    score, _, found = max(scores, key=lambda item: item[:2])
+    if score == 0:
+        raise ModelNotAvailableError(f"cannot tell which package reads weights {path}; pass backend= one of "
+                                     f"{sorted(backends())}")
+    return found
+
+
+def __getattr__(name: str):
+    if name == "CARDS":  # the registry's table, built on first use
+        return cards()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def models_dir() -> Path | None:

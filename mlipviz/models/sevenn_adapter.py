@@ -23,6 +23,7 @@ import torch
 
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
+from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device
 from .registry import package_dir
@@ -65,9 +66,7 @@ def _import_sevenn():
 
 
 def load(card, weights, device: str, dtype: str, trust: bool = False) -> "SevenNetModel":
-    if dtype != "float32":
-        raise ValueError(f"SevenNet runs in float32 only (asked for {dtype!r}): its network "
-                         "casts the one-hot element embedding to float32 internally")
+    """A `SevenNetModel` from a checkpoint ``.pth`` (``card`` None for a bare path)."""
     if weights is None:
         raise ModelNotAvailableError(
             f"SevenNet checkpoint for '{card.name if card else '?'}' not found in the sevenn "
@@ -101,21 +100,12 @@ class SevenNetModel(Model):
 
     def __init__(self, net, config: dict, weights: Path, card=None, device: str = "cpu"):
         super().__init__()
-        import sevenn
         import sevenn._keys as KEY
 
-        net.to(device)
+        self.net = net = self._adopt(net, device)
         net.set_is_batch_data(True)
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.net = net
         self.config = config
         self.weights = Path(weights)
-        self.card = card
-        self.name = card.name if card is not None else self.weights.stem
-        self.device = str(device)
-        self.dtype = "float32"
         self.cutoff = float(config[KEY.CUTOFF])
         self.elements = frozenset(int(z) for z in config[KEY.TYPE_MAP])
 
@@ -126,15 +116,8 @@ class SevenNetModel(Model):
         self.embedding_layers = len(self._gates)
         self._choose_embedding_layer(None)
 
-        self.meta = {
-            "backend": "sevenn", "version": card.version if card is not None else None,
-            "description": card.description if card is not None else None,
-            "weights": str(self.weights),
-            "training_data": card.training_data if card is not None else None,
-            "package": "sevenn", "package_version": sevenn.__version__,
-            "trained_with_sevenn": config.get("version"), "cutoff": self.cutoff,
-            "num_interactions": len(gates),
-        }
+        self._describe(BACKEND, card, self.weights, self.weights.stem, trained_with_sevenn=config.get("version"),
+                       cutoff=self.cutoff, num_interactions=len(gates))
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
         """The scalar (0e) channels of an interaction block's output; default the last block's
@@ -189,7 +172,6 @@ class SevenNetModel(Model):
         stress = np.stack([np.stack([s[:, 0], s[:, 3], s[:, 5]], -1),
                            np.stack([s[:, 3], s[:, 1], s[:, 4]], -1),
                            np.stack([s[:, 5], s[:, 4], s[:, 2]], -1)], -2)
-        stress[~frames.pbc.all(axis=1)] = np.nan  # no stress without a fully periodic cell
         result = {
             "energy": out[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1),
             "forces": out[KEY.PRED_FORCE].detach().cpu().numpy(),
@@ -244,3 +226,18 @@ class SevenNetModel(Model):
 
 #: what `mlipviz.models.preload` imports ahead of the first load
 import_package = _import_sevenn
+
+
+BACKEND = Backend(
+    name="sevenn", package="sevenn", pip="sevenn", extra="sevenn", load=load,
+    package_weights=package_weights, download_source=download_source,
+    suffixes=(".pth",), name_hint="sevenn",
+    dtypes=("float32",),
+    dtype_note="its network casts the one-hot element embedding to float32 internally",
+    import_package=import_package,
+    cards=(
+        ModelCard("sevennet-0", "sevenn", "7net-0", "SevenNet-0 (11 July 2024)", "MPtrj (Materials Project, PBE/PBE+U)",
+                  ("SevenNet-0", "checkpoint_sevennet_0.pth"),
+                  citation="Park et al., J. Chem. Theory Comput. 20, 4857 (2024)", aliases=("7net-0",)),
+    ),
+)
