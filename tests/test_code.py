@@ -78,3 +78,21 @@ def test_layers_point_one_way_and_no_import_circles():
         if module not in state:
             visit(module, [module])
     assert not circles, circles
+
+
+def test_importing_mlipviz_is_quick_and_changes_nothing():
+    """``import mlipviz`` imports neither torch nor a model package nor the Jupyter stack, and
+    patches nothing: its public names load on first use, to the same objects."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy; before = set(vars(numpy.linalg)); import mlipviz; "
+            "heavy = [m for m in ('torch', 'chgnet', 'matgl', 'sevenn', 'mace', 'ipywidgets', 'pyscf', 'pandas') "
+            "if m in sys.modules]; "
+            "assert not heavy, heavy; "
+            "import mlipviz.reference; assert set(vars(numpy.linalg)) == before, set(vars(numpy.linalg)) - before; "
+            "from mlipviz.analysis.compare import compare; assert mlipviz.compare is compare; "
+            "from mlipviz.analysis import scan; assert mlipviz.scan is scan; "
+            "assert 'compare' in dir(mlipviz) and mlipviz.__version__")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

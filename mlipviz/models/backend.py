@@ -30,7 +30,8 @@ class ModelCard:
 
     ``backend``: the `Backend` name whose package reads it; ``version``: the model's own id,
     passed to its package; ``filenames``: names looked for in ``$MLIPVIZ_MODELS``; ``url``:
-    download address, where the package downloads by URL.
+    download address, where the package downloads by URL. Its package and extra are its
+    backend's (`mlipviz.models.registry.backend`).
     """
 
     name: str
@@ -42,20 +43,6 @@ class ModelCard:
     url: str | None = None
     citation: str = ""
     aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def package(self) -> str:
-        """The Python package its backend needs (import name)."""
-        from .registry import backend
-
-        return backend(self.backend).package
-
-    @property
-    def extra(self) -> str:
-        """The pip extra of mlipviz that installs its package."""
-        from .registry import backend
-
-        return backend(self.backend).extra
 
 
 def _no_weights(card: ModelCard | None) -> list[Path]:
