@@ -66,8 +66,8 @@ def measure(model, atoms, ideal, steps: int, repeats: int) -> dict:
     for case, settings in cases.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            seconds, result = timed(lambda: mlipviz.attribute(model, atoms, baseline=ideal, n_steps=steps,
-                                                              **settings), repeats)
+            seconds, result = timed(lambda settings=settings: mlipviz.attribute(model, atoms, baseline=ideal,
+                                                                                n_steps=steps, **settings), repeats)
         row[case] = {"seconds": round(seconds, 3), "ratio": round(seconds / one_pass, 2),
                      "steps_per_pass": result.meta["steps_per_pass"],
                      "completeness_error": float(f"{result.completeness_error:.3g}")}

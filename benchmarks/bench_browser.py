@@ -79,7 +79,8 @@ WATCH = """canvas => {
       const now = grab();
       let changed = 0;
       for (let i = 0; i < now.length; i += 4)
-        if (Math.abs(now[i] - before[i]) + Math.abs(now[i + 1] - before[i + 1]) + Math.abs(now[i + 2] - before[i + 2]) > 24) changed++;
+        if (Math.abs(now[i] - before[i]) + Math.abs(now[i + 1] - before[i + 1])
+            + Math.abs(now[i + 2] - before[i + 2]) > 24) changed++;
       const done = changed > 8 ? performance.now() - (t0 === null ? armed : t0)
                  : performance.now() - armed > 20000 ? -1 : null;
       if (done === null) { requestAnimationFrame(tick); return; }
@@ -151,15 +152,15 @@ def error_map_latencies(page, url, token, folder: Path, n_atoms: int, repeats: i
     rng = np.random.default_rng(0)
     for k in range(repeats):
         key = "ArrowRight" if (k // 4) % 2 == 0 else "ArrowLeft"
-        out["frame_step"].append(_timed(page, canvas, lambda: handle.press(key)))
+        out["frame_step"].append(_timed(page, canvas, lambda key=key: handle.press(key)))
         page.wait_for_timeout(300)
         label = METRIC if k % 2 == 0 else OTHER_METRIC
-        out["recolour"].append(_timed(page, canvas, lambda: metric.select_option(label=label)))
+        out["recolour"].append(_timed(page, canvas, lambda label=label: metric.select_option(label=label)))
         page.wait_for_timeout(300)
         current = int(readout.inner_text().strip())
         choices = [i for i, f in enumerate(frames) if f != current]
         target = int(rng.choice(choices))
-        out["parity_click"].append(_timed(page, canvas, lambda: _click_point(page, parity, target)))
+        out["parity_click"].append(_timed(page, canvas, lambda target=target: _click_point(page, parity, target)))
         page.wait_for_timeout(300)
         out["floor_camera_turn"].append(_timed(page, canvas, lambda: page.evaluate(SPIN)))
         page.wait_for_timeout(300)
@@ -238,7 +239,8 @@ def main():
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    result = {"machine": f"{platform.processor() or platform.machine()}, headless Chromium with SwiftShader (software WebGL)",
+    result = {"machine": f"{platform.processor() or platform.machine()}, headless Chromium with SwiftShader "
+                         "(software WebGL)",
               "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats, "error_map": {}}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         folder = Path(tmp)

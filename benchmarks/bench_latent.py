@@ -61,8 +61,9 @@ def extraction_overhead(frames, repeats: int) -> list[dict]:
         model.predict(frames[:4], progress=False, return_embeddings=True)  # warm-up
         plain, embedded = [], []
         for _ in range(repeats):
-            plain.append(timed(lambda: model.predict(frames, progress=False))[0])
-            embedded.append(timed(lambda: model.predict(frames, progress=False, return_embeddings=True))[0])
+            plain.append(timed(lambda model=model: model.predict(frames, progress=False))[0])
+            embedded.append(timed(lambda model=model: model.predict(frames, progress=False,
+                                                                    return_embeddings=True))[0])
         rows.append({"model": name, "embedding_layer": model.embedding_layer, "atoms": int(frames.total_atoms),
                      "predict_s": round(float(np.median(plain)), 3),
                      "predict_with_embeddings_s": round(float(np.median(embedded)), 3),
@@ -100,7 +101,7 @@ def widget_costs(cmp) -> dict:
     state = len(plotly.io.to_json(widget.maps))
     recolour = []
     for key in ("ood_score", "angle_error", "force_error", "frame", "ood_score"):
-        recolour.append(timed(lambda: setattr(widget.color_select, "value", key))[0])
+        recolour.append(timed(lambda key=key: setattr(widget.color_select, "value", key))[0])
     return {"atoms": int(cmp.frames.total_atoms), "analyse_s (umap cached)": round(analyse_s, 2),
             "build_widget_s": round(build_s, 2), "recolour_median_s": round(float(np.median(recolour)), 3),
             "figure_json_MB": round(state / 1e6, 1),
@@ -131,7 +132,7 @@ def projection_costs(cmp) -> dict:
     cached_s, again = timed(lambda: latent.project(cmp, method="umap", seed=0))
     pca_s, pca = timed(lambda: latent.project(cmp, method="pca"))
     ood_s, _ = timed(lambda: latent.ood_score(cmp, k=10))
-    return {"atoms": int(len(x)), "width": int(x.shape[1]),
+    return {"atoms": len(x), "width": int(x.shape[1]),
             "umap_first_calls_s (numba compilation)": round(compile_s, 2),
             f"umap_seed0_s (default {fixed.settings['n_epochs']} epochs)": round(umap_s, 2),
             "umap_seed0_200_epochs_s": round(umap_200_s, 2),
@@ -187,8 +188,8 @@ def cold_start(runs=((3000, "exact"), (6000, "exact"), (20_000, "exact"), (3000,
             row = {"atoms": n, "neighbours": neighbours if neighbours == "exact" else
                    "umap-learn: dense exact" if n < 4096 else "umap-learn: NN-descent"}
             for when in ("fresh_install", "fresh_kernel"):
-                out = subprocess.run([sys.executable, "-c", COLD, str(n), neighbours], env=env, capture_output=True, text=True,
-                                     check=True).stdout.split()
+                out = subprocess.run([sys.executable, "-c", COLD, str(n), neighbours], env=env, capture_output=True,
+                                     text=True, check=True).stdout.split()
                 imported, first, warm = map(float, out[-3:])
                 row[f"{when}_first_map_s"] = round(first, 2)
                 row[f"{when}_import_s"] = round(imported, 2)

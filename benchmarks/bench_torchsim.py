@@ -110,7 +110,7 @@ def run_set(name, model, ts_model, images, label, repeats):
         t, pred = timed(lambda: model.predict(frames, progress=False))
         t_predict.append(t)
         per_pass = pred.meta["largest_pass_atoms"] if cpu else None
-        t, ts_forces = timed(lambda: run_torchsim(ts_model, images, per_pass))
+        t, ts_forces = timed(lambda per_pass=per_pass: run_torchsim(ts_model, images, per_pass))
         t_torchsim.append(t)
     atoms = int(frames.n_atoms.sum())
     return {

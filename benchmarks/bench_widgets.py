@@ -36,8 +36,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def trajectory(n_frames: int, n_atoms: int, seed: int = 0):
     """An fcc Cu supercell of about ``n_atoms`` atoms with ``n_frames`` rattled frames."""
-    import mlipviz
     from ase.build import bulk
+
+    import mlipviz
 
     base = bulk("Cu", "fcc", a=3.61)
     reps = max(1, round(n_atoms ** (1 / 3)))
@@ -88,7 +89,7 @@ def switch_times(n_atoms: int, repeats: int) -> dict:
     viewer = view(frames, color_by=values)
     encode(viewer)
     times = []
-    for k in range(repeats):
+    for _ in range(repeats):
         new = rng.gamma(2.0, 0.1, frames.total_atoms)
         start = time.perf_counter()
         viewer.set_colors(new)

@@ -32,7 +32,32 @@ _LAZY = {
 _SUBMODULES = {"attribution": ".attribution", "errors": ".errors", "examples": ".examples", "latent": ".latent",
                "reference": ".reference", "scan": ".analysis.scan"}
 
-__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+__all__ = [
+    "Comparison",
+    "Explorer",
+    "Frames",
+    "Model",
+    "Prediction",
+    "RareEvents",
+    "__version__",
+    "attribute",
+    "attribution",
+    "available_models",
+    "compare",
+    "errors",
+    "evaluate",
+    "examples",
+    "latent",
+    "load_comparison",
+    "load_model",
+    "md_stability",
+    "read",
+    "reference",
+    "scan",
+    "show",
+    "site_energies",
+    "view",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports these
     from . import attribution, errors, examples, latent, reference

@@ -1,3 +1,5 @@
+"""``python -m mlipviz``: the command line (`mlipviz.cli`)."""
+
 import sys
 
 from .cli import main

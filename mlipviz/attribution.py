@@ -2,19 +2,48 @@
 energy, forces and force errors (`mlipviz.analysis.attribution`, Captum), and `show`,
 the interactive view on the 3D structure."""
 
-from typing import Any
+from __future__ import annotations
 
-from .analysis.attribution import (COMPLETENESS_TOLERANCE, INPUTS, METHODS, TARGETS,  # noqa: F401
-                                   Attribution, attribute, relaxed_positions, site_energies)
+from typing import TYPE_CHECKING, Any
+
+from .analysis.attribution import (  # noqa: F401
+    COMPLETENESS_TOLERANCE,
+    INPUTS,
+    METHODS,
+    TARGETS,
+    Attribution,
+    attribute,
+    relaxed_positions,
+    site_energies,
+)
 from .display import show as _show
 from .errors import ArgumentTypeError, InputError
 
+if TYPE_CHECKING:
+    from ._types import StructuresLike
+    from .analysis._types import ModelSpec
 
-def show(model: Any = None, atoms: Any = None, result: Attribution | None = None, **settings: Any) -> Any:
+
+def show(model: ModelSpec | None = None, atoms: StructuresLike | None = None, result: Attribution | None = None,
+         **settings: Any) -> Any:
     """The interactive attribution view (`mlipviz.widgets.AttributionView`): of ``result``,
     or computed for ``model`` on ``atoms`` with `attribute`'s ``settings``; its pickers
     recompute with another target, method or input (where ``model`` and ``atoms`` are given).
-    ``top`` and ``pickers`` go to the view.
+
+    Parameters
+    ----------
+    model : Model, str, Path or ASE calculator, optional
+        The model (see `attribute`).
+    atoms : anything `mlipviz.read` takes, optional
+        The structure.
+    result : Attribution, optional
+        An attribution to show.
+    **settings
+        `attribute`'s settings; ``top`` and ``pickers`` go to the view.
+
+    Returns
+    -------
+    mlipviz.widgets.AttributionView
 
     Raises
     ------

@@ -10,15 +10,16 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from .errors import ArgumentTypeError, InputError, OutOfRangeError, UnknownNameError
 
-__all__ = ["flag", "finite_array", "indices", "number", "one_of", "output_path", "short", "whole_number"]
+__all__ = ["finite_array", "flag", "indices", "number", "one_of", "output_path", "short", "whole_number"]
 
 
-def _bounds(value, minimum, maximum, above) -> str | None:
+def _bounds(value: float, minimum: float | None, maximum: float | None, above: bool) -> str | None:
     """Why ``value`` is outside the bounds, or None."""
     if minimum is not None and (value <= minimum if above else value < minimum):
         return f"must be {'>' if above else '>='} {minimum}"
@@ -27,7 +28,13 @@ def _bounds(value, minimum, maximum, above) -> str | None:
     return None
 
 
-def whole_number(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
+@overload
+def whole_number(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+                 none: Literal[False] = False) -> int: ...
+@overload
+def whole_number(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+                 none: bool) -> int | None: ...
+def whole_number(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
                  none: bool = False) -> int | None:
     """``value`` as an ``int`` (Python or numpy integers; not bools, floats or strings)."""
     if value is None and none:
@@ -40,7 +47,13 @@ def whole_number(name: str, value, *, minimum: int | None = None, maximum: int |
     return int(value)
 
 
-def number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
+@overload
+def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           above: bool = False, none: Literal[False] = False) -> float: ...
+@overload
+def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           above: bool = False, none: bool) -> float | None: ...
+def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
            above: bool = False, none: bool = False) -> float | None:
     """``value`` as a finite ``float``; ``above=True``: strictly greater than ``minimum``."""
     if value is None and none:
@@ -56,14 +69,14 @@ def number(name: str, value, *, minimum: float | None = None, maximum: float | N
     return out
 
 
-def flag(name: str, value) -> bool:
+def flag(name: str, value: Any) -> bool:
     """``value`` as a bool (Python or numpy bools only: ``"no"`` is not False)."""
     if not isinstance(value, (bool, np.bool_)):
         raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
-def one_of(name: str, value, choices: Iterable[str]) -> str:
+def one_of(name: str, value: Any, choices: Iterable[str]) -> str:
     """``value`` if it is one of ``choices``; an `UnknownNameError` listing them otherwise."""
     choices = list(choices)
     if not isinstance(value, str) or value not in choices:
@@ -71,7 +84,7 @@ def one_of(name: str, value, choices: Iterable[str]) -> str:
     return value
 
 
-def finite_array(name: str, values, shape: tuple | None = None, *, empty: bool = False) -> np.ndarray:
+def finite_array(name: str, values: Any, shape: tuple[int, ...] | None = None, *, empty: bool = False) -> np.ndarray:
     """``values`` as a float64 array of finite numbers; ``shape``: the expected shape, ``-1``
     for any length along an axis. The first bad entry is named."""
     try:
@@ -91,7 +104,7 @@ def finite_array(name: str, values, shape: tuple | None = None, *, empty: bool =
     return out
 
 
-def indices(name: str, values, count: int, what: str = "atom", **where) -> np.ndarray:
+def indices(name: str, values: Any, count: int, what: str = "atom", **where: Any) -> np.ndarray:
     """``values`` (one index or a list) as int64 indices in ``[-count, count)`` made
     non-negative; floats, even whole ones, and bools are refused (a float array used as indices
     is almost always a mistake: positions or values passed where indices go)."""
@@ -108,7 +121,7 @@ def indices(name: str, values, count: int, what: str = "atom", **where) -> np.nd
     return np.where(array < 0, array + count, array)
 
 
-def output_path(name: str, path, *, folder: bool = False) -> Path:
+def output_path(name: str, path: str | Path, *, folder: bool = False) -> Path:
     """``path`` as a Path where a file (``folder=True``: a folder) can be written: not an
     existing folder (file) and inside an existing folder."""
     if not isinstance(path, (str, Path)) or str(path) == "":
@@ -124,7 +137,7 @@ def output_path(name: str, path, *, folder: bool = False) -> Path:
     return out
 
 
-def short(value) -> str:
+def short(value: Any) -> str:
     """``repr(value)`` cut to 80 characters, for messages."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

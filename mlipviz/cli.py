@@ -4,9 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
+import numpy as np
 import pandas as pd
+from ase.build import bulk
+
+if TYPE_CHECKING:
+    from .analysis.compare import Comparison
+    from .models.base import Prediction
 
 
 def _print(title: str, table: pd.DataFrame) -> None:
@@ -14,8 +29,9 @@ def _print(title: str, table: pd.DataFrame) -> None:
         print(f"\n== {title}\n{table}")
 
 
-def _report(cmp, out: str | None) -> None:
-    _print(f"summary ({', '.join(cmp.models)} vs {cmp.reference.model})", cmp.summary())
+def _report(cmp: Comparison, out: str | None) -> None:
+    reference = cast("Prediction", cmp.reference)  # the command line always compares against one
+    _print(f"summary ({', '.join(cmp.models)} vs {reference.model})", cmp.summary())
     _print("softening (Deng et al. 2025): slope < 1 means softened forces", cmp.softening())
     worst = cmp.per_atom.nlargest(5, "force_error")[["model", "frame", "atom", "element", "force_error",
                                                       "magnitude_error", "angle_error"]]
@@ -24,11 +40,8 @@ def _report(cmp, out: str | None) -> None:
         print(f"\nsaved to {cmp.save(out)} (open with mlipviz.load_comparison)")
 
 
-def _demo(args) -> None:
+def _demo(args: argparse.Namespace) -> None:
     """Rattled Si and Cu cells: CHGNet and SevenNet-0 against M3GNet as the reference model."""
-    import numpy as np
-    from ase.build import bulk
-
     import mlipviz
 
     rng = np.random.default_rng(0)
@@ -48,15 +61,8 @@ def _demo(args) -> None:
     _print("softening per material", cmp.softening(by="material"))
 
 
-def _explore(args) -> int:
+def _explore(args: argparse.Namespace) -> int:
     """Serve the Explorer with Voila, loaded on ``args.files``, until Ctrl-C."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         print(f"mlipviz: error: no such file: {', '.join(missing)}", file=sys.stderr)
@@ -91,7 +97,19 @@ def _explore(args) -> int:
             return 0
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``mlipviz ...`` with ``argv`` (default: ``sys.argv[1:]``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 when mlipviz reports an error (printed to stderr).
+    """
     parser = argparse.ArgumentParser(prog="mlipviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list registered models and whether they load here")
@@ -130,8 +148,6 @@ def main(argv=None) -> int:
                 model = mlipviz.load_model(name, device="cpu")
                 print(f"{name}: ready ({model.meta.get('weights') or 'weights inside its package'})")
         elif args.command == "warm-up":
-            import time
-
             from mlipviz.analysis.latent import warm_up
 
             start = time.perf_counter()

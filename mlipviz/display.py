@@ -15,7 +15,8 @@ cannot drift apart. pandas' plotting backends work the same way.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ArgumentTypeError
 
@@ -63,4 +64,4 @@ class Showable:
         return show(self, **kwargs)
 
 
-__all__ = ["Showable", "VIEWS", "register_view", "show"]
+__all__ = ["VIEWS", "Showable", "register_view", "show"]

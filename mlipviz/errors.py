@@ -6,12 +6,14 @@ whenever those are known, so that a user can find the bad input at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MlipvizError(Exception):
     """Base class of all mlipviz errors."""
 
 
-def _where(source=None, frame=None, atom=None) -> str:
+def _where(source: Any = None, frame: Any = None, atom: Any = None) -> str:
     parts = []
     if source is not None:
         parts.append(f"file {source!s}")
@@ -25,7 +27,7 @@ def _where(source=None, frame=None, atom=None) -> str:
 class InputError(MlipvizError, ValueError):
     """Bad input data; ``source``, ``frame`` and ``atom`` locate it."""
 
-    def __init__(self, problem: str, source=None, frame=None, atom=None):
+    def __init__(self, problem: str, source: Any = None, frame: int | None = None, atom: int | None = None) -> None:
         self.problem = problem
         self.source = source
         self.frame = frame
@@ -105,7 +107,7 @@ class StoreWriteError(MlipvizError, OSError):
     no permission); the file it was to replace is left as it was. ``errno`` and ``filename``
     are those of the failed write, whose error is chained."""
 
-    def __init__(self, message: str, path=None, errno: int | None = None):
+    def __init__(self, message: str, path: Any = None, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
         self.filename = None if path is None else str(path)

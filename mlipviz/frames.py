@@ -12,14 +12,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
+import ase.io
+import h5py
 import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
+from ase.neighborlist import primitive_neighbor_list
 
 from . import checks
-from .errors import ArgumentTypeError, EmptyInputError, InputError, InvalidStructureError, LabelShapeError, OutOfRangeError
+from .errors import (
+    ArgumentTypeError,
+    EmptyInputError,
+    InputError,
+    InvalidStructureError,
+    LabelShapeError,
+    OutOfRangeError,
+)
 
 #: atoms closer than this (Å) are reported as overlapping by `Frames.validate`.
 DEFAULT_MIN_DISTANCE = 0.25
@@ -39,6 +53,45 @@ class Frames:
 
     Labels are optional; a missing value within a present label is NaN.
     ``arrays`` holds extra per-atom arrays (e.g. a mask of migrating atoms).
+    All atoms of all frames are concatenated: frame ``i`` owns rows
+    ``offsets[i]:offsets[i+1]`` of the per-atom arrays, so frames may differ in size.
+
+    Parameters
+    ----------
+    positions : np.ndarray
+        Cartesian positions (Å) of all atoms, ``(n_atoms_total, 3)``.
+    numbers : np.ndarray
+        Atomic numbers, ``(n_atoms_total,)``.
+    n_atoms : np.ndarray
+        Atoms per frame, ``(n_frames,)``.
+    cells : np.ndarray
+        Cell vectors (Å) as rows, ``(n_frames, 3, 3)``.
+    pbc : np.ndarray
+        Periodic directions, ``(n_frames, 3)`` bools.
+    info : list of dict, optional
+        Per-frame metadata (ASE's ``Atoms.info``); empty dicts by default.
+    energy : np.ndarray, optional
+        Reference energies (eV), ``(n_frames,)``.
+    forces : np.ndarray, optional
+        Reference forces (eV/Å), ``(n_atoms_total, 3)``.
+    stress : np.ndarray, optional
+        Reference stresses (eV/Å³, ASE's sign), ``(n_frames, 3, 3)`` or Voigt ``(n_frames, 6)``.
+    energies : np.ndarray, optional
+        Reference per-atom energies (eV), ``(n_atoms_total,)``.
+    arrays : dict of str to np.ndarray, optional
+        Extra per-atom arrays, one row per atom.
+    source : str, optional
+        The file the frames were read from, named in error messages.
+
+    Attributes
+    ----------
+    offsets : np.ndarray
+        ``(n_frames + 1,)``: frame ``i`` owns rows ``offsets[i]:offsets[i+1]``.
+
+    Raises
+    ------
+    LabelShapeError
+        An array, a label or an ``info`` list whose length does not match the atoms or frames.
     """
 
     positions: np.ndarray
@@ -54,7 +107,7 @@ class Frames:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     source: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.positions = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
         self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
         self.n_atoms = np.asarray(self.n_atoms, dtype=np.int64).reshape(-1)
@@ -67,7 +120,7 @@ class Frames:
         self._check_shapes()
 
     # -- shape checks -------------------------------------------------------
-    def _check_shapes(self):
+    def _check_shapes(self) -> None:
         n, total = len(self.n_atoms), int(self.offsets[-1])
         if len(self.positions) != total or len(self.numbers) != total:
             raise LabelShapeError(
@@ -97,17 +150,48 @@ class Frames:
 
     # -- construction -------------------------------------------------------
     @classmethod
-    def from_atoms(cls, atoms_list, source=None) -> "Frames":
-        """Build from ASE ``Atoms``, taking labels from each one's calculator results."""
+    def from_atoms(cls, atoms_list: Iterable[Atoms], source: str | None = None) -> Frames:
+        """Build from ASE ``Atoms``, taking labels from each one's calculator results.
+
+        Parameters
+        ----------
+        atoms_list : iterable of ase.Atoms
+            The structures; energy, forces, stress and per-atom energies come from each
+            one's calculator results.
+        source : str, optional
+            The file they came from, named in error messages.
+
+        Returns
+        -------
+        Frames
+
+        Raises
+        ------
+        EmptyInputError
+            No structures, or a structure without atoms.
+        LabelShapeError
+            A calculator result whose shape does not match its structure.
+        """
         return frames_from_atoms(list(atoms_list), source=source)
 
     @classmethod
-    def concatenate(cls, parts: list["Frames"]) -> "Frames":
-        """Join several `Frames` into one; labels missing in a part become NaN."""
+    def concatenate(cls, parts: Sequence[Frames]) -> Frames:
+        """Join several `Frames` into one; labels missing in a part become NaN.
+
+        Parameters
+        ----------
+        parts : sequence of Frames
+            The parts, in order; per-atom ``arrays`` present in every part are kept.
+
+        Returns
+        -------
+        Frames
+            One part itself, or the joined frames (with the parts' ``source`` if they share one).
+        """
         parts = list(parts)
         if len(parts) == 1:
             return parts[0]
-        kw = {
+        kw: dict[str, Any] = {
             "positions": np.concatenate([p.positions for p in parts]),
             "numbers": np.concatenate([p.numbers for p in parts]),
             "n_atoms": np.concatenate([p.n_atoms for p in parts]),
@@ -134,6 +218,7 @@ class Frames:
 
     @property
     def total_atoms(self) -> int:
+        """Number of atoms in all frames together."""
         return int(self.offsets[-1])
 
     @property
@@ -163,16 +248,19 @@ class Frames:
         return bool(np.all(self.numbers.reshape(len(self), -1) == self.numbers[:counts[0]]))
 
     #: ``info`` keys that name the level of theory of the labels, first found wins
-    THEORY_KEYS = ("reference", "level_of_theory", "method")
+    THEORY_KEYS: ClassVar[tuple[str, ...]] = ("reference", "level_of_theory", "method")
 
-    def describe(self) -> dict:
-        """What the frames hold, for a reader: ``frames``, ``atoms`` (total), ``atoms_per_frame``
-        (min, max), ``elements`` (symbols in order of atomic number), ``same_atoms`` (every frame
-        has the same atoms in the same order: a trajectory), ``labels`` (names present),
-        ``level_of_theory`` (the distinct values of the first of `THEORY_KEYS` the frames'
-        ``info`` carries; empty if none)."""
-        from ase.data import chemical_symbols
+    def describe(self) -> dict[str, Any]:
+        """What the frames hold, for a reader.
 
+        Returns
+        -------
+        dict
+            ``frames``, ``atoms`` (total), ``atoms_per_frame`` (min, max), ``elements`` (symbols
+            in order of atomic number), ``same_atoms`` (every frame has the same atoms in the same
+            order: a trajectory), ``labels`` (names present), ``level_of_theory`` (the distinct
+            values of the first of `THEORY_KEYS` the frames' ``info`` carries; empty if none).
+        """
         counts = self.n_atoms
         theory: list[str] = []
         for key in self.THEORY_KEYS:
@@ -187,11 +275,28 @@ class Frames:
                 "level_of_theory": theory}
 
     def atoms_of(self, i: int) -> slice:
-        """Rows of frame ``i`` in the per-atom arrays."""
+        """Rows of frame ``i`` in the per-atom arrays.
+
+        Parameters
+        ----------
+        i : int
+            Frame index; negative counts from the end.
+
+        Returns
+        -------
+        slice
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``i`` is not a whole number.
+        OutOfRangeError
+            No frame ``i``.
+        """
         i = self._check_index(i)
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
-    def _check_index(self, i: int) -> int:
+    def _check_index(self, i: Any) -> int:
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise ArgumentTypeError(f"frame index must be a whole number, got {i!r}")
@@ -199,8 +304,18 @@ class Frames:
             raise OutOfRangeError(f"frame {i} out of range for {n} frames")
         return int(i) % n
 
-    def __getitem__(self, index) -> "Frames":
-        """Frames at an int, slice, index array or boolean mask (always a `Frames`)."""
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Frames:
+        """Frames at an int, slice, index array or boolean mask (always a `Frames`).
+
+        Raises
+        ------
+        ArgumentTypeError
+            Indices that are not whole numbers.
+        OutOfRangeError
+            An index beyond the frames.
+        InputError
+            A boolean mask of the wrong shape.
+        """
         if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
             index = [self._check_index(int(index))]
         elif not isinstance(index, slice):
@@ -229,22 +344,39 @@ class Frames:
             kw["info"] = []
         return Frames(**kw)
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Atoms]:
+        """Every frame as ASE ``Atoms`` (see `to_atoms`)."""
         for i in range(len(self)):
             yield self.to_atoms(i)
 
-    def to_atoms(self, i: int):
-        """Frame ``i`` as ASE ``Atoms``; labels as a `SinglePointCalculator`."""
-        from ase import Atoms
-        from ase.calculators.singlepoint import SinglePointCalculator
+    def to_atoms(self, i: int) -> Atoms:
+        """Frame ``i`` as ASE ``Atoms``; labels as a `SinglePointCalculator`.
 
+        Parameters
+        ----------
+        i : int
+            Frame index; negative counts from the end.
+
+        Returns
+        -------
+        ase.Atoms
+            With ``info`` and the per-atom ``arrays``; labels that are finite for this frame
+            as its calculator's results (stress in Voigt order).
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``i`` is not a whole number.
+        OutOfRangeError
+            No frame ``i``.
+        """
         i = self._check_index(i)
         rows = self.atoms_of(i)
         atoms = Atoms(numbers=self.numbers[rows], positions=self.positions[rows],
                       cell=self.cells[i], pbc=self.pbc[i], info=dict(self.info[i]))
         for name, value in self.arrays.items():
             atoms.new_array(name, np.array(value[rows]))
-        results = {}
+        results: dict[str, Any] = {}
         for name in LABELS:
             value = getattr(self, name)
             if value is None:
@@ -258,23 +390,55 @@ class Frames:
             atoms.calc = SinglePointCalculator(atoms, **results)
         return atoms
 
-    def write(self, path, **kwargs) -> None:
-        """Write all frames: ``.h5``/``.hdf5`` in mlipviz's own format, else via ``ase.io.write``."""
+    def write(self, path: str | Path, **kwargs: Any) -> None:
+        """Write all frames: ``.h5``/``.hdf5`` in mlipviz's own format, else via ``ase.io.write``.
+
+        Parameters
+        ----------
+        path : str or Path
+            The file; its suffix chooses the format.
+        **kwargs
+            Passed to ``ase.io.write`` (e.g. ``format=``).
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``path`` is not a path.
+        InputError
+            ``path`` is a folder, or its folder does not exist.
+        """
         path = checks.output_path("path", path)
         if path.suffix in (".h5", ".hdf5"):
-            import h5py
-
             with h5py.File(path, "w") as h5:
                 self.to_hdf5(h5.create_group("frames"))
             return
-        from ase.io import write
-
-        write(str(path), list(self), **kwargs)
+        ase.io.write(str(path), list(self), **kwargs)
 
     # -- validation ---------------------------------------------------------
-    def validate(self, min_distance: float = DEFAULT_MIN_DISTANCE) -> "Frames":
+    def validate(self, min_distance: float = DEFAULT_MIN_DISTANCE) -> Frames:
         """Raise `InvalidStructureError` on non-finite data, coordinates or cell vectors beyond
-        `MAX_COORDINATE` Å, or atoms closer than ``min_distance`` Å."""
+        `MAX_COORDINATE` Å, or atoms closer than ``min_distance`` Å.
+
+        Parameters
+        ----------
+        min_distance : float
+            Atoms closer than this (Å) overlap; 0 skips the overlap check.
+
+        Returns
+        -------
+        Frames
+            The frames themselves, when valid.
+
+        Raises
+        ------
+        InvalidStructureError
+            Non-finite or too large coordinates or cells, a periodic frame with a degenerate
+            cell, or overlapping atoms; the message names the frame and atom.
+        ArgumentTypeError
+            ``min_distance`` is not a number.
+        InputError
+            ``min_distance`` is negative or not finite.
+        """
         min_distance = checks.number("min_distance", min_distance, minimum=0.0)
         bad = ~(np.abs(self.positions) <= MAX_COORDINATE).all(axis=1)
         if bad.any():
@@ -287,8 +451,8 @@ class Frames:
                 source=self.source, frame=frame, atom=int(row - self.offsets[frame]))
         bad_cells = ~(np.abs(self.cells) <= MAX_COORDINATE).all(axis=(1, 2))
         if bad_cells.any():
-            raise InvalidStructureError(f"non-finite cell or a cell vector beyond {MAX_COORDINATE:g} Å", source=self.source,
-                                        frame=int(np.flatnonzero(bad_cells)[0]))
+            raise InvalidStructureError(f"non-finite cell or a cell vector beyond {MAX_COORDINATE:g} Å",
+                                        source=self.source, frame=int(np.flatnonzero(bad_cells)[0]))
         for i in np.flatnonzero(self.pbc.any(axis=1)):
             volume = abs(np.linalg.det(self.cells[i][self.pbc[i]][:, self.pbc[i]])) if self.pbc[i].all() \
                 else np.linalg.norm(self.cells[i][self.pbc[i]], axis=1).prod()
@@ -299,9 +463,7 @@ class Frames:
             self._check_overlaps(min_distance)
         return self
 
-    def _check_overlaps(self, min_distance: float):
-        from ase.neighborlist import primitive_neighbor_list
-
+    def _check_overlaps(self, min_distance: float) -> None:
         for i in range(len(self)):
             rows = self.atoms_of(i)
             if rows.stop - rows.start < 2:
@@ -316,19 +478,32 @@ class Frames:
                     f"below {min_distance} Å", source=self.source, frame=i, atom=int(first[k]))
 
     def fingerprint(self) -> str:
-        """Hash of the geometry (numbers, positions, cells, pbc) to match checkpoints."""
+        """Hash of the geometry (numbers, positions, cells, pbc) to match checkpoints.
+
+        Returns
+        -------
+        str
+            A SHA-1 hex digest.
+        """
         digest = hashlib.sha1()
         for array in (self.n_atoms, self.numbers, self.positions, self.cells, self.pbc):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
     # -- HDF5 ---------------------------------------------------------------
-    def to_hdf5(self, group, compress: bool = True) -> None:
-        """Store into an open ``h5py`` group; ``compress=False`` keeps arrays contiguous, so
-        `from_hdf5(lazy=True)` can map them."""
-        import h5py
+    def to_hdf5(self, group: h5py.Group, compress: bool = True) -> None:
+        """Store into an open ``h5py`` group.
 
-        def store(parent, name, value):
+        Parameters
+        ----------
+        group : h5py.Group
+            An open, writable group.
+        compress : bool
+            Gzip arrays above 4096 entries; ``compress=False`` keeps arrays contiguous, so
+            `from_hdf5(lazy=True)` can map them.
+        """
+
+        def store(parent: h5py.Group, name: str, value: np.ndarray) -> None:
             parent.create_dataset(name, data=value,
                                   compression="gzip" if compress and value.size > 4096 else None)
 
@@ -348,18 +523,30 @@ class Frames:
             store(arrays, name, value)
 
     @classmethod
-    def from_hdf5(cls, group, start: int = 0, stop: int | None = None, lazy: bool = False) -> "Frames":
+    def from_hdf5(cls, group: h5py.Group, start: int = 0, stop: int | None = None, lazy: bool = False) -> Frames:
         """Read frames ``start:stop`` of what `to_hdf5` (or `mlipviz.evaluate`) stored.
 
-        ``lazy``: map uncompressed, contiguous arrays from the file instead of reading them
-        (read-only; the operating system reads the pages a view or analysis touches).
+        Parameters
+        ----------
+        group : h5py.Group
+            The group `to_hdf5` wrote.
+        start, stop : int, optional
+            The frames to read (all by default).
+        lazy : bool
+            Map uncompressed, contiguous arrays from the file instead of reading them
+            (read-only; the operating system reads the pages a view or analysis touches).
+            Only when all frames are read.
+
+        Returns
+        -------
+        Frames
         """
         n_atoms = np.asarray(group["n_atoms"][()], dtype=np.int64)
         stop = len(n_atoms) if stop is None else stop
         offsets = np.concatenate([[0], np.cumsum(n_atoms)])
         whole = start == 0 and stop == len(n_atoms)
 
-        def load(dataset, per_frame: bool):
+        def load(dataset: h5py.Dataset, per_frame: bool) -> np.ndarray:
             if lazy and whole:
                 return mapped(dataset)
             return dataset[start:stop] if per_frame else dataset[offsets[start]:offsets[stop]]
@@ -373,8 +560,25 @@ class Frames:
         kw["source"] = group.attrs.get("source") or None
         return cls(**kw)
 
-    def with_labels(self, **labels) -> "Frames":
-        """A copy with labels (``energy``, ``forces``, ``stress``, ``energies``) replaced."""
+    def with_labels(self, **labels: Any) -> Frames:
+        """A copy with labels (``energy``, ``forces``, ``stress``, ``energies``) replaced.
+
+        Parameters
+        ----------
+        **labels : array_like or None
+            The new labels by name; None removes one.
+
+        Returns
+        -------
+        Frames
+
+        Raises
+        ------
+        InputError
+            A name that is not a label.
+        LabelShapeError
+            A label of the wrong shape.
+        """
         unknown = sorted(set(labels) - set(LABELS))
         if unknown:
             raise InputError(f"with_labels: {unknown[0]!r} is not a label; labels are {', '.join(LABELS)}")
@@ -386,7 +590,7 @@ class Frames:
                 f"labels={labels or 'none'}" + (f", source={self.source!r})" if self.source else ")"))
 
 
-def voigt_to_full(stress) -> np.ndarray:
+def voigt_to_full(stress: Any) -> np.ndarray:
     """(..., 6) Voigt (xx, yy, zz, yz, xz, xy) to (..., 3, 3)."""
     s = np.asarray(stress, dtype=np.float64)
     xx, yy, zz, yz, xz, xy = np.moveaxis(s, -1, 0)
@@ -394,20 +598,20 @@ def voigt_to_full(stress) -> np.ndarray:
                      np.stack([xz, yz, zz], -1)], -2)
 
 
-def full_to_voigt(stress) -> np.ndarray:
+def full_to_voigt(stress: Any) -> np.ndarray:
     """(..., 3, 3) to (..., 6) Voigt in ASE order."""
     s = np.asarray(stress, dtype=np.float64)
     return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], -1)
 
 
-def read_info(group, start: int = 0, stop: int | None = None) -> list[dict]:
+def read_info(group: h5py.Group, start: int = 0, stop: int | None = None) -> list[dict]:
     """The per-frame ``info`` of frames ``start:stop`` stored by `Frames.to_hdf5`."""
     if "info" in group:  # one JSON text per frame (large sets)
         return [json.loads(t, object_hook=_json_hook) for t in group["info"].asstr()[start:stop]]
     return json.loads(group.attrs["info"], object_hook=_json_hook)[start:stop]
 
 
-def mapped(dataset) -> np.ndarray:
+def mapped(dataset: h5py.Dataset) -> np.ndarray:
     """An HDF5 dataset as a read-only memory map of its file when it is stored uncompressed
     and contiguous (nothing read yet), else its values read into memory."""
     offset = dataset.id.get_offset()
@@ -417,7 +621,7 @@ def mapped(dataset) -> np.ndarray:
                      offset=offset)
 
 
-def _json_default(obj):
+def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
     if isinstance(obj, np.generic):
@@ -427,13 +631,13 @@ def _json_default(obj):
     raise TypeError(f"info value of type {type(obj).__name__} cannot be stored")
 
 
-def _json_hook(obj):
+def _json_hook(obj: dict) -> Any:
     if "__ndarray__" in obj:
         return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
     return obj
 
 
-def frames_from_atoms(images, source=None) -> Frames:
+def frames_from_atoms(images: Sequence[Atoms], source: str | None = None) -> Frames:
     """Pack ASE ``Atoms`` into `Frames`, with labels from their calculators' results."""
     if not images:
         raise EmptyInputError("no structures given", source=source)

@@ -12,8 +12,14 @@ from __future__ import annotations
 import io as _io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO, Any
 
+import h5py
 import numpy as np
+from ase import Atoms
+from ase.io import iread
+from ase.io import read as ase_read
+from ase.io.trajectory import Trajectory
 
 from .errors import EmptyInputError, InputError, MlipvizError, ReadError
 from .frames import DEFAULT_MIN_DISTANCE, Frames
@@ -37,7 +43,7 @@ class FrameSource:
     offset: int = 0  # index of the first frame held (a `part` holds frames offset.. only)
 
     @classmethod
-    def open(cls, source, format: str | None = None) -> "FrameSource":
+    def open(cls, source: Any, format: str | None = None) -> FrameSource:
         """Index a path (a file of frames), or wrap `Frames` / anything `mlipviz.read` takes."""
         if not isinstance(source, (str, Path)):
             frames = source if isinstance(source, Frames) else read(source, min_distance=0)
@@ -55,13 +61,9 @@ class FrameSource:
         elif kind == "xyz":
             n_atoms, offsets = _xyz_index(path)
         elif kind == "traj":
-            from ase.io.trajectory import Trajectory
-
             with Trajectory(str(path)) as traj:
                 n_atoms = np.array([len(traj[i]) for i in range(len(traj))], dtype=np.int64)
         else:
-            from ase.io import iread
-
             n_atoms = np.array([len(a) for a in iread(str(path), index=":", format=format)], dtype=np.int64)
         if len(n_atoms) == 0:
             raise EmptyInputError("file holds no structures", source=path)
@@ -71,7 +73,7 @@ class FrameSource:
     def __len__(self) -> int:
         return len(self.n_atoms)
 
-    def part(self, start: int, stop: int) -> "FrameSource":
+    def part(self, start: int, stop: int) -> FrameSource:
         """The source of frames ``start:stop`` only (what one task needs; small to send),
         read with the same indices."""
         lo, hi = start - self.offset, stop - self.offset
@@ -81,12 +83,15 @@ class FrameSource:
 
     @property
     def name(self) -> str:
+        """The file's path, or "frames in memory"."""
         return self.path or "frames in memory"
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What tells this source apart from an edited or another one (for resuming)."""
         if self.kind == "memory":
+            assert self.frames is not None
             return {"frames": self.frames.fingerprint()}
+        assert self.path is not None
         return {"path": str(Path(self.path).resolve()), "bytes": self.size, "mtime_ns": self.mtime_ns,
                 "frames": len(self)}
 
@@ -107,21 +112,20 @@ class FrameSource:
 
     def _read(self, start: int, stop: int) -> Frames:
         if self.kind == "memory":
+            assert self.frames is not None
             return self.frames[start - self.offset:stop - self.offset]
+        assert self.path is not None
         if self.kind == "h5":
-            import h5py
-
             with h5py.File(self.path, "r") as h5:
                 return Frames.from_hdf5(h5["frames"], start, stop)
         if self.kind == "xyz":
+            assert self.byte_offsets is not None
             lo, hi = (int(self.byte_offsets[i - self.offset]) for i in (start, stop))
             with open(self.path, "rb") as handle:
                 handle.seek(lo)
                 text = handle.read(hi - lo).decode()
             images = _ase_read(_io.StringIO(text), ":", self.format or "extxyz", self.path)
         elif self.kind == "traj":
-            from ase.io.trajectory import Trajectory
-
             with Trajectory(self.path) as traj:
                 images = [traj[i] for i in range(start, stop)]
         else:
@@ -129,7 +133,7 @@ class FrameSource:
         return frames_from_atoms(images, source=self.path)
 
 
-def shifted(exc: InputError, start: int, path) -> InputError:
+def shifted(exc: InputError, start: int, path: str | Path | None) -> InputError:
     """``exc`` with its frame counted from the start of the file (not of the range read)."""
     frame = None if exc.frame is None else exc.frame + start
     return type(exc)(exc.problem, source=path if path is not None else exc.source, frame=frame, atom=exc.atom)
@@ -146,8 +150,6 @@ def _kind(path: Path, format: str | None) -> str:
 
 
 def _h5_sizes(path: Path) -> np.ndarray:
-    import h5py
-
     try:
         with h5py.File(path, "r") as h5:
             return np.asarray(h5["frames"]["n_atoms"][()], dtype=np.int64)
@@ -157,7 +159,8 @@ def _h5_sizes(path: Path) -> np.ndarray:
 
 def _xyz_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Atoms per frame and each frame's first byte (plus the end), from the count lines."""
-    sizes, offsets = [], []
+    sizes: list[int] = []
+    offsets: list[int] = []
     with open(path, "rb") as handle:
         while True:
             where = handle.tell()
@@ -181,9 +184,7 @@ def _xyz_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(sizes, dtype=np.int64), np.asarray(offsets + [end], dtype=np.int64)
 
 
-def _ase_read(handle, index, format, path):
-    from ase.io import read as ase_read
-
+def _ase_read(handle: str | IO[str], index: str, format: str | None, path: str) -> list[Atoms]:
     try:
         images = ase_read(handle, index=index, format=format)
     except MlipvizError:

@@ -6,18 +6,25 @@ Below every other layer (frames, models and analysis all write through it).
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+import h5py
+
+from .errors import InputError, MlipvizError, StoreWriteError
 
 #: bytes left free beyond a file's estimated size when the disk is checked before writing it
 SPACE_MARGIN = 1 << 20
 
 
 @contextmanager
-def hdf5_in_memory(path: Path):
+def hdf5_in_memory(path: Path) -> Iterator[h5py.File]:
     """A new HDF5 file built in memory and written to ``path`` in one go when the block ends.
 
     A write that fails (a full disk) then fails in Python's own write and is reported like
@@ -25,8 +32,6 @@ def hdf5_in_memory(path: Path):
     while it flushes a file it is closing (seen with h5py 3.16). For files that fit in
     memory: evaluation chunks, checkpoint batches, saved comparisons.
     """
-    import h5py
-
     h5 = h5py.File(path, "w", driver="core", backing_store=False)
     try:
         yield h5
@@ -42,11 +47,6 @@ def check_space(path: Path, size: int, what: str = "file") -> None:
     """Raise `StoreWriteError` (``errno`` ENOSPC) when the disk of ``path`` has less than
     ``size`` bytes (and `SPACE_MARGIN`) free: better than a write that fails inside HDF5
     (see `hdf5_in_memory`) for files too large to build in memory."""
-    import errno
-    import shutil
-
-    from .errors import StoreWriteError
-
     free = shutil.disk_usage(Path(path).absolute().parent).free
     if free < size + SPACE_MARGIN:
         kept = "the previous file is unchanged" if Path(path).exists() else "nothing was written"
@@ -55,7 +55,7 @@ def check_space(path: Path, size: int, what: str = "file") -> None:
 
 
 @contextmanager
-def replacing(path: Path, what: str = "file", sync: bool = True):
+def replacing(path: Path, what: str = "file", sync: bool = True) -> Iterator[Path]:
     """A temporary path next to ``path`` that replaces it once written whole.
 
     A reader that maps the old file keeps its old contents; an interruption or a failed
@@ -65,10 +65,6 @@ def replacing(path: Path, what: str = "file", sync: bool = True):
     disk before it replaces the old one, so that a power cut leaves one of the two whole
     (skipped for files whose readers check them anyway, e.g. checkpoint batches).
     """
-    import threading
-
-    from .errors import MlipvizError, StoreWriteError
-
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder; give a file path")
@@ -84,8 +80,6 @@ def replacing(path: Path, what: str = "file", sync: bool = True):
     except MlipvizError:
         raise
     except (OSError, RuntimeError) as exc:  # HDF5 reports a failed write at close as RuntimeError
-        import re
-
         found = re.search(r"errno = (\d+)", str(exc))
         code = getattr(exc, "errno", None) or (int(found.group(1)) if found else None)
         why = getattr(exc, "strerror", None) or (os.strerror(code) if code else hdf5_reason(exc))
@@ -110,8 +104,6 @@ def _sync(path: Path) -> None:
 def hdf5_reason(exc: BaseException) -> str:
     """What h5py's error says went wrong, without its "Unable to synchronously open file"
     wrapping: the words in its last parentheses (e.g. "file signature not found")."""
-    import re
-
     text = str(exc).strip("\"'")
     found = re.findall(r"\(([^()]+)\)", text) if "Unable to" in text else []
     return found[-1] if found else text or type(exc).__name__

@@ -11,6 +11,7 @@ interrupted run resumes without recomputing finished frames.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -18,11 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase import units
 from ase.build import bulk
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.optimize import FIRE
-from ase import units
 
 import mlipviz
 from mlipviz.examples import DATA_DIR, DATASETS
@@ -106,10 +107,8 @@ def versions() -> dict:
 
     out = {"python": platform.python_version()}
     for package in ("mlipviz", "ase", "numpy", "torch", "chgnet", "gpaw", "gpaw-data", "pyscf"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -287,7 +286,7 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         ref = refs[level] = mlipviz.reference.PySCF(method=method, basis=BASIS, broken_symmetry=True)
         log(f"diatomics: {len(frames)} points of {', '.join(DIATOMICS)}, {ref.level_of_theory()}")
         labelled = ref.scan(frames, start=_scan_start, group="molecule", n_jobs=jobs, on_error="nan")
-        for name, (element, spin) in DIATOMICS.items():
+        for name, (element, _spin) in DIATOMICS.items():
             atom = mlipviz.read(Atoms(element))
             atom_energy = mlipviz.reference.PySCF(method=method, basis=BASIS, spin=ATOM_SPIN[element]) \
                 .evaluate(atom, n_jobs=1, progress=False).energy[0]
@@ -336,8 +335,8 @@ def diatomics(out_dir: Path, jobs: int) -> str:
         "method (DFT) errors, not basis-set errors.\n"
         f"Points where a calculation did not converge and were dropped: {json.dumps(failed_points)}.\n"
         f"CCSD(T) points with T1 diagnostic > 0.02 (multireference character, single-reference "
-        f"CCSD(T) unreliable; H2 left out: exact whatever its T1): {json.dumps(high_t1)}. The T1 diagnostic of every point is in "
-        "info 'reference_t1_diagnostic'.\n"
+        f"CCSD(T) unreliable; H2 left out: exact whatever its T1): {json.dumps(high_t1)}. "
+        "The T1 diagnostic of every point is in info 'reference_t1_diagnostic'.\n"
         "Energy steps the forces do not account for (energy change between neighbouring "
         "distances minus the trapezoid integral of the forces > 0.02 eV + |dF| dr: the SCF "
         "reference changed solution there, e.g. after a second-order SCF; each is marked in the "

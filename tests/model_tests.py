@@ -11,12 +11,17 @@ package's own ASE calculator or against finite differences of the model's own en
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from physics import (assert_embeddings_deterministic, assert_free_molecule_equals_boxed, assert_matches_calculator,
-                     finite_difference_forces, finite_difference_stress_xx)
+from physics import (
+    assert_embeddings_deterministic,
+    assert_free_molecule_equals_boxed,
+    assert_matches_calculator,
+    finite_difference_forces,
+    finite_difference_stress_xx,
+)
 
 import mlipviz
 from mlipviz.errors import InputError, UnsupportedElementError

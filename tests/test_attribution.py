@@ -14,10 +14,10 @@ import torch
 
 pytest.importorskip("captum")
 
-import mlipviz  # noqa: E402
-from mlipviz.errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError  # noqa: E402
-from mlipviz.frames import Frames  # noqa: E402
-from mlipviz.models.base import Model  # noqa: E402
+import mlipviz
+from mlipviz.errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError
+from mlipviz.frames import Frames
+from mlipviz.models.base import Model
 
 ADAPTERS = ["chgnet", "m3gnet", "sevennet-0", "small-mace"]
 
@@ -216,7 +216,7 @@ def test_force_error_and_baseline_relaxation(models, silicon):
     from ase.calculators.singlepoint import SinglePointCalculator
 
     model = models["chgnet"]
-    atoms, ideal = silicon
+    atoms, _ideal = silicon
     labelled = atoms.copy()
     forces = model.predict(Frames.from_atoms([atoms]), progress=False).forces
     labelled.calc = SinglePointCalculator(labelled, energy=0.0, forces=forces * 1.3)

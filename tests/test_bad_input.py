@@ -18,10 +18,10 @@ import shutil
 import signal
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -293,7 +293,7 @@ generate("load_model-calculator", lambda **kw: mlipviz.load_model(EMT(), **kw),
          {"dtype": "choice", "device": "device", "trust": "flag"})
 for _layer in [0, 99, 1.5, "1"]:
     case(f"load_model-embedding_layer={_layer!r}",
-         lambda l=_layer: mlipviz.load_model("chgnet", device="cpu", embedding_layer=l), "embedding_layer")
+         lambda layer=_layer: mlipviz.load_model("chgnet", device="cpu", embedding_layer=layer), "embedding_layer")
 
 # -- Model.predict ---------------------------------------------------------------------------
 generate("predict", lambda **kw: emt().predict(frames(), **{"progress": False, **kw}),
@@ -404,16 +404,18 @@ case("strain-scale-negative", lambda: scan.strain(cu(), models=[emt()], scale=[-
 case("strain-scale-zero", lambda: scan.strain(cu(), models=[emt()], scale=[0.0, 1.0], **_ref), "scale")
 for _k, _v in enumerate([[], [-10.0, 11.0], [0.0, 11.0], [NAN], ["x"]]):
     case(f"eos-volumes-{_k}", lambda v=_v: scan.eos(cu(), v, models=[emt()], **_ref), "volume")
-for _arg, _values in {"atom_index": [2.5, 99, "0", np.float64(1.0), True], "direction": [[0, 0, 0], [1, 0], [NAN, 0, 1], "x"],
-                      "amplitudes": [[], [NAN], "x"]}.items():
+for _arg, _values in {"atom_index": [2.5, 99, "0", np.float64(1.0), True],
+                      "direction": [[0, 0, 0], [1, 0], [NAN, 0, 1], "x"], "amplitudes": [[], [NAN], "x"]}.items():
     for _k, _v in enumerate(_values):
         kw = {"atom_index": 0, "direction": [1, 0, 0], "amplitudes": [-0.1, 0.0, 0.1], _arg: _v}
         case(f"displacement-{_arg}-{_k}", lambda kw=kw: scan.displacement(cu(), models=[emt()], **_ref, **kw),
              re.escape(_arg))
-for _arg, _values in {"element_a": ["Xx", 42, ""], "element_b": ["Qq"], "distances": [[], [-1.0, 2.0], [0.0, 2.0], [NAN]]}.items():
+for _arg, _values in {"element_a": ["Xx", 42, ""], "element_b": ["Qq"],
+                      "distances": [[], [-1.0, 2.0], [0.0, 2.0], [NAN]]}.items():
     for _k, _v in enumerate(_values):
         kw = {"element_a": "Cu", "element_b": "Cu", "distances": [2.0, 2.5], _arg: _v}
-        case(f"diatomic-{_arg}-{_k}", lambda kw=kw: scan.diatomic(models=[emt()], **_ref, **kw), re.escape(_arg.split("_")[0]))
+        case(f"diatomic-{_arg}-{_k}", lambda kw=kw: scan.diatomic(models=[emt()], **_ref, **kw),
+             re.escape(_arg.split("_")[0]))
 for _k, _imgs in enumerate([[], [cu()], 42, [cu(), molecule("H2O")]]):
     case(f"path-images-{_k}", lambda i=_imgs: scan.path(i, models=[emt()], **_ref), r"image|path")
 for _arg, _values in {"modes": [[99], [1.5], "x"], "delta": [0.0, -0.01, NAN], "amplitudes": [[NAN], []]}.items():
@@ -467,7 +469,8 @@ for _k, _v in enumerate([1.5, "0"]):
 for _k, _v in enumerate([-1, 1.5, "x"]):
     case(f"PySCF-spin-{_k}", lambda v=_v: pyscf(spin=v), "spin")
 case("PySCF-basis", lambda: pyscf(basis="no-such-basis"), "basis")
-case("PySCF-periodic", lambda: pyscf(method="HF", basis="sto-3g").evaluate(frames(), progress=False), r"periodic|molecule")
+case("PySCF-periodic", lambda: pyscf(method="HF", basis="sto-3g").evaluate(frames(), progress=False),
+     r"periodic|molecule")
 case("reference-on_error", lambda: pyscf(method="HF", basis="sto-3g").evaluate(
     mlipviz.read(molecule("H2")), on_error="skip", progress=False), "on_error")
 

@@ -102,7 +102,8 @@ def serve_jupyter(folder: Path, env: dict | None = None):
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          # a workspace of its own: JupyterLab reopens the last server's notebooks otherwise (404s)
          f"--LabApp.workspaces_dir={folder / '.workspaces'}"],
-        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        stdout=open(folder / "server.log", "w"),  # noqa: SIM115 - the server writes to it for its whole life
+        stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(f"{url}/api/status?token={token}", server, folder / "server.log")
@@ -119,9 +120,9 @@ def wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: floa
         try:
             urllib.request.urlopen(url, timeout=2)
             return
-        except OSError:
+        except OSError as exc:
             if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server at {url} did not start:\n" + log.read_text()[-3000:])
+                raise RuntimeError(f"the server at {url} did not start:\n" + log.read_text()[-3000:]) from exc
             time.sleep(0.5)
 
 
@@ -193,7 +194,7 @@ def _parity(page):
 
 
 def test_error_map_in_jupyterlab(lab, browser_page):
-    url, token, folder = lab
+    url, token, _folder = lab
     page, console_errors, shots = browser_page
     try:
         page.goto(f"{url}/lab/tree/error_map.ipynb?token={token}")
@@ -277,7 +278,7 @@ def baseline_errors(page, url: str, token: str, front_end: str, name: str = "emp
 def test_error_map_in_notebook7_and_voila(lab, browser_page, front_end):
     """Draws and plots there too, adding no console errors to those the front-end logs for a
     notebook without widgets (Notebook 7.6 and Voila 0.5 log some of their own)."""
-    url, token, folder = lab
+    url, token, _folder = lab
     page, console_errors, shots = browser_page
     try:
         baseline = baseline_errors(page, url, token, front_end)

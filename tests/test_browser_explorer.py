@@ -16,9 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from test_browser import (CHROMIUM, METRIC, _drawn_fraction, _open, _pixels, _require, _wait_for,
-                          baseline_errors, browser_page, serve_jupyter, wait_for_server)
+from test_browser import (
+    CHROMIUM,
+    METRIC,
+    _drawn_fraction,
+    _open,
+    _pixels,
+    _require,
+    _wait_for,
+    baseline_errors,
+    browser_page,
+    serve_jupyter,
+    wait_for_server,
+)
 
 __all__ = ["browser_page"]  # the fixture, shared with test_browser
 pytestmark = pytest.mark.slow
@@ -230,7 +240,8 @@ def _voila_baseline(page, folder: Path) -> set[str]:
         port = s.getsockname()[1]
     log = folder / "voila-empty.log"
     server = subprocess.Popen([sys.executable, "-m", "voila", "empty.ipynb", "--no-browser", f"--port={port}",
-                               "--Voila.ip=127.0.0.1", "--theme=light"], cwd=folder, stdout=open(log, "w"),
+                               "--Voila.ip=127.0.0.1", "--theme=light"], cwd=folder,
+                              stdout=open(log, "w"),  # noqa: SIM115 - the server writes to it for its whole life
                               stderr=subprocess.STDOUT)
     errors: set[str] = set()
     other = page.context.new_page()
@@ -325,7 +336,7 @@ def test_views_draw_in_hidden_containers_and_large_cells_are_legible(tmp_path_fa
             for k in range(2):
                 canvas = outputs.nth(4).locator("canvas").nth(k)
                 canvas.wait_for(timeout=120_000)
-                _wait_for(lambda: _drawn_fraction(_pixels(canvas.screenshot())) > 0.01 or None, 120,
+                _wait_for(lambda canvas=canvas: _drawn_fraction(_pixels(canvas.screenshot())) > 0.01 or None, 120,
                           "the Cu cell drawn", page)
                 page.wait_for_timeout(1000)
                 extents.append(_drawn_extent(_pixels(canvas.screenshot())))
@@ -428,7 +439,9 @@ def test_mlipviz_explore_serves_the_explorer_on_a_file(tmp_path, browser_page):
         port = s.getsockname()[1]
     log = tmp_path / "explore.log"
     server = subprocess.Popen([sys.executable, "-m", "mlipviz", "explore", "md.extxyz", "--no-browser",
-                               f"--port={port}"], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                               f"--port={port}"], cwd=tmp_path,
+                              stdout=open(log, "w"),  # noqa: SIM115 - the server writes to it for its whole life
+                              stderr=subprocess.STDOUT)
     page, console_errors, shots = browser_page
     try:
         wait_for_server(f"http://127.0.0.1:{port}/", server, log)
@@ -462,3 +475,43 @@ def test_mlipviz_explore_serves_the_explorer_on_a_file(tmp_path, browser_page):
     # Notebook 7 extension Voila 0.5 cannot share modules with)
     baseline = _voila_baseline(page, tmp_path)
     assert [e for e in console_errors if _strip_port(e) not in baseline] == [], console_errors
+
+
+STABILITY = ["""import numpy as np
+from ase.build import bulk
+from ase.calculators.emt import EMT
+import mlipviz
+
+cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+stability = mlipviz.md_stability([EMT(), "chgnet"], cu, temperature=300, steps=20, sample_every=4, device="cpu")
+stability.show(model="emt")"""]
+
+
+def test_stability_view_draws_and_switches_models(tmp_path_factory, browser_page):
+    """``md_stability(...).show()`` in JupyterLab: its table, a drawn trajectory with a frame
+    slider, and choosing the other model draws that model's trajectory; a clean console."""
+    _needs_browser()
+    folder = tmp_path_factory.mktemp("stability")
+    _notebook(folder / "stability.ipynb", STABILITY)
+    page, console_errors, shots = browser_page
+    with serve_jupyter(folder) as (url, token):
+        try:
+            _open(page, url, token, "jupyterlab", "stability")
+            output = page.locator(".jp-CodeCell .jp-OutputArea").first
+            output.locator("table").first.wait_for(timeout=240_000)
+            assert "energy_drift_eV_atom_ps" in output.locator("table").first.inner_text()
+            page.get_by_text("stable for all steps").wait_for(timeout=60_000)
+            _first, image = _visible_canvas(page, output)
+            assert _drawn_fraction(image) > 0.05
+            output.locator(".widget-slider:visible").first.wait_for(timeout=30_000)
+            assert "Warning" not in output.inner_text()  # no warnings from the dynamics in the output
+            output.locator("select").first.select_option("chgnet")
+            page.wait_for_timeout(1000)
+            _canvas, image = _visible_canvas(page, output)  # a new viewer for CHGNet's trajectory
+            assert _drawn_fraction(image) > 0.05
+            output.screenshot(path=str(shots / "stability_view.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "failure_stability.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+    assert console_errors == [], console_errors

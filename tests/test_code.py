@@ -96,3 +96,25 @@ def test_importing_mlipviz_is_quick_and_changes_nothing():
             "assert 'compare' in dir(mlipviz) and mlipviz.__version__")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def _run_tool(*args: str) -> None:
+    """Run ``python -m <args>`` from the repository root; its output is printed, and shown when it fails."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+
+
+def test_ruff_finds_nothing():
+    """Every Python file passes the lint rules of pyproject.toml ([tool.ruff.lint])."""
+    pytest.importorskip("ruff")
+    _run_tool("ruff", "check", ".")
+
+
+def test_mypy_finds_nothing():
+    """The package type-checks with the settings of pyproject.toml ([tool.mypy])."""
+    pytest.importorskip("mypy")
+    _run_tool("mypy", "mlipviz")

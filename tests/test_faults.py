@@ -27,8 +27,14 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 import mlipviz
-from mlipviz.errors import (CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError, ReadError,
-                            StoreWriteError)
+from mlipviz.errors import (
+    CheckpointMismatchError,
+    CorruptFileWarning,
+    InputError,
+    MlipvizError,
+    ReadError,
+    StoreWriteError,
+)
 from mlipviz.models.ase_adapter import CalculatorModel
 
 N_FRAMES = 6
@@ -181,7 +187,7 @@ def test_unreadable_checkpoint_is_reported_moved_aside_and_recomputed(cu, fresh,
     assert calls == N_FRAMES
     _assert_same(result, fresh)
     assert (tmp_path / "ckpt.h5.corrupt").read_bytes() == damaged  # kept for a look, not read
-    again, calls, corrupt = _resume(cu, path)
+    _again, calls, corrupt = _resume(cu, path)
     assert calls == 0 and not corrupt
 
 

@@ -11,8 +11,7 @@ from ase.io import write
 from conftest import rattled
 
 import mlipviz
-from mlipviz.errors import (EmptyInputError, InvalidStructureError, LabelShapeError, MlipvizError,
-                            ReadError)
+from mlipviz.errors import EmptyInputError, InvalidStructureError, LabelShapeError, MlipvizError, ReadError
 
 
 def labelled(images):

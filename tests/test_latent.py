@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("umap")
 pytest.importorskip("chgnet")
 
-import mlipviz  # noqa: E402
-from mlipviz import latent  # noqa: E402
-from mlipviz.errors import InputError  # noqa: E402
+import mlipviz
+from mlipviz import latent
+from mlipviz.errors import InputError
 
 
 def clusters(seed=0, n=150, width=12):
@@ -184,7 +184,8 @@ def test_widget_links_selection_and_picking(comparison):
     row = int(offsets[2]) + 7
     for k in range(2):
         marker = maps.data[2 + k]
-        assert marker.x[0] == pytest.approx(space.table["x"][row]) and marker.y[0] == pytest.approx(space.table["y"][row])
+        assert marker.x[0] == pytest.approx(space.table["x"][row])
+        assert marker.y[0] == pytest.approx(space.table["y"][row])
 
     widget.color_select.value = "element"
     assert widget.maps.data[0].marker.color[0].startswith("#") and widget.maps.layout.showlegend

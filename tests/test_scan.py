@@ -18,7 +18,7 @@ from mlipviz.errors import ArgumentTypeError, InputError, MissingLabelsError, Ou
 class Harmonic(Calculator):
     """E = ½ (x - x0)ᵀ K (x - x0): a test potential whose Hessian is exactly K."""
 
-    implemented_properties = ["energy", "forces"]
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012 - ASE's attribute, a list there
 
     def __init__(self, k_matrix, x0, **kwargs):
         super().__init__(**kwargs)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 pytest.importorskip("nglview")
 pytest.importorskip("plotly")
 
-import mlipviz  # noqa: E402
-from conftest import rattled  # noqa: E402
-from mlipviz.widgets import Explorer, view  # noqa: E402
+import mlipviz
+from mlipviz.widgets import Explorer, view
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +141,7 @@ def test_side_by_side_wraps_and_keeps_widths():
 
 
 def test_triclinic_cells_are_drawn_in_the_pdb_orientation(frames):
-    from ase.geometry import cellpar_to_cell, cell_to_cellpar
+    from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
     viewer = view(frames)
     i = 0  # primitive (triclinic) Si cell
@@ -295,9 +293,9 @@ def test_explorer_shows_errors_instead_of_dying(tmp_path):
 
 
 def test_register_tab_plugs_into_the_explorer(comparison):
-    from mlipviz.widgets import register_tab, tabs
-
     import ipywidgets
+
+    from mlipviz.widgets import register_tab, tabs
 
     saved = dict(tabs._TABS)
     try:

@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
+from ase.optimize import FIRE
 
 from .. import checks
 from ..display import Showable
 from ..errors import CompletenessWarning, InputError, MissingLabelsError, MlipvizError, OutOfRangeError
 from ..frames import Frames
 from .metrics import minimum_image_displacement
+
+if TYPE_CHECKING:
+    from ..models.base import Model
+    from ._types import ModelSpec, StructuresLike
 
 #: target -> what it is (every target but "energy" needs ``atom``; "force" also ``component``)
 TARGETS = {
@@ -55,11 +61,31 @@ ATOMS_PER_PASS = 256
 class Attribution(Showable):
     """Per-atom attributions of one target of one model on one structure.
 
-    ``values`` (N,): per atom (positions: summed over x, y, z, except saliency, which is
-    the gradient's norm); ``per_coordinate`` (N, 3) for positions; ``value`` and
-    ``baseline_value``: the target at the structure and at the baseline;
-    ``convergence_delta``: Captum's sum(attributions) - (f(x) - f(baseline)) (integrated
-    gradients only); ``completeness_error``: its size relative to |f(x) - f(baseline)|.
+    Attributes
+    ----------
+    values : np.ndarray
+        (N,): per atom (positions: summed over x, y, z, except saliency, which is the
+        gradient's norm).
+    frame : Frames
+        The structure (one frame).
+    model : str
+        The model's name.
+    target, atom, component, method, inputs : str, int or None
+        What was attributed, and how (see `attribute`).
+    baseline : np.ndarray
+        The baseline positions (N, 3) or gates (N,).
+    value, baseline_value : float
+        The target at the structure and at the baseline.
+    per_coordinate : np.ndarray or None
+        (N, 3) for positions.
+    convergence_delta : float or None
+        Captum's sum(attributions) - (f(x) - f(baseline)) (integrated gradients only).
+    completeness_error : float or None
+        Its size relative to |f(x) - f(baseline)|.
+    n_steps : int or None
+        Integrated-gradient steps.
+    meta : dict
+        Gate, dtype, device, steps per pass, source, frame and baseline, in words.
     """
 
     values: np.ndarray
@@ -77,7 +103,7 @@ class Attribution(Showable):
     convergence_delta: float | None = None
     completeness_error: float | None = None
     n_steps: int | None = None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -98,27 +124,70 @@ class Attribution(Showable):
         return df.set_index("atom")
 
     def top(self, k: int = 10) -> pd.DataFrame:
-        """The ``k`` atoms with the largest |attribution|."""
+        """The ``k`` atoms with the largest |attribution| (rows of `table`)."""
         return self.table().sort_values("rank").head(k)
 
 
-def attribute(model, atoms, target: str = "energy", method: str = "integrated_gradients",
-              inputs: str = "positions", *, atom: int | None = None, component=None,
-              reference_forces=None, baseline=None, frame: int = 0, n_steps: int = 32,
+def attribute(model: ModelSpec, atoms: StructuresLike, target: str = "energy", method: str = "integrated_gradients",
+              inputs: str = "positions", *, atom: int | None = None, component: int | str | None = None,
+              reference_forces: np.ndarray | None = None, baseline: Any = None, frame: int = 0, n_steps: int = 32,
               batch_size: int | None = None, device: str = "auto") -> Attribution:
     """Attribute a model's ``target`` on one structure to its atoms with Captum.
 
-    ``model``: a `Model` or anything `mlipviz.load_model` takes. ``atoms``: anything
-    `mlipviz.read` takes (``frame`` picks one). ``target``: a key of `TARGETS`; ``atom``
-    is the atom it is about, ``component`` 0/1/2 or "x"/"y"/"z" for ``"force"``;
-    ``"force_error"`` compares with ``reference_forces`` (N, 3), by default the
-    structure's own force labels. ``method``: one of `METHODS`. ``inputs``: one of
-    `INPUTS`. ``baseline``: positions: a structure or (N, 3) array with the same atoms
-    (default: the structure relaxed with the model at fixed cell); atom_mask: (N,) gates
-    (default: all 0, no atoms). ``n_steps``: integrated-gradient steps (Gauss-Legendre);
-    ``batch_size``: steps per forward pass (default: as many copies as fit in
-    `ATOMS_PER_PASS` atoms). Warns (`CompletenessWarning`) when integrated
-    gradients miss completeness by more than 1 %.
+    Warns (`CompletenessWarning`) when integrated gradients miss completeness by more than 1 %.
+
+    Parameters
+    ----------
+    model : Model, str, Path or ASE calculator
+        A `Model` or anything `mlipviz.load_model` takes.
+    atoms : anything `mlipviz.read` takes
+        The structure (``frame`` picks one).
+    target : str
+        A key of `TARGETS`.
+    method : str
+        One of `METHODS`.
+    inputs : str
+        One of `INPUTS`.
+    atom : int, optional
+        The atom the target is about (every target but ``"energy"``).
+    component : int or str, optional
+        0/1/2 or "x"/"y"/"z" for ``"force"``.
+    reference_forces : np.ndarray, optional
+        (N, 3): what ``"force_error"`` compares with, by default the structure's own force labels.
+    baseline : structure, np.ndarray or None
+        For positions: a structure or (N, 3) array with the same atoms (default: the
+        structure relaxed with the model at fixed cell); for atom_mask: (N,) gates
+        (default: all 0, no atoms).
+    frame : int
+        Which frame of ``atoms``.
+    n_steps : int
+        Integrated-gradient steps (Gauss-Legendre).
+    batch_size : int, optional
+        Steps per forward pass (default: as many copies as fit in `ATOMS_PER_PASS` atoms).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for a model loaded by name or path.
+
+    Returns
+    -------
+    Attribution
+
+    Raises
+    ------
+    MlipvizError
+        Captum is not installed (``pip install 'mlipviz[attribution]'``).
+    UnknownNameError
+        An unknown ``target``, ``method`` or ``inputs``.
+    InputError
+        A missing or bad ``atom`` or ``component``, ``reference_forces`` with another target
+        or of the wrong shape, a baseline that does not fit the structure, or a bad number.
+    OutOfRangeError
+        No frame ``frame``.
+    MissingLabelsError
+        ``"force_error"`` without reference forces.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    UnsupportedElementError
+        An element the model was not trained on.
     """
     try:
         from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
@@ -128,7 +197,6 @@ def attribute(model, atoms, target: str = "energy", method: str = "integrated_gr
 
     from ..io import read
     from ..models import load_model
-
     from ..models.batching import check_batch_size
 
     n_steps = checks.whole_number("n_steps", n_steps, minimum=1)
@@ -159,8 +227,8 @@ def attribute(model, atoms, target: str = "energy", method: str = "integrated_gr
         origin = torch.as_tensor(start, dtype=dtype, device=dev)
         x = torch.as_tensor(shift, dtype=dtype, device=dev)[None]
 
-        def forward(d):
-            return evaluate(origin + d, None)
+        def forward(batch: torch.Tensor) -> torch.Tensor:  # displacements (S, N, 3)
+            return evaluate(origin + batch, None)
     else:
         gates = np.zeros(n) if baseline is None else np.asarray(baseline, dtype=np.float64)
         if gates.shape != (n,):
@@ -170,8 +238,8 @@ def attribute(model, atoms, target: str = "energy", method: str = "integrated_gr
         origin = torch.as_tensor(one.positions, dtype=dtype, device=dev)
         x = torch.ones((1, n), dtype=dtype, device=dev)
 
-        def forward(g):
-            return evaluate(origin.expand(len(g), n, 3), g)
+        def forward(batch: torch.Tensor) -> torch.Tensor:  # gates (S, N)
+            return evaluate(origin.expand(len(batch), n, 3), batch)
 
     zero = torch.as_tensor(start if inputs == "atom_mask" else np.zeros((n, 3)), dtype=dtype, device=dev)[None]
     with torch.no_grad():
@@ -216,27 +284,53 @@ def attribute(model, atoms, target: str = "energy", method: str = "integrated_gr
               "baseline": _describe_baseline(inputs, baseline)})
 
 
-def site_energies(model, atoms, device: str = "auto") -> np.ndarray:
-    """The model's own per-atom energies (eV; all atoms of all frames, concatenated), which
-    sum to its total energy. A fitting construct of the architecture, not an observable:
-    another model, or the same one retrained, splits the same energy differently."""
+def site_energies(model: ModelSpec, atoms: StructuresLike, device: str = "auto") -> np.ndarray:
+    """The model's own per-atom energies, which sum to its total energy.
+
+    A fitting construct of the architecture, not an observable: another model, or the same
+    one retrained, splits the same energy differently.
+
+    Parameters
+    ----------
+    model : Model, str, Path or ASE calculator
+        A `Model` or anything `mlipviz.load_model` takes.
+    atoms : anything `mlipviz.read` takes
+        The structures.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for a model loaded by name or path.
+
+    Returns
+    -------
+    np.ndarray
+        eV; all atoms of all frames, concatenated.
+
+    Raises
+    ------
+    InputError
+        The model has no per-atom energy decomposition, or structures `mlipviz.read` refuses.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    UnsupportedElementError
+        An element the model was not trained on.
+    """
     from ..models import load_model
 
     model = load_model(model, device=device)  # a Model comes back as it is, the device checked
     if not model.has_energies:
         raise InputError(f"model {model.name} has no per-atom energy decomposition")
-    return model.predict(atoms, progress=False).energies
+    return cast(np.ndarray, model.predict(atoms, progress=False).energies)
 
 
 class _TargetFunction:
     """The target for copies of one structure: positions (S, N, 3), gates (S, N) or None -> (S,)."""
 
-    def __init__(self, model, frame, target, atom, component, ref, dtype, device):
+    def __init__(self, model: Model, frame: Frames, target: str, atom: int | None, component: int | None,
+                 ref: np.ndarray | None, dtype: torch.dtype, device: torch.device) -> None:
         self.model, self.frame, self.target = model, frame, target
         self.atom, self.component = atom, component
         self.ref = None if ref is None else torch.as_tensor(ref, dtype=dtype, device=device)
 
-    def __call__(self, positions, gate):
+    def __call__(self, positions: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
         outer = positions.requires_grad or (gate is not None and gate.requires_grad)
         with torch.enable_grad():
             forces_needed = self.target not in ("energy", "site_energy")
@@ -254,11 +348,12 @@ class _TargetFunction:
             elif self.target == "force_magnitude":
                 out = torch.linalg.norm(force, dim=1)
             else:
-                out = torch.linalg.norm(force - self.ref, dim=1)
+                out = torch.linalg.norm(force - cast(torch.Tensor, self.ref), dim=1)
             return out if outer else out.detach()
 
 
-def _check_target(target, atom, component, n, frame, index):
+def _check_target(target: str, atom: Any, component: Any, n: int, frame: Frames,
+                  index: int) -> tuple[str, int | None, int | None]:
     if target not in TARGETS:
         raise InputError(f"target must be one of {list(TARGETS)}, got {target!r}")
     if target == "energy":
@@ -274,7 +369,7 @@ def _check_target(target, atom, component, n, frame, index):
     return target, int(atom), int(comp)
 
 
-def _reference_forces(target, atom, reference_forces, frame: Frames, index: int) -> np.ndarray:
+def _reference_forces(target: str, atom: Any, reference_forces: Any, frame: Frames, index: int) -> np.ndarray:
     n = frame.total_atoms
     if reference_forces is None:
         if frame.forces is None or not np.isfinite(frame.forces[atom]).all():
@@ -289,7 +384,7 @@ def _reference_forces(target, atom, reference_forces, frame: Frames, index: int)
     return ref[atom]
 
 
-def _baseline_positions(model, frame: Frames, baseline, index: int) -> np.ndarray:
+def _baseline_positions(model: Model, frame: Frames, baseline: Any, index: int) -> np.ndarray:
     if baseline is None:
         return relaxed_positions(model, frame)
     if isinstance(baseline, (np.ndarray, list, tuple)):
@@ -311,10 +406,28 @@ def _baseline_positions(model, frame: Frames, baseline, index: int) -> np.ndarra
     return positions
 
 
-def relaxed_positions(model, frame: Frames, fmax: float = 0.01, steps: int = 500) -> np.ndarray:
-    """Positions of the one-frame ``frame`` relaxed with ``model`` (FIRE, cell fixed)."""
-    from ase.optimize import FIRE
+def relaxed_positions(model: Model, frame: Frames, fmax: float = 0.01, steps: int = 500) -> np.ndarray:
+    """Positions of the one-frame ``frame`` relaxed with ``model`` (FIRE, cell fixed).
 
+    Warns (`RuntimeWarning`) when the relaxation stops after ``steps`` steps above ``fmax``;
+    the positions are then its last geometry.
+
+    Parameters
+    ----------
+    model : Model
+        A loaded model.
+    frame : Frames
+        One frame.
+    fmax : float
+        Convergence: the largest force (eV/Å).
+    steps : int
+        The most FIRE steps.
+
+    Returns
+    -------
+    np.ndarray
+        (N, 3) positions (Å).
+    """
     from ..models.base import ModelCalculator
 
     atoms = frame.to_atoms(0)
@@ -326,7 +439,7 @@ def relaxed_positions(model, frame: Frames, fmax: float = 0.01, steps: int = 500
     return atoms.positions.copy()
 
 
-def _describe_baseline(inputs: str, baseline) -> str:
+def _describe_baseline(inputs: str, baseline: Any) -> str:
     if inputs == "atom_mask":
         return "all atoms absent (gates 0)" if baseline is None else "gates given"
     return "the structure relaxed with the model (FIRE, fmax 0.01 eV/Å, fixed cell)" \

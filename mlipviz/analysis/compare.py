@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+import h5py
 import numpy as np
 import pandas as pd
+from ase.data import chemical_symbols
 
 from ..checks import flag, number, output_path
 from ..display import Showable
-from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, ReadError, UnknownNameError
 from ..frames import Frames
 from ..io import read
 from ..models.base import Prediction
@@ -20,6 +25,9 @@ from ..units import EV_A3_IN_GPA
 from ..version import __version__
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
+if TYPE_CHECKING:
+    from ._types import ModelSpec, ModelsSpec, StructuresLike
+
 #: atoms per block when measuring displacements from the first frame (bounds the memory
 #: of ASE's minimum-image search, which tries 27 images per vector in skewed cells).
 DISPLACEMENT_BLOCK_ATOMS = 200_000
@@ -27,26 +35,61 @@ DISPLACEMENT_BLOCK_ATOMS = 200_000
 FORMAT_VERSION = 2
 
 
-def compare(models, frames, reference=None, batch_size: int | None = None, progress: bool = True,
-            device: str = "auto", checkpoint_dir: str | Path | None = None,
-            angle_min_force: float = ANGLE_MIN_FORCE, callback=None, embeddings: bool = False) -> "Comparison":
+def compare(models: ModelsSpec, frames: StructuresLike, reference: ModelSpec | bool | None = None,
+            batch_size: int | None = None, progress: bool = True, device: str = "auto",
+            checkpoint_dir: str | Path | None = None, angle_min_force: float = ANGLE_MIN_FORCE,
+            callback: Callable[[str, int, int], Any] | None = None, embeddings: bool = False) -> Comparison:
     """Evaluate one or more models and a reference on the same frames.
 
-    ``models``: a `Model`, a registry name, a weights path, an ASE calculator, or a list
-    of those. ``frames``: anything `mlipviz.read` accepts. ``reference``: None for the
-    labels in the frames (frames without reference forces raise `MissingLabelsError`), a
-    model/calculator (any ``models`` entry) to evaluate on the same frames, or False for a
-    models-only comparison: the models' predictions side by side, whatever labels the
-    frames carry; its ``reference`` is None, ``per_atom`` and ``per_frame`` hold the
-    predictions only, and what compares against a reference (``summary``, ``softening``,
-    ``atom_errors``, ``rare_events``, the error map, ...) raises `MissingLabelsError`.
-    ``angle_min_force`` (eV/Å, >= 0): forces weaker than this get no angle error.
-    ``checkpoint_dir`` keeps each model's finished batches on disk so an
-    interrupted comparison resumes. ``callback(name, done, total)`` runs after each batch
-    of the reference (name ``"reference"``) and of each model; an exception it raises
-    stops the comparison (finished batches stay in ``checkpoint_dir``). ``embeddings=True``
-    keeps each model's per-atom embeddings from the same forward pass (models that have
-    none, such as plain ASE calculators, keep None), for `mlipviz.latent`.
+    Parameters
+    ----------
+    models : Model, str, Path, ASE calculator, or a list of those
+        A `Model`, a registry name, a weights path, an ASE calculator, or a list of those.
+    frames : Frames or anything `mlipviz.read` accepts
+        The structures.
+    reference : None, a model or calculator, or False
+        None for the labels in the frames (frames without reference forces raise
+        `MissingLabelsError`), a model/calculator (any ``models`` entry) to evaluate on the
+        same frames, or False for a models-only comparison: the models' predictions side by
+        side, whatever labels the frames carry; its ``reference`` is None, ``per_atom`` and
+        ``per_frame`` hold the predictions only, and what compares against a reference
+        (``summary``, ``softening``, ``atom_errors``, ``rare_events``, the error map, ...)
+        raises `MissingLabelsError`.
+    batch_size : int, optional
+        Structures per forward pass (see `Model.predict`).
+    progress : bool
+        Show progress bars.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``, for models loaded by name or path.
+    checkpoint_dir : str or Path, optional
+        Keeps each model's finished batches on disk so an interrupted comparison resumes.
+    angle_min_force : float
+        (eV/Å, >= 0): forces weaker than this get no angle error.
+    callback : callable, optional
+        ``callback(name, done, total)`` runs after each batch of the reference (name
+        ``"reference"``) and of each model; an exception it raises stops the comparison
+        (finished batches stay in ``checkpoint_dir``).
+    embeddings : bool
+        ``embeddings=True`` keeps each model's per-atom embeddings from the same forward pass
+        (models that have none, such as plain ASE calculators, keep None), for `mlipviz.latent`.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    MissingLabelsError
+        ``reference=None`` and frames without reference forces.
+    ArgumentTypeError
+        ``reference=True``, a ``callback`` that is not callable, or an argument of the wrong type.
+    InputError
+        An empty list of models, a bad ``batch_size``, ``angle_min_force`` or ``checkpoint_dir``,
+        or structures `mlipviz.read` refuses (its errors).
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    UnsupportedElementError
+        Frames with an element a model was not trained on.
     """
     from ..models import resolve_models, resolve_reference
     from ..models.batching import check_batch_size
@@ -68,7 +111,7 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
     check_batch_size(batch_size)
     loaded = resolve_models(models, device)
 
-    def checkpoint(name):
+    def checkpoint(name: str) -> Path | None:
         if checkpoint_dir is None:
             return None
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -83,7 +126,7 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
         ref = ref_model.predict(frames, batch_size=batch_size, progress=progress,
                                 checkpoint=checkpoint("reference-" + ref_model.name),
                                 callback=_named(callback, "reference"))
-    predictions = {}
+    predictions: dict[str, Prediction] = {}
     for model in loaded:
         name = _unique(model.name, predictions)
         predictions[name] = model.predict(frames, batch_size=batch_size, progress=progress,
@@ -94,12 +137,13 @@ def compare(models, frames, reference=None, batch_size: int | None = None, progr
 
 def reference_from_labels(frames: Frames) -> Prediction:
     """The frames' own labels as the reference; forces are required."""
-    if not frames.has_labels["forces"]:
+    if frames.forces is None or not frames.has_labels["forces"]:
         raise MissingLabelsError(
             "the frames carry no reference forces; pass reference= a calculator or model, "
             "read a file with DFT labels, or reference=False to compare models only",
             source=frames.source)
-    missing = np.flatnonzero([np.isnan(frames.forces[frames.atoms_of(i)]).any() for i in range(len(frames))])
+    forces = frames.forces
+    missing = np.flatnonzero([np.isnan(forces[frames.atoms_of(i)]).any() for i in range(len(frames))])
     if len(missing):
         raise MissingLabelsError(
             f"{len(missing)} frame(s) lack reference forces (first: {missing[:5].tolist()}); "
@@ -107,11 +151,16 @@ def reference_from_labels(frames: Frames) -> Prediction:
     return Prediction.from_frames(frames)
 
 
-def _named(callback, name: str):
+def _forces(pred: Prediction) -> np.ndarray:
+    """A prediction's forces: every model and reference of a comparison has them."""
+    return cast(np.ndarray, pred.forces)
+
+
+def _named(callback: Callable[[str, int, int], Any] | None, name: str) -> Callable[[int, int], Any] | None:
     return None if callback is None else (lambda done, total: callback(name, done, total))
 
 
-def _unique(name: str, taken) -> str:
+def _unique(name: str, taken: Iterable[str]) -> str:
     candidate, k = name, 2
     while candidate in taken:
         candidate, k = f"{name}-{k}", k + 1
@@ -121,19 +170,29 @@ def _unique(name: str, taken) -> str:
 class RareEvents:
     """Rare-event analysis (Liu, He & Mo 2023).
 
-    ``summary``: one row per model and group ("rare-event" / "other") with error
-    statistics and the fractions of atoms above the thresholds. ``selected``: the per-atom
-    mask of rare-event atoms (frames layout). ``per_atom``: the per-atom errors with a
-    boolean ``rare_event`` column, for distributions (made when first used).
+    Attributes
+    ----------
+    summary : pd.DataFrame
+        One row per model and group ("rare-event" / "other") with error statistics and the
+        fractions of atoms above the thresholds.
+    selected : np.ndarray
+        The per-atom mask of rare-event atoms (frames layout).
+    per_atom : pd.DataFrame
+        The per-atom errors with a boolean ``rare_event`` column, for distributions (made
+        when first used).
     """
 
-    def __init__(self, summary: pd.DataFrame, selected: np.ndarray, comparison: "Comparison"):
+    summary: pd.DataFrame
+    selected: np.ndarray
+
+    def __init__(self, summary: pd.DataFrame, selected: np.ndarray, comparison: Comparison) -> None:
         self.summary = summary
         self.selected = selected
         self._comparison = comparison
 
     @cached_property
     def per_atom(self) -> pd.DataFrame:
+        """The per-atom errors with a boolean ``rare_event`` column (`Comparison.per_atom` plus one)."""
         table = self._comparison.per_atom.copy()
         table["rare_event"] = np.tile(self.selected, len(self._comparison.predictions))
         return table
@@ -148,10 +207,38 @@ class Comparison(Showable):
     raises `MissingLabelsError` naming what was asked.
 
     Units: eV, eV/Å, degrees; energy errors per atom; stress errors in GPa.
+
+    Parameters
+    ----------
+    frames : Frames
+        The structures.
+    predictions : dict of str to Prediction
+        Each model's predictions on ``frames``, by name.
+    reference : Prediction or None
+        The reference (labels or a reference model), or None for models only.
+    angle_min_force : float
+        (eV/Å, >= 0): forces weaker than this get no angle error.
+
+    Attributes
+    ----------
+    frames : Frames
+    predictions : dict of str to Prediction
+    reference : Prediction or None
+    angle_min_force : float
+
+    Raises
+    ------
+    InputError
+        A prediction whose atom counts do not match the frames, or a bad ``angle_min_force``.
     """
 
+    frames: Frames
+    predictions: dict[str, Prediction]
+    reference: Prediction | None
+    angle_min_force: float
+
     def __init__(self, frames: Frames, predictions: dict[str, Prediction], reference: Prediction | None,
-                 angle_min_force: float = ANGLE_MIN_FORCE):
+                 angle_min_force: float = ANGLE_MIN_FORCE) -> None:
         sides = {**predictions, **({} if reference is None else {"reference": reference})}
         for name, pred in sides.items():
             if not np.array_equal(pred.n_atoms, frames.n_atoms):
@@ -164,6 +251,7 @@ class Comparison(Showable):
 
     @property
     def models(self) -> list[str]:
+        """The models' names, in order."""
         return list(self.predictions)
 
     @property
@@ -176,7 +264,7 @@ class Comparison(Showable):
         return self.prediction(model)
 
     def __repr__(self) -> str:
-        against = f"vs {self.reference.model}" if self.has_reference else "models only"
+        against = f"vs {self.reference.model}" if self.reference is not None else "models only"
         return (f"Comparison({', '.join(self.models)} {against}; "
                 f"{len(self.frames)} frames, {self.frames.total_atoms} atoms)")
 
@@ -190,7 +278,22 @@ class Comparison(Showable):
         return self.reference
 
     def prediction(self, model: str) -> Prediction:
-        """The `Prediction` of one model; an `UnknownNameError` (a KeyError) names unknown ones."""
+        """The `Prediction` of one model.
+
+        Parameters
+        ----------
+        model : str
+            A name of `models`.
+
+        Returns
+        -------
+        Prediction
+
+        Raises
+        ------
+        UnknownNameError
+            (a KeyError) names unknown ones.
+        """
         if not isinstance(model, str) or model not in self.predictions:
             raise UnknownNameError(f"model: no model {model!r} in this comparison "
                                    f"(models: {', '.join(self.models)})")
@@ -203,26 +306,62 @@ class Comparison(Showable):
         return energies is not None and bool(np.isfinite(energies).all())
 
     def force_vectors(self, model: str) -> dict[str, np.ndarray]:
-        """Per-atom force vectors (frames layout, eV/Å): ``predicted``, ``reference``, ``difference``."""
+        """Per-atom force vectors (frames layout, eV/Å): ``predicted``, ``reference``, ``difference``.
+
+        Parameters
+        ----------
+        model : str
+            A name of `models`.
+
+        Returns
+        -------
+        dict of str to np.ndarray
+            ``(n_atoms_total, 3)`` arrays.
+
+        Raises
+        ------
+        UnknownNameError
+            No such model.
+        MissingLabelsError
+            A models-only comparison.
+        """
         pred = self._predicted_forces(model)
-        ref = self._require_reference(f"force_vectors({model!r})").forces
+        ref = _forces(self._require_reference(f"force_vectors({model!r})"))
         return {"predicted": pred, "reference": ref, "difference": pred - ref}
 
     def _predicted_forces(self, model: str) -> np.ndarray:
-        return self.prediction(model).forces
+        return _forces(self.prediction(model))
 
     def atom_errors(self, model: str) -> dict[str, np.ndarray]:
         """Per-atom errors of one model as arrays (frames layout): ``force_error``,
         ``magnitude_error``, ``angle_error`` and, where both sides have site energies,
         ``site_energy_error``; computed once. What `per_atom` tabulates for every model,
-        without the table (for large sets)."""
+        without the table (for large sets).
+
+        Parameters
+        ----------
+        model : str
+            A name of `models`.
+
+        Returns
+        -------
+        dict of str to np.ndarray
+            One value per atom.
+
+        Raises
+        ------
+        UnknownNameError
+            No such model.
+        MissingLabelsError
+            A models-only comparison.
+        """
         if model not in self._atom_errors:
             pred = self._predicted_forces(model)
             ref = self._require_reference(f"atom_errors({model!r})")
-            errors = force_errors(pred, ref.forces, self.angle_min_force)
+            errors = force_errors(pred, _forces(ref), self.angle_min_force)
             energies = self.predictions[model].energies
-            if energies is not None and self.has_site_energy_reference:
-                errors["site_energy_error"] = energies - self.reference.energies
+            if energies is not None and ref.energies is not None and self.has_site_energy_reference:
+                errors["site_energy_error"] = energies - ref.energies
             self._atom_errors[model] = errors
         return self._atom_errors[model]
 
@@ -232,22 +371,21 @@ class Comparison(Showable):
         """One row per model, frame and atom: forces, |dF|, magnitude and angle errors, and
         per-atom (site) energies and their error where the model and reference have them.
         Models only (no reference): the predicted forces and site energies alone."""
-        from ase.data import chemical_symbols
-
         f = self.frames
         base = {"frame": f.frame_index, "atom": f.atom_index,
                 "element": pd.Categorical(np.asarray(chemical_symbols)[f.numbers])}
         tables = []
         for name, pred in self.predictions.items():
             cols = {"model": name, **base}
+            forces = _forces(pred)
             for k, axis in enumerate("xyz"):
-                cols[f"f{axis}_pred"] = pred.forces[:, k]
+                cols[f"f{axis}_pred"] = forces[:, k]
             if self.reference is None:
                 if pred.energies is not None:
                     cols["site_energy_pred"] = pred.energies
                 tables.append(pd.DataFrame(cols))
                 continue
-            ref = self.reference.forces
+            ref = _forces(self.reference)
             for k, axis in enumerate("xyz"):
                 cols[f"f{axis}_ref"] = ref[:, k]
             errors = dict(self.atom_errors(name))
@@ -275,7 +413,7 @@ class Comparison(Showable):
                 rows.append(pd.DataFrame({"model": name, "frame": np.arange(len(f)), "n_atoms": f.n_atoms,
                                           "energy_pred": pred.energy}))
                 continue
-            diff = pred.forces - ref.forces
+            diff = _forces(pred) - _forces(ref)
             abs_sum = np.bincount(frame_of_atom, np.abs(diff).sum(axis=1), minlength=len(f))
             norm = row_norms(diff)
             sq_sum = np.bincount(frame_of_atom, norm ** 2, minlength=len(f))
@@ -297,17 +435,31 @@ class Comparison(Showable):
         return table
 
     def summary(self) -> pd.DataFrame:
-        """MAE/RMSE per model: energy per atom (eV/atom), force components (eV/Å), stress (GPa)."""
+        """MAE/RMSE per model: energy per atom (eV/atom), force components (eV/Å), stress (GPa).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per model (index ``model``): ``n_frames``, ``n_atoms``,
+            ``energy_mae_eV_atom`` and ``energy_rmse_eV_atom`` (where the reference has
+            energies), ``force_mae_eV_A``, ``force_rmse_eV_A``, ``stress_mae_GPa`` and
+            ``stress_rmse_GPa`` (where both sides have stresses).
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        """
         ref = self._require_reference("summary()")
         e_ref_pa = (ref.energy / self.frames.n_atoms) if ref.energy is not None else None
         rows = {}
         for name, pred in self.predictions.items():
-            row = {"n_frames": len(self.frames), "n_atoms": self.frames.total_atoms}
+            row: dict[str, float] = {"n_frames": len(self.frames), "n_atoms": self.frames.total_atoms}
             if e_ref_pa is not None:
-                err = pred.energy / self.frames.n_atoms - e_ref_pa
+                err = cast(np.ndarray, pred.energy) / self.frames.n_atoms - e_ref_pa
                 row["energy_mae_eV_atom"] = np.nanmean(np.abs(err))
                 row["energy_rmse_eV_atom"] = np.sqrt(np.nanmean(err ** 2))
-            dF = (pred.forces - ref.forces).ravel()
+            dF = (_forces(pred) - _forces(ref)).ravel()
             row["force_mae_eV_A"] = np.nanmean(np.abs(dF))
             row["force_rmse_eV_A"] = np.sqrt(np.nanmean(dF ** 2))
             if pred.stress is not None and ref.stress is not None and np.isfinite(ref.stress).any():
@@ -323,8 +475,25 @@ class Comparison(Showable):
 
         Columns: ``slope`` (fit through the origin), ``slope_with_intercept``,
         ``intercept``, ``r2``, ``mae``, ``cmae``, ``correction`` (c = 1/slope),
-        ``n_components``. ``by``: None (all frames pooled), ``"frame"``, or a key of the
-        frames' ``info`` (e.g. a material id); then one row per model and group.
+        ``n_components``.
+
+        Parameters
+        ----------
+        by : str, optional
+            None (all frames pooled), ``"frame"``, or a key of the frames' ``info`` (e.g. a
+            material id); then one row per model and group.
+
+        Returns
+        -------
+        pd.DataFrame
+            Indexed by ``model`` (and ``by``).
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        UnknownNameError
+            ``by`` is an ``info`` key that some frames lack.
         """
         reference = self._require_reference("softening()")
         groups = self._frame_groups(by)
@@ -332,12 +501,12 @@ class Comparison(Showable):
         rows = []
         for name, pred in self.predictions.items():
             for group, frame_ids in groups.items():
-                mask = slice(None) if by is None else np.isin(frame_of_atom, frame_ids)
+                mask = slice(None) if frame_of_atom is None else np.isin(frame_of_atom, frame_ids)
                 rows.append({"model": name, **({by: group} if by else {}),
-                             **softening_fit(pred.forces[mask], reference.forces[mask])})
+                             **softening_fit(_forces(pred)[mask], _forces(reference)[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
 
-    def _frame_groups(self, by: str | None) -> dict:
+    def _frame_groups(self, by: str | None) -> dict[Any, np.ndarray]:
         n = len(self.frames)
         if by is None:
             return {"all": np.arange(n)}
@@ -357,9 +526,19 @@ class Comparison(Showable):
     def errors_by_element(self) -> pd.DataFrame:
         """Per model and element: atoms, mean and largest |dF| (eV/Å), mean magnitude error dF
         (eV/Å, signed: < 0 means too small forces), mean angle error (degrees). Meaningful for
-        any frames, also where atoms differ from frame to frame."""
-        from ase.data import chemical_symbols
+        any frames, also where atoms differ from frame to frame.
 
+        Returns
+        -------
+        pd.DataFrame
+            Indexed by ``model`` and ``element``: ``n_atoms``, ``force_error_mean``,
+            ``force_error_max``, ``magnitude_error_mean``, ``angle_error_mean``.
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        """
         self._require_reference("errors_by_element()")
         numbers = self.frames.numbers
         rows = []
@@ -375,16 +554,38 @@ class Comparison(Showable):
         return pd.DataFrame(rows).set_index(["model", "element"])
 
     # -- rare events ------------------------------------------------------------
-    def rare_events(self, atoms=None, threshold: float = 1.0, force_threshold: float = 0.5,
-                    angle_thresholds=(15.0, 30.0)) -> RareEvents:
+    def rare_events(self, atoms: np.ndarray | Sequence[int] | str | None = None, threshold: float = 1.0,
+                    force_threshold: float = 0.5, angle_thresholds: Sequence[float] = (15.0, 30.0)) -> RareEvents:
         """Errors on rare-event atoms versus all others (Liu, He & Mo 2023).
 
-        ``atoms`` selects the rare-event atoms: a boolean per-atom mask (frames layout),
-        atom indices (within each frame, the same in every frame), the name of a
-        per-atom array or of a frames ``info`` key holding indices; by default, atoms
-        displaced more than ``threshold`` Å from their position in the first frame
-        (minimum image). The summary reports the fraction of atoms with |dF| >
-        ``force_threshold`` eV/Å and with angle errors above ``angle_thresholds`` degrees.
+        Parameters
+        ----------
+        atoms : np.ndarray, list of int or str, optional
+            Selects the rare-event atoms: a boolean per-atom mask (frames layout), atom
+            indices (within each frame, the same in every frame), the name of a per-atom
+            array or of a frames ``info`` key holding indices; by default, atoms displaced
+            more than ``threshold`` Å from their position in the first frame (minimum image).
+        threshold : float
+            Displacement (Å) that makes an atom a rare-event atom, when ``atoms`` is None.
+        force_threshold : float
+            The summary reports the fraction of atoms with |dF| > ``force_threshold`` eV/Å.
+        angle_thresholds : sequence of float
+            ... and with angle errors above ``angle_thresholds`` degrees (increasing, in [0, 180]).
+
+        Returns
+        -------
+        RareEvents
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        InputError
+            A selection that does not fit the frames (mask shape, indices out of range, a name
+            that is neither a per-atom array nor an ``info`` key of every frame; the default
+            needs the same atoms in every frame), or bad thresholds.
+        ArgumentTypeError
+            A selection or threshold of the wrong type (e.g. float indices).
         """
         self._require_reference("rare_events()")
         threshold = number("threshold", threshold, minimum=0)
@@ -400,7 +601,8 @@ class Comparison(Showable):
                     continue
                 force, magnitude, angle = (errors[k][mask] for k in
                                            ("force_error", "magnitude_error", "angle_error"))
-                row = {"model": name, "group": "rare-event" if is_rare else "other", "n_atoms": int(mask.sum())}
+                row: dict[str, Any] = {"model": name, "group": "rare-event" if is_rare else "other",
+                                       "n_atoms": int(mask.sum())}
                 for column, values in (("force_error", force), ("magnitude_error", magnitude),
                                        ("angle_error", angle)):
                     row[f"{column}_mean"] = _finite(values, np.mean)
@@ -412,12 +614,12 @@ class Comparison(Showable):
                 row[f"frac_abs_magnitude_error_gt_{force_threshold:g}"] = float(
                     np.mean(np.abs(magnitude) > force_threshold))
                 for deg in angle_thresholds:
-                    row[f"frac_angle_gt_{deg:g}"] = _finite(angle, lambda v: np.mean(v > deg))
+                    row[f"frac_angle_gt_{deg:g}"] = _finite(angle, _share_above(deg))
                 stats.append(row)
         summary = pd.DataFrame(stats).set_index(["model", "group"]).sort_index()
         return RareEvents(summary=summary, selected=selected, comparison=self)
 
-    def _select_atoms(self, atoms, threshold: float) -> np.ndarray:
+    def _select_atoms(self, atoms: Any, threshold: float) -> np.ndarray:
         f = self.frames
         if atoms is None:
             if not f.same_atoms:
@@ -472,7 +674,7 @@ class Comparison(Showable):
             moved[lo:lo + step] = np.linalg.norm(delta, axis=1).reshape(len(block), n) > threshold
         return moved.ravel()
 
-    def _check_indices(self, idx: np.ndarray, frame: int):
+    def _check_indices(self, idx: np.ndarray, frame: int) -> None:
         n = int(self.frames.n_atoms[frame])
         bad = idx[(idx < 0) | (idx >= n)]
         if len(bad):
@@ -487,9 +689,26 @@ class Comparison(Showable):
         The file is written next to ``path`` and then moved over it, so an interruption or a
         failed write (a full disk: `StoreWriteError`) leaves the previous file at ``path``
         readable as it was.
-        """
-        from ..checks import output_path
 
+        Parameters
+        ----------
+        path : str or Path
+            The file to write.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        StoreWriteError
+            The file could not be written (a full disk, no permission).
+        ArgumentTypeError
+            ``path`` is not a path.
+        InputError
+            ``path`` is a folder, or its folder does not exist.
+        """
         path = output_path("path", path)
         with replacing(path, what="comparison file") as tmp:
             with hdf5_in_memory(tmp) as h5:  # the comparison is in memory already
@@ -498,16 +717,14 @@ class Comparison(Showable):
         return path
 
 
-def open_comparison_file(path: Path, models: list[str], angle_min_force: float, **attrs):
+def open_comparison_file(path: Path, models: list[str], angle_min_force: float, **attrs: Any) -> h5py.File:
     """A new comparison file at ``path``, its header written (``attrs``: more of it)."""
-    import h5py
-
     h5 = h5py.File(path, "w")
     write_header(h5, models, angle_min_force, **attrs)
     return h5
 
 
-def write_header(h5, models: list[str], angle_min_force: float, **attrs) -> None:
+def write_header(h5: h5py.File, models: list[str], angle_min_force: float, **attrs: Any) -> None:
     """The attributes that make ``h5`` a comparison file (``attrs``: more of them)."""
     h5.attrs["format"] = "mlipviz-comparison"
     h5.attrs["format_version"] = FORMAT_VERSION
@@ -518,7 +735,8 @@ def write_header(h5, models: list[str], angle_min_force: float, **attrs) -> None
         h5.attrs[key] = value
 
 
-def write_results(h5, frames: Frames, reference: Prediction | None, predictions) -> None:
+def write_results(h5: h5py.File, frames: Frames, reference: Prediction | None,
+                  predictions: Iterable[Prediction]) -> None:
     """Frames, reference (None: a models-only comparison, no group) and predictions into an
     open file, uncompressed."""
     frames.to_hdf5(h5.create_group("frames"), compress=False)
@@ -530,12 +748,11 @@ def write_results(h5, frames: Frames, reference: Prediction | None, predictions)
     list_datasets(h5)
 
 
-def list_datasets(h5) -> None:
+def list_datasets(h5: h5py.File) -> None:
     """Name each group's datasets in its ``datasets`` attribute: what `load_comparison`
     checks is all there before it reads any of it."""
-    import h5py
 
-    def mark(group):
+    def mark(group: h5py.Group) -> None:
         group.attrs["datasets"] = json.dumps(sorted(k for k, v in group.items() if isinstance(v, h5py.Dataset)))
         for value in group.values():
             if isinstance(value, h5py.Group):
@@ -553,11 +770,9 @@ _REQUIRED = {"frames": ("n_atoms", "numbers", "positions", "cells", "pbc"),
 _FRAME_ROWS = ("n_atoms", "cells", "pbc", "energy", "stress", "info")
 
 
-def _check_stored(h5, n_models: int, has_reference: bool) -> None:
+def _check_stored(h5: h5py.File, n_models: int, has_reference: bool) -> None:
     """Raise `KeyError`/`ValueError` unless every group holds every dataset it should, each
     with one row per frame or per atom."""
-    import h5py
-
     groups = {"frames": "frames", **({"reference": "reference"} if has_reference else {}),
               **{f"predictions/{k}": "predictions" for k in range(n_models)}}
     for name in groups:
@@ -586,15 +801,24 @@ def _check_stored(h5, n_models: int, has_reference: bool) -> None:
 def load_comparison(path: str | Path, lazy: bool = True) -> Comparison:
     """Read a `Comparison` written by `Comparison.save` or `mlipviz.evaluate`.
 
-    ``lazy``: map the arrays from the file (read-only) instead of reading them, so a large
-    evaluation opens at once and only what is looked at is read. A folder, a missing file,
-    a file that is not HDF5 (empty, truncated, another format) or a comparison file that
-    lacks part of its contents raises `ReadError` naming the file.
+    Parameters
+    ----------
+    path : str or Path
+        The comparison file.
+    lazy : bool
+        Map the arrays from the file (read-only) instead of reading them, so a large
+        evaluation opens at once and only what is looked at is read.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    ReadError
+        A folder, a missing file, a file that is not HDF5 (empty, truncated, another format)
+        or a comparison file that lacks part of its contents raises `ReadError` naming the file.
     """
-    import h5py
-
-    from ..errors import ReadError
-
     path = Path(path)
     if path.is_dir():
         raise ReadError("is a folder, not a comparison file", source=path)
@@ -624,24 +848,29 @@ def load_comparison(path: str | Path, lazy: bool = True) -> Comparison:
                             source=path) from exc
 
 
-def _angle_thresholds(values) -> list[float]:
+def _angle_thresholds(values: Any) -> list[float]:
     """Angle thresholds (degrees) as an increasing list in [0, 180], or an error naming them."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise ArgumentTypeError(f"angle_thresholds must be a list of angles in degrees, e.g. (15, 30); "
                                 f"got {values!r}")
     out = [number(f"angle_thresholds[{k}]", deg, minimum=0, maximum=180) for k, deg in enumerate(values)]
-    if any(b <= a for a, b in zip(out, out[1:])):  # one column per threshold, in order
+    if any(b <= a for a, b in itertools.pairwise(out)):  # one column per threshold, in order
         raise InputError(f"angle_thresholds must increase, got {tuple(values)!r}")
     return out
 
 
-def _finite(values: np.ndarray, statistic) -> float:
+def _finite(values: np.ndarray, statistic: Callable[[np.ndarray], Any]) -> float:
     """``statistic`` of the finite values (NaN when there are none), as pandas skips NaN."""
     values = values[np.isfinite(values)]
     return float(statistic(values)) if len(values) else float("nan")
 
 
-def _hashable(value):
+def _share_above(limit: float) -> Callable[[np.ndarray], Any]:
+    """The statistic "share of values above ``limit``"."""
+    return lambda values: np.mean(values > limit)
+
+
+def _hashable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return tuple(value.tolist())
     if isinstance(value, list):

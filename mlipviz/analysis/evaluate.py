@@ -14,21 +14,36 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..checks import flag, number, output_path, whole_number
-from ..errors import (ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError,
-                      ReadError)
+from ..errors import ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError, ReadError
 from ..frames import Frames, read_info
 from ..models.base import PER_FRAME
 from ..sources import FrameSource, shifted
 from ..storage import check_space, hdf5_in_memory, hdf5_reason, replacing
-from .compare import (Comparison, _check_stored, _unique, list_datasets, load_comparison, open_comparison_file,
-                      reference_from_labels, write_results)
+from .compare import (
+    Comparison,
+    _check_stored,
+    _unique,
+    list_datasets,
+    load_comparison,
+    open_comparison_file,
+    reference_from_labels,
+    write_results,
+)
 from .metrics import ANGLE_MIN_FORCE
+
+if TYPE_CHECKING:
+    from ..models.base import Model, Prediction
+    from ._types import ModelSpec, ModelsSpec, StructuresLike
 
 #: frames per task: large enough to batch well on a GPU, small enough to lose little on a crash.
 CHUNK_FRAMES = 256
@@ -50,39 +65,83 @@ class Chunk:
     first: int
 
     def where(self) -> str:
+        """The chunk's frames and file, in words (for messages)."""
         return f"frames {self.start}..{self.stop - 1} of {self.source.name}"
 
 
-def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evaluation.h5", client=None,
-             chunk_frames: int = CHUNK_FRAMES, device: str = "auto", batch_size: int | None = None,
-             memory_budget: float | None = None, embeddings: bool = False, progress: bool = True,
-             angle_min_force: float = ANGLE_MIN_FORCE) -> Comparison:
+def evaluate(sources: StructuresLike | list[str | Path], models: ModelsSpec, reference: ModelSpec | None = None,
+             store: str | Path = "mlipviz-evaluation.h5", client: Any = None, chunk_frames: int = CHUNK_FRAMES,
+             device: str = "auto", batch_size: int | None = None, memory_budget: float | None = None,
+             embeddings: bool = False, progress: bool = True, angle_min_force: float = ANGLE_MIN_FORCE) -> Comparison:
     """Evaluate ``models`` (and ``reference``) on every frame of ``sources``; the result is
     written to ``store`` and returned opened lazily (`load_comparison`).
 
-    ``sources``: a structure file, a list of them (read a chunk at a time where they are
-    read), or frames in memory (anything `mlipviz.read` takes). ``models``, ``reference``:
-    as in `compare` (None: the labels in the files); names and paths are loaded by each
-    worker once, objects are sent once to each worker. ``client``: a
-    ``dask.distributed.Client`` of any cluster (its workers must see the files); None: a
-    ``LocalCluster`` with one single-threaded worker per CPU core (one worker when
-    ``device`` is a GPU), started and closed here; False: in this process, without Dask.
-    ``chunk_frames``: frames per task. ``batch_size``, ``memory_budget``: per pass of
-    `Model.predict`. Run again with the same arguments after an interruption: finished
-    chunks are not recomputed. A chunk file or a store that does not read whole (cut short,
-    a dataset missing) is reported in a `CorruptFileWarning` naming it and computed again
-    (a damaged store is kept as ``<store>.corrupt``); a write that fails (a full disk)
-    raises `StoreWriteError` naming the file and leaves the finished chunks in place.
-    """
-    from tqdm.auto import tqdm
+    Run again with the same arguments after an interruption: finished chunks are not
+    recomputed. A chunk file or a store that does not read whole (cut short, a dataset
+    missing) is reported in a `CorruptFileWarning` naming it and computed again (a damaged
+    store is kept as ``<store>.corrupt``).
 
+    Parameters
+    ----------
+    sources : str, Path, a list of them, or structures
+        A structure file, a list of them (read a chunk at a time where they are read), or
+        frames in memory (anything `mlipviz.read` takes).
+    models : Model, str, Path, ASE calculator, or a list of those
+        As in `compare`; names and paths are loaded by each worker once, objects are sent
+        once to each worker.
+    reference : a model or calculator, optional
+        As in `compare` (None: the labels in the files).
+    store : str or Path
+        The HDF5 file the result is written to (chunks go to ``<store>.parts/`` meanwhile).
+    client : dask.distributed.Client, None or False
+        A ``dask.distributed.Client`` of any cluster (its workers must see the files); None:
+        a ``LocalCluster`` with one single-threaded worker per CPU core (one worker when
+        ``device`` is a GPU), started and closed here; False: in this process, without Dask.
+    chunk_frames : int
+        Frames per task.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    batch_size, memory_budget : int and float, optional
+        Per pass of `Model.predict`.
+    embeddings : bool
+        Keep each model's per-atom embeddings (see `compare`).
+    progress : bool
+        Show a progress bar.
+    angle_min_force : float
+        (eV/Å, >= 0): forces weaker than this get no angle error.
+
+    Returns
+    -------
+    Comparison
+        Opened lazily from ``store``.
+
+    Raises
+    ------
+    StoreWriteError
+        A write that fails (a full disk), naming the file; the finished chunks stay in place.
+    CheckpointMismatchError
+        ``store`` (or its parts folder) holds another evaluation.
+    ArgumentTypeError
+        ``reference`` True or False, a ``client`` that is not a Dask client, or an argument of
+        the wrong type.
+    InputError
+        No models or sources, a bad number, or sources `mlipviz.read` refuses (its errors,
+        naming ``sources``, the file and the frame).
+    MissingLabelsError
+        ``reference=None`` and frames without reference forces.
+    MlipvizError
+        Dask is not installed (``pip install 'mlipviz[scale]'``), or a model failed on a
+        chunk (naming its frames and file).
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     from ..models import resolve_device, resolve_models, resolve_reference
     from ..models.batching import check_batch_size
 
     # every argument checked before any source is opened, model loaded or worker started
     chunk_frames = whole_number("chunk_frames", chunk_frames, minimum=1)
     store = output_path("store", store)
-    specs = list(models) if isinstance(models, (list, tuple)) else [models]
+    specs: list[Any] = list(models) if isinstance(models, (list, tuple)) else [models]
     if not specs:
         raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
                          "calculator); got an empty list")
@@ -135,7 +194,7 @@ def evaluate(sources, models, reference=None, store: str | Path = "mlipviz-evalu
     return load_comparison(store)
 
 
-def _open_sources(sources) -> list[FrameSource]:
+def _open_sources(sources: Any) -> list[FrameSource]:
     if isinstance(sources, (str, Path, Frames)):
         return [FrameSource.open(sources)]
     items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
@@ -150,7 +209,8 @@ def _open_sources(sources) -> list[FrameSource]:
 
 
 def _chunks(sources: list[FrameSource], chunk_frames: int) -> list[Chunk]:
-    out, first = [], 0
+    out: list[Chunk] = []
+    first = 0
     for source in sources:
         for start in range(0, len(source), chunk_frames):
             stop = min(start + chunk_frames, len(source))
@@ -159,7 +219,7 @@ def _chunks(sources: list[FrameSource], chunk_frames: int) -> list[Chunk]:
     return out
 
 
-def _spec_id(spec) -> str:
+def _spec_id(spec: Any) -> str:
     """What names a model in the job's key (a resumed job must use the same models)."""
     if isinstance(spec, (str, Path)):
         return str(spec)
@@ -167,15 +227,14 @@ def _spec_id(spec) -> str:
     return f"{type(spec).__name__}:{getattr(spec, 'name', '')}:{json.dumps(meta, sort_keys=True, default=str)}"
 
 
-def _finished(store: Path, key: dict) -> Comparison | None:
+def _finished(store: Path, key: dict[str, Any]) -> Comparison | None:
     """The finished evaluation in ``store``; None when the file does not read whole (it is
     then moved aside, with a warning, and the evaluation computed again)."""
-    import h5py
-
     try:
         h5 = h5py.File(store, "r")
     except (OSError, RuntimeError) as exc:
-        return _set_aside(store, hdf5_reason(exc))
+        _set_aside(store, hdf5_reason(exc))
+        return None
     with h5:
         if "evaluation" not in h5.attrs:
             stored = {}
@@ -183,7 +242,8 @@ def _finished(store: Path, key: dict) -> Comparison | None:
             try:
                 stored = json.loads(h5.attrs["evaluation"])
             except (ValueError, TypeError) as exc:
-                return _set_aside(store, f"its evaluation key does not read: {exc}")
+                _set_aside(store, f"its evaluation key does not read: {exc}")
+                return None
     if stored != key:
         raise CheckpointMismatchError(
             f"{store} exists and holds another evaluation (or a saved comparison); "
@@ -191,7 +251,8 @@ def _finished(store: Path, key: dict) -> Comparison | None:
     try:
         finished = load_comparison(store)
     except ReadError as exc:
-        return _set_aside(store, exc.problem)
+        _set_aside(store, exc.problem)
+        return None
     shutil.rmtree(store.with_name(store.name + ".parts"), ignore_errors=True)  # if stopped while removing
     return finished
 
@@ -202,14 +263,13 @@ def _set_aside(store: Path, why: str) -> None:
     os.replace(store, moved)
     warnings.warn(CorruptFileWarning(f"store {store} cannot be read ({why}); moved to {moved}, the "
                                      "evaluation is computed again from its finished chunks"), stacklevel=3)
-    return None
 
 
 # -- in the workers ---------------------------------------------------------------
-_LOADED: dict = {}  # models loaded in this process, by (spec, device): each worker loads each once
+_LOADED: dict[tuple[str, str], Model] = {}  # models loaded in this process, by (spec, device): each once
 
 
-def _model(spec, device: str):
+def _model(spec: Any, device: str) -> Model:
     from ..models import load_model
 
     if not isinstance(spec, (str, Path)):
@@ -220,11 +280,11 @@ def _model(spec, device: str):
     return _LOADED[key]
 
 
-def run_chunk(chunk: Chunk, specs: list, reference, settings: dict) -> dict:
+def run_chunk(chunk: Chunk, specs: list[Any], reference: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """Read one chunk and evaluate the reference and every model on it (a task)."""
     frames = chunk.source.read(chunk.start, chunk.stop)
 
-    def predict(spec, with_embeddings):
+    def predict(spec: Any, with_embeddings: bool) -> Prediction:
         model = _model(spec, settings["device"])
         return model.predict(frames, batch_size=settings["batch_size"], progress=False,
                              memory_budget=settings["memory_budget"],
@@ -241,7 +301,8 @@ def run_chunk(chunk: Chunk, specs: list, reference, settings: dict) -> dict:
 
 
 # -- on Dask ----------------------------------------------------------------------
-def _run_on_dask(client, todo: list[Chunk], specs, reference, settings, parts: "_Parts", bar) -> None:
+def _run_on_dask(client: Any, todo: list[Chunk], specs: list[Any], reference: Any, settings: dict[str, Any],
+                 parts: _Parts, bar: Any) -> None:
     try:
         import dask
         from dask.distributed import Client, LocalCluster, as_completed
@@ -280,7 +341,7 @@ def _run_on_dask(client, todo: list[Chunk], specs, reference, settings, parts: "
 class _Parts:
     """Finished chunks, one HDF5 file each, in ``<store>.parts/``; ``job.json`` holds the key."""
 
-    def __init__(self, store: Path, key: dict):
+    def __init__(self, store: Path, key: dict[str, Any]) -> None:
         self.dir = store.with_name(store.name + ".parts")
         self.key = key
         #: chunk files without the key in them count only when job.json vouches for them
@@ -331,8 +392,6 @@ class _Parts:
     def _damage(self, chunk: Chunk, path: Path) -> str | None:
         """What is wrong with a chunk file, or None: it opens, names this evaluation, and holds
         every dataset with one row per frame or atom of the chunk."""
-        import h5py
-
         try:
             with h5py.File(path, "r") as h5:
                 if "evaluation" in h5.attrs:
@@ -349,7 +408,7 @@ class _Parts:
             return hdf5_reason(exc)
         return None
 
-    def write(self, chunk: Chunk, result: dict) -> None:
+    def write(self, chunk: Chunk, result: dict[str, Any]) -> None:
         with replacing(self.path(chunk), what="evaluation chunk") as tmp:
             with hdf5_in_memory(tmp) as h5:  # a chunk is small: a full disk fails in Python's write
                 h5.attrs["models"] = json.dumps([p.model for p in result["predictions"]])
@@ -357,11 +416,9 @@ class _Parts:
                 write_results(h5, result["frames"], result["reference"], result["predictions"])
 
     def gather(self, chunks: list[Chunk], store: Path, angle_min_force: float, many_sources: bool,
-               run: dict) -> None:
+               run: dict[str, Any]) -> None:
         """All parts into ``store`` (contiguous arrays; ``run``: what this call computed, where,
         in how long), then the parts folder is removed."""
-        import h5py
-
         names: list[str] = []
         for name in json.loads(_attr(self.path(chunks[0]), "models")):
             names.append(_unique(name, names))
@@ -399,23 +456,19 @@ class _Parts:
         shutil.rmtree(self.dir)
 
 
-def _attr(path: Path, name: str):
-    import h5py
-
+def _attr(path: Path, name: str) -> Any:
     with h5py.File(path, "r") as h5:
         return h5.attrs[name]
 
 
-def _layout(paths) -> dict[str, dict[str, tuple]]:
+def _layout(paths: Iterable[Path]) -> dict[str, dict[str, tuple]]:
     """Every dataset of the parts (some may lack a label others have): group -> name ->
     (dtype, trailing shape, per frame?)."""
-    import h5py
-
     layout: dict[str, dict[str, tuple]] = {}
     per_frame = {"n_atoms", "cells", "pbc", *PER_FRAME}
     for path in paths:
         with h5py.File(path, "r") as part:
-            def visit(name, obj):
+            def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset) and not name.endswith("frames/info"):
                     group, _, leaf = name.rpartition("/")
                     entry = (obj.dtype, obj.shape[1:], leaf in per_frame and "/arrays" not in f"/{group}")
@@ -424,7 +477,8 @@ def _layout(paths) -> dict[str, dict[str, tuple]]:
     return layout
 
 
-def _copy_chunk(part, out, layout, chunk: Chunk, offsets) -> None:
+def _copy_chunk(part: h5py.File, out: h5py.File, layout: dict[str, dict[str, tuple]], chunk: Chunk,
+                offsets: np.ndarray) -> None:
     frames = slice(chunk.first, chunk.first + chunk.stop - chunk.start)
     atoms = slice(int(offsets[frames.start]), int(offsets[frames.stop]))
     for group, datasets in layout.items():

@@ -9,27 +9,57 @@ set (a reference set) and applied to another, so new atoms land on a fixed map.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from ..checks import number, one_of, whole_number
 from ..display import Showable
-from ..errors import InputError, MissingLabelsError, UnknownNameError
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
+from ..extras import needs
 from ..models.base import Prediction
 from .compare import Comparison
 
 METHODS = ("umap", "pca")
 STANDARDIZE = ("zscore", "l2", "none")
-_CACHE: OrderedDict = OrderedDict()
+#: per-atom embeddings as the functions here take them: an ``(n_atoms, width)`` array, a `Prediction` made
+#: with ``return_embeddings=True`` or a `Comparison` made with ``embeddings=True``
+EmbeddingsLike: TypeAlias = np.ndarray | Prediction | Comparison
+_CACHE: OrderedDict[tuple, Projection] = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def embeddings_of(source, model: str | None = None) -> tuple[np.ndarray, str | None]:
-    """``(embeddings, model name)`` from an array, a `Prediction` or a `Comparison`
-    (``model`` picks one of its models; default the first that has embeddings)."""
+def embeddings_of(source: EmbeddingsLike, model: str | None = None) -> tuple[np.ndarray, str | None]:
+    """``(embeddings, model name)`` from an array, a `Prediction` or a `Comparison`.
+
+    Parameters
+    ----------
+    source : np.ndarray, Prediction or Comparison
+        An ``(n_atoms, width)`` array, a `Prediction` with embeddings or a `Comparison` made
+        with ``embeddings=True``.
+    model : str, optional
+        Picks one of a comparison's models; default the first that has embeddings. For a
+        `Prediction`, the model it must be of.
+
+    Returns
+    -------
+    tuple of (np.ndarray, str or None)
+        The float64 embeddings and the model's name (``model`` for an array).
+
+    Raises
+    ------
+    InputError
+        No embeddings (of that model), embeddings of another model, or an array that is not
+        a non-empty, finite 2D array.
+    UnknownNameError
+        No model ``model`` in the comparison.
+    """
     if isinstance(source, Comparison):
         having = [name for name, p in source.predictions.items() if p.embeddings is not None]
         if model is None:
@@ -71,7 +101,8 @@ class Scaler:
     scale: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, x: np.ndarray, kind: str) -> "Scaler":
+    def fit(cls, x: np.ndarray, kind: str) -> Scaler:
+        """The standardisation ``kind`` fitted on the rows of ``x``."""
         kind = one_of("standardize", kind, STANDARDIZE)
         if kind != "zscore":
             return cls(kind)
@@ -79,6 +110,7 @@ class Scaler:
         return cls(kind, x.mean(axis=0), np.where(std > 1e-12 * max(float(std.max()), 1.0), std, 1.0))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x`` standardised."""
         if self.kind == "zscore":
             return (x - self.mean) / self.scale
         if self.kind == "l2":
@@ -87,10 +119,11 @@ class Scaler:
         return x
 
 
-def _pca(x: np.ndarray, n_components: int):
+def _pca(x: np.ndarray, n_components: int) -> Any:
     """scikit-learn's PCA fitted on ``x``, with the exact LAPACK SVD so that the same data give
     the same map (its "auto" solver turns randomised above 500 atoms and 500 features)."""
-    from sklearn.decomposition import PCA
+    with needs("latent", "a PCA map"):
+        from sklearn.decomposition import PCA
 
     if n_components > min(x.shape):
         raise InputError(f"n_components={n_components}: PCA of {x.shape[0]} atoms with {x.shape[1]}-wide "
@@ -102,22 +135,57 @@ def _pca(x: np.ndarray, n_components: int):
 class Projection:
     """Atoms of a latent space on a 2D (or ``n_components``-D) map.
 
-    ``coords``: the projected atoms (rows as in the source); ``fit_coords``: the atoms the
-    map was fitted on (``coords`` itself when fitted on the source); ``method``, ``model``,
-    ``settings``; ``explained_variance_ratio`` for PCA. `transform` puts other atoms of
-    the same model on this map.
+    `transform` puts other atoms of the same model on this map.
+
+    Attributes
+    ----------
+    coords : np.ndarray
+        The projected atoms (rows as in the source).
+    fit_coords : np.ndarray
+        The atoms the map was fitted on (``coords`` itself when fitted on the source).
+    method : str
+        ``"umap"`` or ``"pca"``.
+    model : str or None
+        The model whose embeddings these are.
+    settings : dict
+        The projection's settings (standardisation, components, width, UMAP's).
+    explained_variance_ratio : np.ndarray or None
+        For PCA.
+    scaler : Scaler
+        The standardisation fitted on the fit set.
+    reducer : Any
+        The fitted UMAP or PCA estimator.
     """
 
     coords: np.ndarray
     fit_coords: np.ndarray
     method: str
     model: str | None
-    settings: dict
+    settings: dict[str, Any]
     explained_variance_ratio: np.ndarray | None = None
-    scaler: Scaler = field(default=None, repr=False)
-    reducer: object = field(default=None, repr=False)
+    scaler: Scaler = field(default=None, repr=False)  # type: ignore[assignment]  # always given by project
+    reducer: Any = field(default=None, repr=False)
 
-    def transform(self, source, model: str | None = None) -> np.ndarray:
+    def transform(self, source: EmbeddingsLike, model: str | None = None) -> np.ndarray:
+        """Put other atoms of the same model on this map.
+
+        Parameters
+        ----------
+        source : np.ndarray, Prediction or Comparison
+            Their embeddings (see `embeddings_of`).
+        model : str, optional
+            A comparison's model; default this map's.
+
+        Returns
+        -------
+        np.ndarray
+            Their coordinates on the map.
+
+        Raises
+        ------
+        InputError
+            Embeddings of another width, or none.
+        """
         x, _ = embeddings_of(source, model or self.model)
         if x.shape[1] != self.settings["width"]:
             raise InputError(f"embeddings are {x.shape[1]} wide; this map was fitted on "
@@ -125,23 +193,57 @@ class Projection:
         return np.asarray(self.reducer.transform(self.scaler(x)))
 
 
-def project(source, method: str = "umap", fit_on=None, model: str | None = None,
-            standardize: str = "zscore", n_components: int = 2, seed: int | None = 0,
+def project(source: EmbeddingsLike, method: str = "umap", fit_on: EmbeddingsLike | None = None,
+            model: str | None = None, standardize: str = "zscore", n_components: int = 2, seed: int | None = 0,
             n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None) -> Projection:
     """Project per-atom embeddings to ``n_components`` dimensions with UMAP or PCA.
 
-    ``source``, ``fit_on``: embeddings (array, `Prediction` or `Comparison`; ``model``
-    picks a comparison's model). The map is fitted on ``fit_on`` (default: ``source``)
-    and ``source`` is placed on it, so new atoms land on a fixed map. ``standardize``:
-    see `Scaler`, fitted on the fit set. UMAP (umap-learn, on exact neighbours up to
-    `EXACT_NEIGHBOURS_MAX` atoms, see `_umap`) uses ``n_neighbors``,
-    ``min_dist`` and the random ``seed`` (a fixed seed makes it reproducible and its layout
-    single-threaded; None lets it use every core); ``n_epochs`` of layout optimisation
-    default to `umap_epochs` of the fit set's size. PCA is scikit-learn's
+    The map is fitted on ``fit_on`` (default: ``source``) and ``source`` is placed on it,
+    so new atoms land on a fixed map. UMAP (umap-learn, on exact neighbours up to
+    `EXACT_NEIGHBOURS_MAX` atoms, see `_umap`); PCA is scikit-learn's
     (``sklearn.decomposition.PCA``, full SVD, its ``svd_flip`` sign convention); the
     projection's ``reducer`` is the fitted estimator. Results are cached in memory, keyed
     by the data and settings, so asking again (e.g. to recolour) never recomputes.
-    ``n_components`` >= 1, ``n_neighbors`` >= 2, ``min_dist`` >= 0, ``n_epochs`` >= 1.
+
+    Parameters
+    ----------
+    source : np.ndarray, Prediction or Comparison
+        Embeddings (array, `Prediction` or `Comparison`; ``model`` picks a comparison's model).
+    method : str
+        ``"umap"`` or ``"pca"``.
+    fit_on : np.ndarray, Prediction or Comparison, optional
+        Embeddings of the same model to fit the map on (default: ``source``).
+    model : str, optional
+        Picks a comparison's model.
+    standardize : str
+        ``"zscore"``, ``"l2"`` or ``"none"``: see `Scaler`, fitted on the fit set.
+    n_components : int
+        >= 1.
+    seed : int or None
+        UMAP's random seed (a fixed seed makes it reproducible and its layout
+        single-threaded; None lets it use every core).
+    n_neighbors : int
+        UMAP's neighbours, >= 2.
+    min_dist : float
+        UMAP's minimum distance, >= 0.
+    n_epochs : int, optional
+        Epochs of UMAP's layout optimisation (>= 1), default `umap_epochs` of the fit set's size.
+
+    Returns
+    -------
+    Projection
+
+    Raises
+    ------
+    UnknownNameError
+        An unknown ``method`` or ``standardize``, or no model ``model`` in a comparison.
+    InputError
+        Embeddings missing or of different widths, settings out of range, more PCA
+        components than the data have, or fewer atoms than UMAP's ``n_neighbors``.
+    ArgumentTypeError
+        Settings of the wrong type.
+    ModuleNotFoundError
+        The ``latent`` extra (umap-learn, scikit-learn) is not installed.
     """
     method = one_of("method", method, METHODS)
     standardize = one_of("standardize", standardize, STANDARDIZE)
@@ -156,7 +258,7 @@ def project(source, method: str = "umap", fit_on=None, model: str | None = None,
     if fit.shape[1] != x.shape[1]:
         raise InputError(f"embeddings to project are {x.shape[1]} wide but the fit set's are "
                          f"{fit.shape[1]} wide: both must come from the same model and layer")
-    settings = {"standardize": standardize, "n_components": int(n_components), "width": x.shape[1]}
+    settings: dict[str, Any] = {"standardize": standardize, "n_components": int(n_components), "width": x.shape[1]}
     if method == "umap":
         settings.update(seed=seed, n_neighbors=int(n_neighbors), min_dist=float(min_dist),
                         n_epochs=int(umap_epochs(len(fit)) if n_epochs is None else n_epochs))
@@ -211,10 +313,9 @@ def cache_compiled_umap() -> int:
     time and a new process loads it (9 s, as warm); numba recompiles when the source changes.
     Called before every UMAP; ``python -m mlipviz warm-up`` fills the caches ahead (e.g. at image
     build time). Returns how many functions it switched on."""
-    import importlib
-
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
+    with needs("latent", "UMAP maps"):  # numba comes with umap-learn
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
 
     switched = 0
     for name in NUMBA_MODULES:
@@ -223,7 +324,7 @@ def cache_compiled_umap() -> int:
         except ImportError:
             continue
         for function in list(vars(module).values()):
-            if isinstance(function, Dispatcher) and isinstance(function._cache, NullCache):
+            if isinstance(function, Dispatcher) and isinstance(function._cache, NullCache):  # type: ignore[attr-defined, unused-ignore]
                 function.enable_caching()
                 switched += 1
     return switched
@@ -252,8 +353,9 @@ class _ExactNeighbours:
 
     _angular_trees = False  # read by umap-learn's transform to choose epsilon (unused here)
 
-    def __init__(self, x: np.ndarray, k: int):
-        from sklearn.neighbors import NearestNeighbors
+    def __init__(self, x: np.ndarray, k: int) -> None:
+        with needs("latent", "UMAP maps"):
+            from sklearn.neighbors import NearestNeighbors
 
         self.x = x
         self.index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
@@ -267,23 +369,23 @@ class _ExactNeighbours:
         return self.query(self.x, k)
 
 
-def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: float, n_epochs: int):
+def _umap(x: np.ndarray, n_components: int, seed: int | None, n_neighbors: int, min_dist: float,
+          n_epochs: int) -> Any:
     """Fit umap-learn's UMAP. Up to `EXACT_NEIGHBOURS_MAX` atoms the neighbour graph is computed
     exactly by scikit-learn and handed to it: from 4,096 points umap-learn would use NN-descent,
     numba code compiled afresh in every process (numba cannot cache it, it takes the distance
     function as an argument), which made a fresh kernel's first 6,000-atom map 3.6 times as slow
     as the next; below 4,096 its own exact path builds a dense distance matrix, 3.4 times as slow
     as this one warm (benchmarks/bench_latent.py, ``cold_start``)."""
-    import warnings
-
-    import umap
+    with needs("latent", "UMAP maps"):
+        import umap
 
     cache_compiled_umap()
 
     if len(x) <= n_neighbors:
         raise InputError(f"UMAP needs more atoms than n_neighbors={n_neighbors}; got {len(x)} "
                          "(use method='pca' or a smaller n_neighbors)")
-    knn = {}
+    knn: dict[str, Any] = {}
     if len(x) <= EXACT_NEIGHBOURS_MAX:
         index = _ExactNeighbours(x, n_neighbors)
         knn["precomputed_knn"] = (*index.graph(n_neighbors), index)
@@ -296,18 +398,48 @@ def _umap(x: np.ndarray, n_components: int, seed, n_neighbors: int, min_dist: fl
 
 
 def _digest(x: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8), digest_size=16).hexdigest() + str(x.shape)
+    return hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8).data, digest_size=16).hexdigest() + str(x.shape)
 
 
-def ood_score(source, fit_on=None, model: str | None = None, k: int = 10,
-              standardize: str = "zscore") -> np.ndarray:
+def ood_score(source: EmbeddingsLike, fit_on: EmbeddingsLike | None = None, model: str | None = None,
+              k: int = 10, standardize: str = "zscore") -> np.ndarray:
     """Out-of-distribution score of each atom: the mean distance from its embedding to the
     ``k`` nearest atoms of the reference set ``fit_on`` (default: the source itself, each
     atom leaving itself out), in the reference set's standardised embedding space (not
     the 2D map), divided by the median of the same leave-one-out distance among the
     reference atoms. About 1 in distribution; larger means further from anything in the
-    reference set."""
-    from sklearn.neighbors import NearestNeighbors
+    reference set.
+
+    Parameters
+    ----------
+    source : np.ndarray, Prediction or Comparison
+        The atoms' embeddings (see `embeddings_of`).
+    fit_on : np.ndarray, Prediction or Comparison, optional
+        The reference set's embeddings, of the same model.
+    model : str, optional
+        Picks a comparison's model.
+    k : int
+        Nearest neighbours (>= 1); the reference set needs more than ``k`` atoms.
+    standardize : str
+        ``"zscore"``, ``"l2"`` or ``"none"`` (see `Scaler`), fitted on the reference set.
+
+    Returns
+    -------
+    np.ndarray
+        One score per atom of ``source``.
+
+    Raises
+    ------
+    InputError
+        Embeddings missing or of different widths, a reference set of ``k`` atoms or fewer,
+        or one whose atoms all have ``k`` identical neighbours (no scale).
+    UnknownNameError
+        An unknown ``standardize`` or model.
+    ModuleNotFoundError
+        The ``latent`` extra (scikit-learn) is not installed.
+    """
+    with needs("latent", "OOD scores"):
+        from sklearn.neighbors import NearestNeighbors
 
     k = whole_number("k", k, minimum=1)
     standardize = one_of("standardize", standardize, STANDARDIZE)
@@ -332,11 +464,42 @@ def ood_score(source, fit_on=None, model: str | None = None, k: int = 10,
     return index.kneighbors(scaler(x), k, return_distance=True)[0].mean(axis=1) / scale
 
 
-def ood_correlation(comparison: Comparison, fit_on=None, k: int = 10, error: str = "force_error",
-                    standardize: str = "zscore") -> pd.DataFrame:
-    """Spearman rank correlation between each model's OOD score and its per-atom ``error``
-    (a column of ``comparison.per_atom``: "force_error" |dF|, "angle_error", ...), one row
-    per model with embeddings. Needs a comparison with a reference (the errors)."""
+def ood_correlation(comparison: Comparison, fit_on: EmbeddingsLike | None = None, k: int = 10,
+                    error: str = "force_error", standardize: str = "zscore") -> pd.DataFrame:
+    """Spearman rank correlation between each model's OOD score and its per-atom ``error``,
+    one row per model with embeddings. Needs a comparison with a reference (the errors).
+
+    Parameters
+    ----------
+    comparison : Comparison
+        Made with ``embeddings=True``, against a reference.
+    fit_on : np.ndarray, Prediction or Comparison, optional
+        The reference set of the OOD scores (see `ood_score`).
+    k : int
+        Nearest neighbours of the OOD scores.
+    error : str
+        A column of ``comparison.per_atom``: "force_error" |dF|, "angle_error", ...
+    standardize : str
+        ``"zscore"``, ``"l2"`` or ``"none"`` (see `Scaler`).
+
+    Returns
+    -------
+    pd.DataFrame
+        Per model: ``error``, ``spearman_rho``, ``p_value``, ``atoms``, ``k``, ``reference_set``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``comparison`` is not a `Comparison`.
+    MissingLabelsError
+        A models-only comparison.
+    InputError
+        No model with embeddings, or the errors of `ood_score`.
+    UnknownNameError
+        An ``error`` that is not a column of ``per_atom``, or an unknown ``standardize``.
+    ModuleNotFoundError
+        The ``latent`` extra (scikit-learn, scipy) is not installed.
+    """
     k = whole_number("k", k, minimum=1)
     standardize = one_of("standardize", standardize, STANDARDIZE)
     _check_comparison(comparison, "ood_correlation")
@@ -354,11 +517,9 @@ def ood_correlation(comparison: Comparison, fit_on=None, k: int = 10, error: str
     return pd.DataFrame(rows).set_index("model")
 
 
-def _check_comparison(comparison, what: str) -> None:
+def _check_comparison(comparison: Any, what: str) -> None:
     """A `Comparison` with a reference, or an error saying why ``what`` needs one."""
     if not isinstance(comparison, Comparison):
-        from ..errors import ArgumentTypeError
-
         raise ArgumentTypeError(f"comparison: {what} takes a Comparison (mlipviz.compare(..., "
                                 f"embeddings=True)), got {type(comparison).__name__}")
     if not comparison.has_reference:
@@ -367,8 +528,10 @@ def _check_comparison(comparison, what: str) -> None:
                                  "work without one)", source=comparison.frames.source)
 
 
-def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, k: int, fit_on) -> dict:
-    from scipy.stats import spearmanr
+def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, k: int,
+                 fit_on: Any) -> dict[str, Any]:
+    with needs("latent", "OOD correlations"):
+        from scipy.stats import spearmanr
 
     ok = np.isfinite(values) & np.isfinite(score)
     rho, p = spearmanr(score[ok], values[ok]) if ok.sum() > 2 else (np.nan, np.nan)
@@ -381,29 +544,75 @@ def _correlation(model: str, score: np.ndarray, values: np.ndarray, error: str, 
 class LatentSpace(Showable):
     """Every embedded model of a comparison on its own map, with OOD scores.
 
-    ``table``: one row per model, frame and atom: element, force errors (from
-    ``comparison.per_atom``), map coordinates ``x``, ``y`` and ``ood_score``.
-    ``projections``: model -> `Projection`. ``correlation``: `ood_correlation` with |dF|.
+    Attributes
+    ----------
+    comparison : Comparison
+        The comparison analysed.
+    table : pd.DataFrame
+        One row per model, frame and atom: element, force errors (from
+        ``comparison.per_atom``), map coordinates ``x``, ``y`` and ``ood_score``.
+    projections : dict of str to Projection
+        Model -> `Projection`.
+    correlation : pd.DataFrame
+        `ood_correlation` with |dF|.
+    settings : dict
+        The settings of `analyse`.
     """
 
     comparison: Comparison
     table: pd.DataFrame
     projections: dict[str, Projection]
     correlation: pd.DataFrame
-    settings: dict
+    settings: dict[str, Any]
 
     @property
     def models(self) -> list[str]:
+        """The models on maps, in order."""
         return list(self.projections)
 
 
-def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=None, k: int = 10,
-            standardize: str = "zscore", **projection) -> LatentSpace:
-    """Project each embedded model's atoms (``models``: names, default all with embeddings)
-    and score them against ``fit_on`` (a `Comparison` of the same models on a reference
-    set; default the atoms themselves) on 2D maps. ``projection``: further `project`
-    settings (``seed``, ``n_neighbors``, ``min_dist``, ``n_epochs``). Needs a comparison
-    with a reference (its table holds force errors)."""
+def analyse(comparison: Comparison, fit_on: Comparison | None = None, method: str = "umap",
+            models: str | Sequence[str] | None = None, k: int = 10, standardize: str = "zscore",
+            **projection: Any) -> LatentSpace:
+    """Project each embedded model's atoms and score them on 2D maps.
+
+    Needs a comparison with a reference (its table holds force errors).
+
+    Parameters
+    ----------
+    comparison : Comparison
+        Made with ``embeddings=True``, against a reference.
+    fit_on : Comparison, optional
+        A `Comparison` of the same models on a reference set to fit the maps on and score
+        against; default the atoms themselves.
+    method : str
+        ``"umap"`` or ``"pca"``.
+    models : str or list of str, optional
+        Names, default all with embeddings.
+    k : int
+        Nearest neighbours of the OOD scores (see `ood_score`).
+    standardize : str
+        ``"zscore"``, ``"l2"`` or ``"none"`` (see `Scaler`).
+    **projection
+        Further `project` settings (``seed``, ``n_neighbors``, ``min_dist``, ``n_epochs``).
+
+    Returns
+    -------
+    LatentSpace
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``comparison`` is not a `Comparison`.
+    MissingLabelsError
+        A models-only comparison.
+    InputError
+        No model with embeddings, or the errors of `project` and `ood_score`.
+    UnknownNameError
+        An unknown model, ``method`` or ``standardize``.
+    ModuleNotFoundError
+        The ``latent`` extra is not installed.
+    """
     method = one_of("method", method, METHODS)
     k = whole_number("k", k, minimum=1)
     standardize = one_of("standardize", standardize, STANDARDIZE)
@@ -415,7 +624,9 @@ def analyse(comparison: Comparison, fit_on=None, method: str = "umap", models=No
     for name in names:  # named before any map is fitted
         embeddings_of(comparison, name)
     per_atom = comparison.per_atom
-    tables, projections, rows = [], {}, []
+    tables: list[pd.DataFrame] = []
+    projections: dict[str, Projection] = {}
+    rows: list[dict[str, Any]] = []
     for name in names:
         proj = project(comparison, method, fit_on, name, standardize, n_components=2, **projection)
         score = ood_score(comparison, fit_on, name, k, standardize)

@@ -6,7 +6,10 @@ errors; Deng et al., npj Comput. Mater. 11, 9 (2025) for the softening scale.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from ase.geometry import find_mic
 
 from ..checks import number
 from ..errors import InputError
@@ -15,7 +18,7 @@ from ..errors import InputError
 ANGLE_MIN_FORCE = 0.05
 
 
-def force_errors(pred: np.ndarray, ref: np.ndarray, min_force: float = ANGLE_MIN_FORCE) -> dict:
+def force_errors(pred: np.ndarray, ref: np.ndarray, min_force: float = ANGLE_MIN_FORCE) -> dict[str, np.ndarray]:
     """Per-atom errors between predicted and reference forces, both ``(n, 3)`` eV/Å.
 
     Returns ``force_error`` = |F_pred - F_ref|, ``magnitude_error`` = |F_pred| - |F_ref|
@@ -47,7 +50,7 @@ def row_norms(vectors: np.ndarray) -> np.ndarray:
 FIT_BLOCK = 1 << 20
 
 
-def softening_fit(pred: np.ndarray, ref: np.ndarray) -> dict:
+def softening_fit(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """Softening scale of predicted against reference force components (Deng et al. 2025).
 
     All finite components are pooled. ``slope`` is the least-squares fit through the
@@ -59,7 +62,7 @@ def softening_fit(pred: np.ndarray, ref: np.ndarray) -> dict:
     """
     p_all, r_all = np.ravel(pred), np.ravel(ref)
 
-    def blocks():
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(r_all), FIT_BLOCK):
             p = np.asarray(p_all[start:start + FIT_BLOCK], dtype=np.float64)
             r = np.asarray(r_all[start:start + FIT_BLOCK], dtype=np.float64)
@@ -84,6 +87,7 @@ def softening_fit(pred: np.ndarray, ref: np.ndarray) -> dict:
         return {"slope": nan, "slope_with_intercept": nan, "intercept": nan, "r2": nan,
                 "mae": abs_error / n if n else nan, "cmae": nan, "correction": nan, "n_components": n}
     slope = dot_pr / dot_rr
+    assert shift_p is not None and shift_r is not None  # n >= 2: set by the first block with values
     # the ordinary least squares fit (what np.polyfit(r, p, 1) solves) from centred sums
     s_rr, s_pp, s_pr = sum_rr - sum_r ** 2 / n, sum_pp - sum_p ** 2 / n, sum_pr - sum_p * sum_r / n
     slope_i = s_pr / s_rr if s_rr > 0 else nan
@@ -107,7 +111,5 @@ def minimum_image_displacement(positions: np.ndarray, start: np.ndarray, cell: n
     delta = np.asarray(positions, dtype=np.float64) - start
     if not np.any(pbc):
         return delta
-    from ase.geometry import find_mic
-
     vectors, _ = find_mic(delta, cell, pbc)
     return vectors

@@ -15,19 +15,40 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols, ground_state_magnetic_moments
+from ase.eos import EquationOfState, birchmurnaghan
+from pymatgen.core import Molecule, Structure
 
 from ..checks import finite_array, indices, number, one_of, whole_number
 from ..display import Showable
-from ..models import resolve_models, resolve_reference
-from ..units import AMU, ELEMENTARY_CHARGE, GPA
-from ..errors import (ArgumentTypeError, EmptyInputError, InputError, MissingLabelsError, OutOfRangeError,
-                      UnknownNameError)
+from ..errors import (
+    ArgumentTypeError,
+    EmptyInputError,
+    InputError,
+    MissingLabelsError,
+    OutOfRangeError,
+    UnknownNameError,
+)
 from ..frames import Frames
+from ..io import _to_atoms, read
+from ..models import resolve_models, resolve_reference
+from ..models.base import Prediction
+from ..units import AMU, ELEMENTARY_CHARGE, GPA
 from .compare import Comparison, compare
+from .metrics import minimum_image_displacement
+
+if TYPE_CHECKING:
+    from ._types import ModelSpec, ModelsSpec, StructuresLike
+
+    #: what the scans take as their reference: a model or calculator, labelled frames, or None/False
+    ReferenceSpec = ModelSpec | Frames | bool | None
 
 ALIGNMENTS = ("none", "minimum", "last", "atoms")
 REFERENCE = "reference"
@@ -37,12 +58,27 @@ REFERENCE = "reference"
 class Scan(Showable):
     """Energies along one scan coordinate for every model and the reference.
 
-    ``coordinate`` (one value per point, ``coordinate_label`` says what it is);
-    ``tangents`` (per point, dR/dq flattened, or None): the force along the scan is
-    F·dR/dq = -dE/dq; ``offsets``: what ``align`` subtracted from each curve (eV).
     A scan without a reference (``has_reference`` False) holds the models' curves only:
     ``methods`` lists the models, and asking for the ``"reference"`` curve raises
     `MissingLabelsError`.
+
+    Attributes
+    ----------
+    kind : str
+        ``"diatomic"``, ``"eos"``, ``"displacement"``, ``"path"`` or ``"phonon_mode"``.
+    comparison : Comparison
+        The evaluation of the scan's geometries.
+    coordinate : np.ndarray
+        One value per point, ``coordinate_label`` says what it is.
+    coordinate_label : str
+    alignment : str
+        The ``align`` of the scan.
+    offsets : dict of str to float
+        What ``align`` subtracted from each curve (eV).
+    tangents : list of np.ndarray or None
+        Per point, dR/dq flattened, or None: the force along the scan is F·dR/dq = -dE/dq.
+    details : dict
+        What else the scan records (e.g. the displaced atom, the mode).
     """
 
     kind: str
@@ -52,10 +88,11 @@ class Scan(Showable):
     alignment: str
     offsets: dict[str, float]
     tangents: list[np.ndarray] | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frames(self) -> Frames:
+        """The scan's geometries (those of `comparison`)."""
         return self.comparison.frames
 
     @property
@@ -68,22 +105,62 @@ class Scan(Showable):
         """The models, then ``"reference"`` when the scan has one."""
         return self.comparison.models + ([REFERENCE] if self.has_reference else [])
 
-    def _prediction(self, method: str):
+    def _prediction(self, method: str) -> Prediction:
         if method == REFERENCE and not self.has_reference:
             raise MissingLabelsError(f"method: this {self.kind} scan has no reference curve (models only: "
                                      f"{', '.join(self.comparison.models)}); scan with reference= a "
                                      "calculator, a model or labelled frames")
         if not isinstance(method, str) or method not in self.methods:
             raise UnknownNameError(f"method: no method {method!r} in this scan (methods: {', '.join(self.methods)})")
-        return self.comparison.reference if method == REFERENCE else self.comparison.predictions[method]
+        return (cast(Prediction, self.comparison.reference) if method == REFERENCE
+                else self.comparison.predictions[method])
 
     def energy(self, method: str, aligned: bool = True) -> np.ndarray:
+        """The energies (eV) of one method along the scan.
+
+        Parameters
+        ----------
+        method : str
+            A model's name or ``"reference"`` (see `methods`).
+        aligned : bool
+            Minus the offset ``align`` chose for this method (`offsets`).
+
+        Returns
+        -------
+        np.ndarray
+            One energy per point.
+
+        Raises
+        ------
+        UnknownNameError
+            No such method.
+        MissingLabelsError
+            ``"reference"`` in a scan without one.
+        """
         raw = np.asarray(self._prediction(method).energy, dtype=np.float64)
         return raw - self.offsets[method] if aligned else raw
 
     def force_along(self, method: str) -> np.ndarray | None:
         """-dE/dq at each point from the forces, or for EOS scans from the stress (N times
-        the pressure, as q is the volume per atom); None where neither applies."""
+        the pressure, as q is the volume per atom); None where neither applies.
+
+        Parameters
+        ----------
+        method : str
+            A model's name or ``"reference"`` (see `methods`).
+
+        Returns
+        -------
+        np.ndarray or None
+            One value per point (eV per unit of the coordinate).
+
+        Raises
+        ------
+        UnknownNameError
+            No such method.
+        MissingLabelsError
+            ``"reference"`` in a scan without one.
+        """
         if self.kind == "eos":
             stress = self._prediction(method).stress
             if stress is None:
@@ -91,7 +168,7 @@ class Scan(Showable):
             return -self.frames.n_atoms * np.trace(stress, axis1=1, axis2=2) / 3
         if self.tangents is None:
             return None
-        forces = self._prediction(method).forces
+        forces = cast(np.ndarray, self._prediction(method).forces)
         f = self.frames
         return np.array([float(np.dot(forces[f.atoms_of(i)].ravel(), t)) for i, t in enumerate(self.tangents)])
 
@@ -117,6 +194,22 @@ class Scan(Showable):
         lowest point (which must be interior); ratio < 1 means a softer PES than the
         reference. Without a reference, each model's curvature at its own lowest point
         (``at``), and no ratio.
+
+        Parameters
+        ----------
+        points : int
+            Scan points (>= 3) the quadratic is fitted to.
+
+        Returns
+        -------
+        pd.DataFrame
+            Per method: ``curvature`` (eV per unit of the coordinate squared), ``at`` and,
+            with a reference, ``ratio_to_reference``.
+
+        Raises
+        ------
+        InputError
+            The (reference's) lowest point is an end point of the scan, or ``points`` < 3.
         """
         points = whole_number("points", points, minimum=3)
         q = self.coordinate
@@ -127,7 +220,7 @@ class Scan(Showable):
             else:
                 k = self._interior_minimum(method)
             near = np.argsort(np.abs(q - q[k]))[:points]
-            c2, c1, c0 = np.polyfit(q[near] - q[k], self.energy(method)[near], 2)
+            c2, _c1, _c0 = np.polyfit(q[near] - q[k], self.energy(method)[near], 2)
             rows[method] = {"curvature": 2 * c2, "at": q[k]}
         table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
         if self.has_reference:
@@ -147,14 +240,12 @@ class Scan(Showable):
 
 # -- evaluation ----------------------------------------------------------------------
 
-def _evaluate(kind: str, geometries: list, coordinate, label: str, models, reference, align: str,
-              tangents=None, device: str = "auto", progress: bool = False, details=None,
-              own_labels: bool = False) -> Scan:
+def _evaluate(kind: str, geometries: list[Atoms] | Frames, coordinate: Any, label: str, models: Any,
+              reference: Any, align: str, tangents: list[np.ndarray] | None = None, device: str = "auto",
+              progress: bool = False, details: dict[str, Any] | None = None, own_labels: bool = False) -> Scan:
     """Evaluate the scan's geometries. ``reference``: live (calculator/model), labelled
     `Frames`, or None/False for models only; ``own_labels``: None takes the geometries'
     own labels where they carry forces (a path of labelled images)."""
-    from ..io import read
-
     align = _alignment(align)
     _check_models(models)
     frames = read(geometries, min_distance=0.1)
@@ -196,7 +287,7 @@ def _labels_from(labelled: Frames, frames: Frames, tol: float = 1e-4) -> Frames:
     return frames.with_labels(energy=ref.energy, forces=ref.forces, stress=ref.stress, energies=None)
 
 
-def _offsets(scan: Scan, models, reference, device: str) -> dict[str, float]:
+def _offsets(scan: Scan, models: Any, reference: Any, device: str) -> dict[str, float]:
     if scan.alignment == "none":
         return {m: 0.0 for m in scan.methods}
     if scan.alignment in ("minimum", "last"):
@@ -205,12 +296,9 @@ def _offsets(scan: Scan, models, reference, device: str) -> dict[str, float]:
     return _isolated_atom_offsets(scan, models, reference, device)
 
 
-def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[str, float]:
+def _isolated_atom_offsets(scan: Scan, models: Any, reference: Any, device: str) -> dict[str, float]:
     """Sum of isolated-atom energies per method; atoms in their ground spin state (Hund's rule).
     ``reference`` False: the models only; None (labels in frames): no isolated atoms to label."""
-    from ase import Atoms
-    from ase.data import ground_state_magnetic_moments
-
     if reference is None:
         raise InputError("align='atoms' needs a live reference (a calculator or model) to compute isolated "
                          "atoms with; labelled reference frames hold none (use align='last' or 'minimum')")
@@ -223,8 +311,8 @@ def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[s
         atoms.append(atom)
     isolated = compare(models, atoms, reference=reference, device=device, progress=False)
     counts = np.bincount(f.numbers[f.atoms_of(0)], minlength=max(elements) + 1)
-    per_method = {m: isolated.predictions[m].energy for m in isolated.models}
-    if isolated.has_reference:
+    per_method: dict[str, Any] = {m: isolated.predictions[m].energy for m in isolated.models}
+    if isolated.reference is not None:
         per_method[REFERENCE] = isolated.reference.energy
     names = dict(zip(isolated.models, scan.comparison.models))
     return {names.get(m, m): float(np.dot(counts[elements], e)) for m, e in per_method.items()}
@@ -232,13 +320,44 @@ def _isolated_atom_offsets(scan: Scan, models, reference, device: str) -> dict[s
 
 # -- scans -----------------------------------------------------------------------------
 
-def diatomic(element_a: str, element_b: str, distances, models, reference=None, align: str = "last",
-             spin: int | None = None, **kwargs) -> Scan:
-    """Dimer curve A-B over ``distances`` (Å, > 0), bond along z; ``element_a``/``element_b``:
-    chemical symbols; ``spin`` (2S) goes to each frame's info for
-    references that read it. Force along = -dE/dr. ``reference=None``: the models only."""
-    from ase import Atoms
+def diatomic(element_a: str, element_b: str, distances: Sequence[float] | np.ndarray, models: ModelsSpec,
+             reference: ReferenceSpec = None, align: str = "last", spin: int | None = None, **kwargs: Any) -> Scan:
+    """Dimer curve A-B over ``distances`` (Å, > 0), bond along z. Force along = -dE/dr.
 
+    Parameters
+    ----------
+    element_a, element_b : str
+        Chemical symbols.
+    distances : sequence of float
+        Bond lengths (Å, > 0).
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models to scan.
+    reference : a model or calculator, labelled Frames, None or False
+        A live reference, `Frames` labelled at the same geometries, or ``reference=None``:
+        the models only.
+    align : str
+        ``"none"``, ``"minimum"``, ``"last"`` (the dissociation limit) or ``"atoms"``.
+    spin : int, optional
+        2S; goes to each frame's info for references that read it.
+    **kwargs
+        ``device`` and ``progress``, for the evaluation (`mlipviz.compare`).
+
+    Returns
+    -------
+    Scan
+
+    Raises
+    ------
+    UnknownNameError
+        A symbol that is not an element, or an unknown ``align``.
+    ArgumentTypeError
+        An element that is not a symbol, or ``spin`` not a whole number.
+    InputError
+        Distances that are not finite and positive, no models, ``spin`` < 0, or reference
+        frames without this scan's geometries.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     numbers_ab = [_element("element_a", element_a), _element("element_b", element_b)]
     distances = _positive_vector(distances, "distances", "Å")
     spin = whole_number("spin", spin, minimum=0, none=True)
@@ -256,15 +375,48 @@ def diatomic(element_a: str, element_b: str, distances, models, reference=None, 
                      **kwargs)
 
 
-def strain(atoms, strains=None, models=None, reference=None, align: str = "minimum", *, scale=None,
-           **kwargs) -> Scan:
+def strain(atoms: Atoms | Structure | Molecule, strains: Sequence[float] | np.ndarray | None = None,
+           models: ModelsSpec | None = None, reference: ReferenceSpec = None, align: str = "minimum", *,
+           scale: Sequence[float] | np.ndarray | None = None, **kwargs: Any) -> Scan:
     """Isotropic scans of the cell, positions scaled with it; energy against volume per atom.
-    Force along = -dE/dv from the stress. ``reference=None``: the models only.
+    Force along = -dE/dv from the stress.
 
-    ``strains``: linear strains ε, as in ASE, pymatgen and matcalc (-0.02 is 2 % compression:
-    every cell vector times 1 + ε). ``scale``: the factors 1 + ε themselves, instead of
-    ``strains``. |ε| must stay below 0.5 (a scale factor such as 0.98 passed as a strain
-    would stretch the cell to 1.98 times its size).
+    Parameters
+    ----------
+    atoms : ase.Atoms, pymatgen Structure or Molecule
+        The structure to strain.
+    strains : sequence of float, optional
+        Linear strains ε, as in ASE, pymatgen and matcalc (-0.02 is 2 % compression: every
+        cell vector times 1 + ε). |ε| must stay below 0.5 (a scale factor such as 0.98
+        passed as a strain would stretch the cell to 1.98 times its size).
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models to scan (required).
+    reference : a model or calculator, labelled Frames, None or False
+        A live reference, `Frames` labelled at the same geometries, or ``reference=None``:
+        the models only.
+    align : str
+        ``"none"``, ``"minimum"``, ``"last"`` or ``"atoms"``.
+    scale : sequence of float, optional
+        The factors 1 + ε themselves, instead of ``strains``.
+    **kwargs
+        ``device`` and ``progress``, for the evaluation (`mlipviz.compare`).
+
+    Returns
+    -------
+    Scan
+        Of kind ``"eos"``, against ``volume_per_atom``.
+
+    Raises
+    ------
+    InputError
+        Both or neither of ``strains`` and ``scale``, |ε| >= 0.5, values that are not finite
+        numbers, no models, or reference frames without this scan's geometries.
+    ArgumentTypeError
+        ``atoms`` that is not one structure.
+    EmptyInputError
+        ``atoms`` without atoms.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
     """
     atoms = _structure(atoms)
     _check_models(models)
@@ -292,7 +444,7 @@ def strain(atoms, strains=None, models=None, reference=None, align: str = "minim
     return _evaluate("eos", geometries, volumes, "volume_per_atom", models, reference, align, **kwargs)
 
 
-def _mode_indices(modes, count: int) -> list[int]:
+def _mode_indices(modes: Any, count: int) -> list[int]:
     """``modes`` as integer indices in [0, count), or an InputError naming the bad one."""
     values = np.atleast_1d(np.asarray(modes))
     if values.dtype.kind not in "iu":
@@ -304,32 +456,24 @@ def _mode_indices(modes, count: int) -> list[int]:
     return [int(m) for m in values]
 
 
-def _check_scan(scan) -> None:
+def _check_scan(scan: Any) -> None:
     if not isinstance(scan, Scan):
         raise ArgumentTypeError(f"scan must be a Scan (from mlipviz.scan.strain, path, ...), "
                                 f"got {type(scan).__name__}")
 
 
-def _alignment(align) -> str:
+def _alignment(align: Any) -> str:
     return one_of("align", align, ALIGNMENTS)
 
 
-def _check_models(models) -> None:
+def _check_models(models: Any) -> None:
     if models is None:
         raise InputError("models: give the models to scan (names, Model objects or ASE calculators)")
 
 
-def _structure(atoms, name: str = "atoms"):
+def _structure(atoms: Any, name: str = "atoms") -> Atoms:
     """``atoms`` as ASE ``Atoms`` (pymatgen ``Structure``/``Molecule`` converted), or an error naming it."""
-    from ase import Atoms
-
-    from ..io import _to_atoms
-
     if not isinstance(atoms, Atoms):
-        try:
-            from pymatgen.core import Molecule, Structure
-        except ImportError:  # pragma: no cover - pymatgen is a dependency
-            Molecule = Structure = ()
         if not isinstance(atoms, (Structure, Molecule)):
             raise ArgumentTypeError(f"{name} must be an ASE Atoms or a pymatgen Structure/Molecule, "
                                     f"got {type(atoms).__name__}")
@@ -339,10 +483,8 @@ def _structure(atoms, name: str = "atoms"):
     return atoms
 
 
-def _element(name: str, value) -> int:
+def _element(name: str, value: Any) -> int:
     """Atomic number of a chemical symbol, or an error naming ``name``."""
-    from ase.data import atomic_numbers, chemical_symbols
-
     if not isinstance(value, str):  # symbols only, as in ASE's formulas: 42 is more likely a slip
         raise ArgumentTypeError(f"{name} must be a chemical symbol such as 'Cu', got {value!r}")
     if value in atomic_numbers and atomic_numbers[value] > 0:
@@ -351,7 +493,7 @@ def _element(name: str, value) -> int:
     raise UnknownNameError(f"{name}: {value!r} is not a chemical element symbol{hint}")
 
 
-def _positive_vector(values, name: str, unit: str) -> np.ndarray:
+def _positive_vector(values: Any, name: str, unit: str) -> np.ndarray:
     """``values`` as a non-empty 1-D array of finite numbers > 0, or an InputError naming the bad one."""
     out = _finite_vector(values, name)
     bad = np.flatnonzero(out <= 0)
@@ -360,7 +502,7 @@ def _positive_vector(values, name: str, unit: str) -> np.ndarray:
     return out
 
 
-def _atom_index(value, n: int) -> int:
+def _atom_index(value: Any, n: int) -> int:
     """One atom index (Python or numpy integer; negative counts from the end, as in ASE)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         # 2.0 or an array of floats is most likely a position or an amplitude given in its place
@@ -368,7 +510,7 @@ def _atom_index(value, n: int) -> int:
     return int(indices("atom_index", value, n)[0])
 
 
-def _direction(direction) -> np.ndarray:
+def _direction(direction: Any) -> np.ndarray:
     """``direction`` as a unit 3-vector, or an InputError naming it."""
     u = finite_array("direction", direction, shape=(3,))
     norm = float(np.linalg.norm(u))
@@ -377,7 +519,7 @@ def _direction(direction) -> np.ndarray:
     return u / norm
 
 
-def _finite_vector(values, name: str) -> np.ndarray:
+def _finite_vector(values: Any, name: str) -> np.ndarray:
     """``values`` as a 1-D float array of finite numbers, or an InputError naming ``name``."""
     try:
         out = np.asarray(values, dtype=np.float64)
@@ -391,9 +533,41 @@ def _finite_vector(values, name: str) -> np.ndarray:
     return out
 
 
-def eos(atoms, volumes, models, reference=None, align: str = "minimum", **kwargs) -> Scan:
+def eos(atoms: Atoms | Structure | Molecule, volumes: Sequence[float] | np.ndarray, models: ModelsSpec,
+        reference: ReferenceSpec = None, align: str = "minimum", **kwargs: Any) -> Scan:
     """Energy against volume per atom (Å³/atom, > 0) at the given volumes (isotropic scaling).
-    ``reference=None``: the models only."""
+
+    Parameters
+    ----------
+    atoms : ase.Atoms, pymatgen Structure or Molecule
+        The structure to scale.
+    volumes : sequence of float
+        Volumes per atom (Å³/atom, > 0), within a linear strain of 50 % of the structure's.
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models to scan.
+    reference : a model or calculator, labelled Frames, None or False
+        A live reference, `Frames` labelled at the same geometries, or ``reference=None``:
+        the models only.
+    align : str
+        ``"none"``, ``"minimum"``, ``"last"`` or ``"atoms"``.
+    **kwargs
+        ``device`` and ``progress``, for the evaluation (`mlipviz.compare`).
+
+    Returns
+    -------
+    Scan
+        Of kind ``"eos"`` (see `strain`).
+
+    Raises
+    ------
+    InputError
+        Volumes that are not finite and positive or too far from the structure's, no models,
+        or reference frames without this scan's geometries.
+    ArgumentTypeError
+        ``atoms`` that is not one structure.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     atoms = _structure(atoms)
     volumes = _positive_vector(volumes, "volumes", "Å³/atom")
     per_atom = atoms.get_volume() / len(atoms)
@@ -415,9 +589,24 @@ def birch_murnaghan(scan: Scan) -> pd.DataFrame:
     on the energies per atom. A fit that does not converge gives NaN for that method, and a
     V0 outside the scanned volumes a warning (the minimum is not bracketed), each naming the
     method.
-    """
-    from ase.eos import EquationOfState
 
+    Parameters
+    ----------
+    scan : Scan
+        An eos/strain scan of at least 4 volumes.
+
+    Returns
+    -------
+    pd.DataFrame
+        Per method: ``V0``, ``E0``, ``B0_GPa``, ``B0_prime``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``scan`` is not a `Scan`.
+    InputError
+        Not an eos/strain scan, or fewer than 4 volumes.
+    """
     _check_scan(scan)
     if scan.kind != "eos":
         raise InputError(f"a Birch-Murnaghan fit needs an eos/strain scan, not '{scan.kind}'")
@@ -445,19 +634,54 @@ def birch_murnaghan(scan: Scan) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
 
-def birch_murnaghan_energy(v, e0, b0, bp, v0):
+def birch_murnaghan_energy(v: Any, e0: float, b0: float, bp: float, v0: float) -> np.ndarray:
     """E(V) of the third-order Birch-Murnaghan equation of state (B0 in eV/Å³): ASE's
     ``ase.eos.birchmurnaghan``, in this module's argument order (the same as ASE's)."""
-    from ase.eos import birchmurnaghan
-
     return birchmurnaghan(np.asarray(v, dtype=np.float64), e0, b0, bp, v0)
 
 
-def displacement(atoms, atom_index: int, direction, amplitudes, models, reference=None,
-                 align: str = "minimum", **kwargs) -> Scan:
-    """Move one atom (``atom_index``: an integer, negative from the end as in ASE) along
-    ``direction`` (a non-zero 3-vector, normalised) by ``amplitudes`` (Å).
-    ``reference=None``: the models only."""
+def displacement(atoms: Atoms | Structure | Molecule, atom_index: int, direction: Sequence[float] | np.ndarray,
+                 amplitudes: Sequence[float] | np.ndarray, models: ModelsSpec, reference: ReferenceSpec = None,
+                 align: str = "minimum", **kwargs: Any) -> Scan:
+    """Move one atom along a direction.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms, pymatgen Structure or Molecule
+        The structure.
+    atom_index : int
+        The atom: an integer, negative from the end as in ASE.
+    direction : sequence of float
+        A non-zero 3-vector, normalised.
+    amplitudes : sequence of float
+        Displacements along ``direction`` (Å).
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models to scan.
+    reference : a model or calculator, labelled Frames, None or False
+        A live reference, `Frames` labelled at the same geometries, or ``reference=None``:
+        the models only.
+    align : str
+        ``"none"``, ``"minimum"``, ``"last"`` or ``"atoms"``.
+    **kwargs
+        ``device`` and ``progress``, for the evaluation (`mlipviz.compare`).
+
+    Returns
+    -------
+    Scan
+        Of kind ``"displacement"``, against ``amplitude``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``atom_index`` not a whole number, or ``atoms`` not one structure.
+    OutOfRangeError
+        No atom ``atom_index``.
+    InputError
+        A zero or non-finite direction, amplitudes that are not finite numbers, no models, or
+        reference frames without this scan's geometries.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     atoms = _structure(atoms)
     n = len(atoms)
     atom_index = _atom_index(atom_index, n)
@@ -479,16 +703,41 @@ def displacement(atoms, atom_index: int, direction, amplitudes, models, referenc
                      **kwargs)
 
 
-def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
+def path(images: StructuresLike, models: ModelsSpec, reference: ReferenceSpec = None, align: str = "none",
+         **kwargs: Any) -> Scan:
     """Energy along a path of images (e.g. NEB), against the cumulative distance (Å).
 
-    ``reference=None`` takes the images' own labels where they carry forces, and scans the
-    models only where they carry none; ``reference=False``: the models only, whatever the
-    images carry. `barriers` gives the barrier (highest point minus the first) per method
-    and its error against the reference.
-    """
-    from ..io import read
+    `barriers` gives the barrier (highest point minus the first) per method and its error
+    against the reference.
 
+    Parameters
+    ----------
+    images : anything `mlipviz.read` accepts
+        At least two images with the same atoms.
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models to scan.
+    reference : a model or calculator, labelled Frames, None or False
+        ``reference=None`` takes the images' own labels where they carry forces, and scans
+        the models only where they carry none; ``reference=False``: the models only,
+        whatever the images carry; or a live reference, or labelled `Frames`.
+    align : str
+        ``"none"``, ``"minimum"``, ``"last"`` or ``"atoms"``.
+    **kwargs
+        ``device`` and ``progress``, for the evaluation (`mlipviz.compare`).
+
+    Returns
+    -------
+    Scan
+        Of kind ``"path"``, against ``path_length``.
+
+    Raises
+    ------
+    InputError
+        Fewer than two images, images with different atoms, images `mlipviz.read` refuses
+        (its errors, naming ``images``), or no models.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     align = _alignment(align)
     _check_models(models)
     try:
@@ -501,8 +750,6 @@ def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
         raise InputError("path images must all have the same atoms", source=frames.source)
     n = int(frames.n_atoms[0])
     pos = frames.positions.reshape(len(frames), n, 3)
-    from .metrics import minimum_image_displacement
-
     steps = [minimum_image_displacement(pos[i], pos[i - 1], frames.cells[i], frames.pbc[i]) for i in
              range(1, len(frames))]
     s = np.concatenate([[0.0], np.cumsum([np.linalg.norm(d) for d in steps])])
@@ -516,7 +763,24 @@ def path(images, models, reference=None, align: str = "none", **kwargs) -> Scan:
 
 def barriers(scan: Scan) -> pd.DataFrame:
     """Barrier (highest point minus the first, eV) per method and, when the scan has a
-    reference, its error against the reference's (``barrier_error``)."""
+    reference, its error against the reference's (``barrier_error``).
+
+    Parameters
+    ----------
+    scan : Scan
+        Any scan (typically a `path`).
+
+    Returns
+    -------
+    pd.DataFrame
+        Per method: ``barrier``, ``highest_point`` (the point's index) and, with a reference,
+        ``barrier_error``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``scan`` is not a `Scan`.
+    """
     _check_scan(scan)
     rows = {m: {"barrier": float(np.nanmax(e) - e[0]), "highest_point": int(np.nanargmax(e))}
             for m in scan.methods for e in [scan.energy(m, aligned=False)]}
@@ -532,15 +796,26 @@ def barriers(scan: Scan) -> pd.DataFrame:
 class PhononModes:
     """Gamma-point modes from finite-difference Hessians of every method.
 
-    ``table``: per reference mode, the reference frequency and, per method, the curvature
-    along that mode (eᵀDe, eV/Å²/amu), its ratio to the reference's (the PES-curvature
-    softening of Deng et al. 2025) and the frequency ratio (its square root); without a
-    reference, per mode number (each model's own modes, sorted) each model's frequency
-    ``frequency_THz[model]``. ``hessians``: method -> (3N, 3N) eV/Å²; ``frequencies``:
-    method -> sorted frequencies (THz); ``modes``: reference eigenvectors (columns,
-    mass-weighted; None without a reference); ``scans``: mode index -> `Scan` along that
-    mode (Cartesian amplitude, Å; empty when the reference is labelled frames, which hold
-    no points along the modes, or when there is no reference).
+    Attributes
+    ----------
+    table : pd.DataFrame
+        Per reference mode, the reference frequency and, per method, the curvature along
+        that mode (eᵀDe, eV/Å²/amu), its ratio to the reference's (the PES-curvature
+        softening of Deng et al. 2025) and the frequency ratio (its square root); without a
+        reference, per mode number (each model's own modes, sorted) each model's frequency
+        ``frequency_THz[model]``.
+    hessians : dict of str to np.ndarray
+        Method -> (3N, 3N) eV/Å².
+    frequencies : dict of str to np.ndarray
+        Method -> sorted frequencies (THz).
+    modes : np.ndarray or None
+        Reference eigenvectors (columns, mass-weighted; None without a reference).
+    masses : np.ndarray
+        The atoms' masses (amu).
+    scans : dict of int to Scan
+        Mode index -> `Scan` along that mode (Cartesian amplitude, Å; empty when the
+        reference is labelled frames, which hold no points along the modes, or when there
+        is no reference).
     """
 
     table: pd.DataFrame
@@ -563,24 +838,59 @@ def hessian_from_forces(forces_plus: np.ndarray, forces_minus: np.ndarray, delta
 
 def frequencies_thz(eigenvalues: np.ndarray) -> np.ndarray:
     """Frequencies (THz) from eigenvalues of the mass-weighted Hessian (eV/Å²/amu); negative = imaginary."""
-
     omega = np.sqrt(np.abs(eigenvalues) * ELEMENTARY_CHARGE / (1e-20 * AMU))  # rad/s
     return np.sign(eigenvalues) * omega / (2 * np.pi) / 1e12
 
 
-def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delta: float = 0.01,
+def phonon_mode(atoms: Atoms | Structure | Molecule, models: ModelsSpec, reference: ReferenceSpec = None,
+                modes: Sequence[int] | np.ndarray | None = None,
+                amplitudes: Sequence[float] | np.ndarray | None = None, delta: float = 0.01,
                 device: str = "auto", progress: bool = False) -> PhononModes:
     """Finite-difference Gamma-point Hessian of every method, and scans along chosen modes.
 
-    ``modes``: indices of reference modes (sorted by frequency) to scan; default: every
-    mode but the rigid translations (3 for periodic cells) or translations and rotations
-    (5 or 6 for molecules). ``amplitudes``: Cartesian displacement (Å) along each mode,
-    default -0.1..0.1 in 9 steps. ``delta`` (Å, > 0): the finite-difference step. Costs 6N
-    evaluations per method plus the scans. ``reference=None`` (or False): the models'
-    Hessians and frequencies only (ratios and mode scans follow a reference's modes).
-    """
-    from ..io import read
+    Costs 6N evaluations per method plus the scans.
 
+    Parameters
+    ----------
+    atoms : ase.Atoms, pymatgen Structure or Molecule
+        The structure (at its minimum, for meaningful frequencies).
+    models : Model, str, Path, ASE calculator, or a list of those
+        The models.
+    reference : a model or calculator, labelled Frames, None or False
+        ``reference=None`` (or False): the models' Hessians and frequencies only (ratios
+        and mode scans follow a reference's modes). Labelled `Frames` give the Hessian but
+        no mode scans.
+    modes : sequence of int, optional
+        Indices of reference modes (sorted by frequency) to scan; default: every mode but
+        the rigid translations (3 for periodic cells) or translations and rotations (5 or 6
+        for molecules).
+    amplitudes : sequence of float, optional
+        Cartesian displacement (Å) along each mode, default -0.1..0.1 in 9 steps.
+    delta : float
+        (Å, > 0): the finite-difference step.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for models loaded by name or path.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    PhononModes
+
+    Raises
+    ------
+    MissingLabelsError
+        ``modes`` given without a reference.
+    ArgumentTypeError
+        ``modes`` that are not whole numbers, or ``atoms`` not one structure.
+    OutOfRangeError
+        A mode that does not exist (3N modes).
+    InputError
+        A ``delta`` that is not positive, amplitudes that are not finite numbers, no models,
+        or reference frames without the displaced geometries.
+    ModelNotAvailableError
+        A model that cannot be loaded here.
+    """
     atoms = _structure(atoms)
     _check_models(models)
     n = len(atoms)
@@ -606,7 +916,7 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     # loaded once for the Hessian and every mode's scan
     models, reference = resolve_models(models, device), resolve_reference(reference, device)
     labelled_reference = isinstance(reference, Frames)
-    if labelled_reference:  # labels for the displaced cells; the mode scans need a live reference
+    if isinstance(reference, Frames):  # labels for the displaced cells; the mode scans need a live reference
         frames = _labels_from(reference, frames)
         reference = None
     cmp = compare(models, frames, reference=False if models_only else reference, device=device,
@@ -615,7 +925,8 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     inv_sqrt_m = np.repeat(1 / np.sqrt(masses), 3)
     hessians, dynamical = {}, {}
     for method in cmp.models + ([REFERENCE] if cmp.has_reference else []):
-        forces = (cmp.reference if method == REFERENCE else cmp.predictions[method]).forces.reshape(3 * n, 2, n, 3)
+        side = cast(Prediction, cmp.reference) if method == REFERENCE else cmp.predictions[method]
+        forces = cast(np.ndarray, side.forces).reshape(3 * n, 2, n, 3)
         hessians[method] = hessian_from_forces(forces[:, 0], forces[:, 1], delta)
         dynamical[method] = hessians[method] * np.outer(inv_sqrt_m, inv_sqrt_m)
     frequencies = {m: frequencies_thz(np.linalg.eigvalsh(d)) for m, d in dynamical.items()}
@@ -656,7 +967,7 @@ def phonon_mode(atoms, models, reference=None, modes=None, amplitudes=None, delt
     return PhononModes(table, hessians, frequencies, vectors, masses, scans)
 
 
-def _is_linear(atoms) -> bool:
+def _is_linear(atoms: Atoms) -> bool:
     if len(atoms) < 3:
         return True
     centred = atoms.positions - atoms.positions.mean(axis=0)

@@ -14,6 +14,8 @@ import builtins
 import json
 from pathlib import Path
 
+import h5py
+
 from ..errors import InputError
 from ..frames import Frames
 
@@ -44,8 +46,6 @@ def list() -> builtins.list[str]:  # noqa: A001 - the public name the docs promi
 
 def levels(name: str) -> builtins.list[str]:
     """Levels of theory stored for ``name`` (the first is the default of `load`)."""
-    import h5py
-
     with h5py.File(_path(name), "r") as h5:
         return json.loads(h5.attrs["levels"])
 
@@ -57,8 +57,6 @@ def load(name: str, level: str | None = None, part: str = "frames") -> Frames:
     picks a stored companion set such as ``"relaxed"`` (the uMLIP-relaxed starting
     structures of high-energy-states and si-vacancy-migration).
     """
-    import h5py
-
     path = _path(name)
     with h5py.File(path, "r") as h5:
         stored = json.loads(h5.attrs["levels"])
@@ -75,7 +73,5 @@ def load(name: str, level: str | None = None, part: str = "frames") -> Frames:
 
 def describe(name: str) -> str:
     """How the dataset was made (codes, versions, settings, sampling) and what it is not."""
-    import h5py
-
     with h5py.File(_path(name), "r") as h5:
         return str(h5.attrs["description"])

@@ -10,23 +10,47 @@ dtype check, the install hint, ``available_models()`` and the background imports
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast, overload
 
 import pandas as pd
 
 from .. import checks
 from ..errors import ArgumentTypeError, InputError, ModelNotAvailableError
 from ..settings import shown
-from .base import Model, Prediction
 from .backend import Backend, ModelCard
+from .base import Model, Prediction
 from .registry import backend as get_backend
 from .registry import backends, cards, detect_backend, find_local_weights, get_card, offline_error, reachable
 
-__all__ = ["Backend", "Model", "ModelCard", "Prediction", "available_models", "backends", "load_model", "preload",
-           "resolve_device", "resolve_models", "resolve_reference", "CARDS"]
+if TYPE_CHECKING:
+    from ase.calculators.calculator import BaseCalculator
+
+    from ..frames import Frames
+
+    #: one model as `load_model` takes it (`mlipviz.analysis._types.ModelSpec`, which this layer
+    #: cannot import): a `Model`, a registry name, a weights path or an ASE calculator
+    ModelSpec: TypeAlias = Model | str | Path | BaseCalculator
+
+__all__ = [
+    "CARDS",
+    "Backend",
+    "Model",
+    "ModelCard",
+    "Prediction",
+    "available_models",
+    "backends",
+    "load_model",
+    "preload",
+    "resolve_device",
+    "resolve_models",
+    "resolve_reference",
+]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> list[ModelCard]:
+    """``CARDS``: the registry's named models (`mlipviz.models.registry.cards`)."""
     if name == "CARDS":  # the registry's named models, built on first use
         return cards()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -50,7 +74,7 @@ def resolve_device(device: str = "auto") -> str:
     return str(device)
 
 
-def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str | None = None,
+def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "float32", backend: str | None = None,
                embedding_layer: int | None = None, trust: bool = False) -> Model:
     """A `Model` from a registry name, a weights path, an ASE ``Calculator`` or a `Model`.
 
@@ -75,7 +99,7 @@ def load_model(spec, device: str = "auto", dtype: str = "float32", backend: str 
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
 
 
-def resolve_models(models, device: str = "auto") -> list[Model]:
+def resolve_models(models: ModelSpec | Sequence[ModelSpec], device: str = "auto") -> list[Model]:
     """Each of ``models`` (one, or a list of names, weights paths, ASE calculators and `Model`
     objects) as a loaded `Model`, once: what the entry points (`compare`, the scans,
     `md_stability`, `evaluate`) do first, so that nothing below them loads a model again.
@@ -87,14 +111,37 @@ def resolve_models(models, device: str = "auto") -> list[Model]:
     ModelNotAvailableError, ArgumentTypeError
         As `load_model`.
     """
-    specs = list(models) if isinstance(models, (list, tuple)) else [models]
+    # a list or tuple is several models; anything else is one (load_model says what it cannot load)
+    specs = list(models) if isinstance(models, (list, tuple)) else [cast("ModelSpec", models)]
     if not specs:
         raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
                          "calculator); got an empty list")
     return [load_model(spec, device=device) for spec in specs]
 
 
-def resolve_reference(reference, device: str = "auto"):
+@overload
+def resolve_reference(reference: None, device: str = "auto") -> None: ...
+
+
+@overload
+def resolve_reference(reference: Literal[False], device: str = "auto") -> Literal[False]: ...
+
+
+@overload
+def resolve_reference(reference: Frames, device: str = "auto") -> Frames: ...
+
+
+@overload
+def resolve_reference(reference: ModelSpec, device: str = "auto") -> Model: ...
+
+
+@overload
+def resolve_reference(reference: ModelSpec | Frames | bool | None, device: str = "auto"
+                      ) -> Model | Frames | Literal[False] | None: ...
+
+
+def resolve_reference(reference: ModelSpec | Frames | bool | None, device: str = "auto"
+                      ) -> Model | Frames | Literal[False] | None:
     """A reference as the entry points take it, loaded once: None (the frames' labels), False
     (none) and labelled `Frames` as they are; a model or calculator as a `Model`."""
     from ..frames import Frames
@@ -107,11 +154,13 @@ def resolve_reference(reference, device: str = "auto"):
     return load_model(reference, device=device)
 
 
-def _load(spec, device: str, dtype: str, backend: str | None, trust: bool) -> Model:
+def _load(spec: ModelSpec, device: str, dtype: str, backend: str | None, trust: bool) -> Model:
+    """``spec`` as a `Model`, the checks of `load_model` done (see there)."""
     if isinstance(spec, Model):
         return spec
-    if callable(getattr(spec, "as_model", None)):  # e.g. mlipviz.reference calculators
-        return spec.as_model()
+    as_model = getattr(spec, "as_model", None)
+    if callable(as_model):  # e.g. mlipviz.reference calculators
+        return as_model()
     from ase.calculators.calculator import BaseCalculator
 
     if isinstance(spec, BaseCalculator):
@@ -176,7 +225,7 @@ def available_models() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("name")
 
 
-def preload(names) -> None:
+def preload(names: Iterable[str]) -> None:
     """Import the packages the named registry models need (a few seconds to a quarter of a
     minute each), so that the first `load_model` of them does not wait for it; for apps that
     start this in a background thread as soon as they open. Names that are not registered or

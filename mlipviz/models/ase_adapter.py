@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from ase.calculators.calculator import BaseCalculator
 
 from ..frames import Frames
 from .base import Model
@@ -13,7 +14,7 @@ class CalculatorModel(Model):
 
     atoms_per_batch = 1
 
-    def __init__(self, calc, name: str | None = None):
+    def __init__(self, calc: BaseCalculator, name: str | None = None) -> None:
         super().__init__()
         self.calc = calc
         self.name = name or getattr(calc, "name", None) or type(calc).__name__
@@ -22,11 +23,12 @@ class CalculatorModel(Model):
         self.has_energies = "energies" in props
         self.meta = {"calculator": type(calc).__name__, **dict(getattr(calc, "parameters", {}) or {})}
 
-    def calculator(self):
+    def calculator(self) -> BaseCalculator:
+        """The wrapped calculator itself."""
         return self.calc
 
-    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
-        out = {"energy": [], "forces": [], "stress": [], "energies": []}
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
+        out: dict[str, list[float | np.ndarray]] = {"energy": [], "forces": [], "stress": [], "energies": []}
         for i in range(len(frames)):
             atoms = frames.to_atoms(i)
             atoms.calc = self.calc

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Generic, TypeVar
 
 from ..errors import InputError, ModelNotAvailableError
 
-if TYPE_CHECKING:
-    from .base import Model
+#: the `Model` subclass a backend's ``load`` returns (a type parameter, not an import of
+#: `mlipviz.models.base`, which names `Backend` and `ModelCard` itself)
+ModelT = TypeVar("ModelT", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,14 @@ class ModelCard:
 
 
 def _no_weights(card: ModelCard | None) -> list[Path]:
+    """No packaged weights: the default ``package_weights`` of a `Backend`."""
     return []
 
 
 @dataclass(frozen=True)
-class Backend:
-    """A model package behind mlipviz's `Model` interface.
+class Backend(Generic[ModelT]):
+    """A model package behind mlipviz's `Model` interface (``Backend[M]``: its ``load`` returns
+    an ``M``, the backend's `Model` subclass).
 
     Parameters
     ----------
@@ -87,7 +91,7 @@ class Backend:
     package: str
     pip: str
     extra: str
-    load: Callable[..., Model]
+    load: Callable[..., ModelT]
     package_weights: Callable[[ModelCard | None], list[Path]] = _no_weights
     download_source: Callable[[ModelCard], str] | None = None
     suffixes: tuple[str, ...] = ()
@@ -105,6 +109,7 @@ class Backend:
 
     @property
     def install_hint(self) -> str:
+        """The pip command that installs its package, as mlipviz's extra."""
         return f"pip install 'mlipviz[{self.extra}]'"
 
     def require_installed(self, what: str) -> None:

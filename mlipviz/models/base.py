@@ -10,19 +10,40 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+import numpy.typing as npt
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 
 from .. import checks
-from ..errors import (ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError,
-                      UnsupportedElementError)
+from ..errors import (
+    ArgumentTypeError,
+    CheckpointMismatchError,
+    CorruptFileWarning,
+    InputError,
+    MlipvizError,
+    UnsupportedElementError,
+)
 from ..frames import Frames, mapped
 from ..storage import check_space, hdf5_in_memory, hdf5_reason, replacing
 from . import batching
+
+if TYPE_CHECKING:
+    import h5py
+    import torch
+
+    from .._types import StructuresLike
+    from .backend import Backend, ModelCard
+
+#: a torch module that `Model._adopt` returns as it came (its own class)
+ModuleT = TypeVar("ModuleT", bound="torch.nn.Module")
+#: what `geometries` builds for each geometry
+Built = TypeVar("Built")
 
 PER_FRAME = ("energy", "stress")
 PER_ATOM = ("forces", "energies", "embeddings")
@@ -50,26 +71,29 @@ class Prediction:
 
     @property
     def offsets(self) -> np.ndarray:
+        """(n_frames + 1,): frame ``k``'s atoms are rows ``offsets[k]:offsets[k + 1]`` of the per-atom arrays."""
         return np.concatenate([[0], np.cumsum(self.n_atoms)])
 
     @classmethod
-    def from_frames(cls, frames: Frames, name: str = "reference") -> "Prediction":
+    def from_frames(cls, frames: Frames, name: str = "reference") -> Prediction:
         """The reference labels that ``frames`` carry, as a `Prediction`."""
         return cls(model=name, n_atoms=frames.n_atoms, energy=frames.energy, forces=frames.forces,
                    stress=frames.stress, energies=frames.energies,
                    meta={"source": frames.source or "frames labels"})
 
     @classmethod
-    def concatenate(cls, parts: list["Prediction"]) -> "Prediction":
+    def concatenate(cls, parts: list[Prediction]) -> Prediction:
+        """The frames of ``parts`` one after another, as one `Prediction` (model and meta of the
+        first part; an output that some part lacks is None)."""
         first = parts[0]
-        kw = {"model": first.model, "meta": first.meta,
-              "n_atoms": np.concatenate([p.n_atoms for p in parts])}
+        kw: dict[str, Any] = {"model": first.model, "meta": first.meta,
+                              "n_atoms": np.concatenate([p.n_atoms for p in parts])}
         for name in PER_FRAME + PER_ATOM:
             values = [getattr(p, name) for p in parts]
             kw[name] = None if any(v is None for v in values) else np.concatenate(values)
         return cls(**kw)
 
-    def to_hdf5(self, group, compress: bool = True) -> None:
+    def to_hdf5(self, group: h5py.Group, compress: bool = True) -> None:
         """Store into an open ``h5py`` group (``compress=False``: contiguous, mappable)."""
         group.attrs["model"] = self.model
         group.attrs["meta"] = json.dumps(self.meta, default=str)
@@ -80,7 +104,7 @@ class Prediction:
                                      compression="gzip" if compress and value.size > 4096 else None)
 
     @classmethod
-    def from_hdf5(cls, group, lazy: bool = False) -> "Prediction":
+    def from_hdf5(cls, group: h5py.Group, lazy: bool = False) -> Prediction:
         """Read what `to_hdf5` stored; ``lazy`` maps contiguous arrays (see `Frames.from_hdf5`)."""
         return cls(model=group.attrs["model"], meta=json.loads(group.attrs["meta"]),
                    **{k: mapped(group[k]) if lazy else group[k][()] for k in group})
@@ -107,7 +131,7 @@ class Model:
     has_stress: bool = True
     has_energies: bool = False
     #: the registry's card of a named model (None for a bare weights path or a calculator)
-    card = None
+    card: ModelCard | None = None
     #: where the per-atom gate of `site_energies_torch` acts, in words; None: no attributions
     atom_gate: str | None = None
     #: atoms per forward pass on CPU when ``batch_size`` is not given.
@@ -120,11 +144,11 @@ class Model:
     #: a pass has been measured (`batching.frame_costs`); None: the first pass is not limited.
     bytes_per_unit: float | None = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.meta: dict = {}
 
     # -- for backends -------------------------------------------------------
-    def _adopt(self, net, device: str, dtype: str = "float32"):
+    def _adopt(self, net: ModuleT, device: str, dtype: str = "float32") -> ModuleT:
         """``net`` (a torch module) as every backend runs it: in ``dtype``, on ``device``, in
         evaluation mode, its parameters frozen (forces come from gradients of the inputs, never
         of the weights). Sets ``device`` and ``dtype``; returns the module."""
@@ -136,7 +160,8 @@ class Model:
         self.device, self.dtype = str(device), dtype
         return net
 
-    def _describe(self, backend, card, weights, name: str, **meta) -> None:
+    def _describe(self, backend: Backend[Model], card: ModelCard | None, weights: str | Path | None, name: str,
+                  **meta: Any) -> None:
         """The model's ``name`` (``card``'s, else ``name``, from the weights) and the ``meta``
         every backend records (backend, version, description, weights, training data, package
         and its version), then the backend's own ``meta``; for a bare weights path without a
@@ -158,15 +183,16 @@ class Model:
             **meta,
         }
 
-    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray]:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
         """One forward pass over ``frames``: energy, forces, [stress, energies, embeddings]."""
         raise NotImplementedError
 
-    def calculator(self):
+    def calculator(self) -> BaseCalculator:
         """The model's own ASE calculator, using the same weights."""
         raise NotImplementedError
 
-    def site_energies_torch(self, frame: Frames, positions, gate=None):
+    def site_energies_torch(self, frame: Frames, positions: torch.Tensor,
+                            gate: torch.Tensor | None = None) -> torch.Tensor:
         """Per-atom energies, differentiable, of copies of the one-frame ``frame``.
 
         ``positions`` (S, N, 3) torch tensor: one geometry per copy (graphs are built from
@@ -179,7 +205,8 @@ class Model:
         site = self._edge_gated_site_energies(frame, positions, None if gate is None else gate.reshape(-1))
         return site if gate is None else site * gate
 
-    def _edge_gated_site_energies(self, frame: Frames, positions, gate):
+    def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
+                                  gate: torch.Tensor | None) -> torch.Tensor:
         """`site_energies_torch` with ``gate`` (S * N,) or None applied to the interactions
         only (see ``atom_gate``), not yet to each atom's own energy."""
         raise MlipvizError(f"model {self.name} ({type(self).__name__}) has no differentiable "
@@ -191,7 +218,7 @@ class Model:
         ``embedding_layer`` and ``embedding_width`` to say what they are."""
         raise NotImplementedError
 
-    def use_embedding_layer(self, layer: int | None) -> "Model":
+    def use_embedding_layer(self, layer: int | None) -> Model:
         """Return embeddings from interaction block ``layer`` (1 to ``embedding_layers``) from
         now on; None restores the default layer. Returns the model."""
         if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))
@@ -203,7 +230,7 @@ class Model:
         return self
 
     # -- public ---------------------------------------------------------------
-    def predict(self, frames, batch_size: int | None = None, return_embeddings: bool = False,
+    def predict(self, frames: StructuresLike, batch_size: int | None = None, return_embeddings: bool = False,
                 progress: bool = True, checkpoint: str | Path | None = None,
                 callback: Callable[[int, int], None] | None = None,
                 memory_budget: float | None = None) -> Prediction:
@@ -283,7 +310,7 @@ class Model:
             result.meta["out_of_memory_splits"] = plan.splits
         return result
 
-    def _failure(self, frames: Frames, ids: np.ndarray, exc: Exception, checkpoint) -> MlipvizError:
+    def _failure(self, frames: Frames, ids: np.ndarray, exc: Exception, checkpoint: str | Path | None) -> MlipvizError:
         where = f"frame {ids[0]}" if len(ids) == 1 else f"frames {ids[0]}..{ids[-1]}"
         if len(ids) == 1 and batching.is_out_of_memory(exc):
             where += f" ({frames.n_atoms[ids[0]]} atoms, alone in its pass)"
@@ -308,7 +335,8 @@ class Model:
                 f"(first: {chemical_symbols[frames.numbers[row]]})",
                 source=frames.source, frame=frame, atom=row - int(frames.offsets[frame]))
 
-    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None, memory_budget: float | None):
+    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None, memory_budget: float | None
+              ) -> batching.BatchPlan:
         """How frames ``todo`` of ``frames`` are split into passes (`batching.BatchPlan`)."""
         budget = memory_budget if memory_budget is not None else batching.default_budget(self.device)
         cpu = not str(self.device).startswith("cuda")
@@ -318,7 +346,8 @@ class Model:
                                   max_cost=self.cost_per_batch if cpu and batch_size is None else None,
                                   budget=budget, bytes_per_unit=self.bytes_per_unit)
 
-    def _to_prediction(self, n_atoms, out: dict, periodic=None) -> Prediction:
+    def _to_prediction(self, n_atoms: np.ndarray, out: dict[str, np.ndarray | None],
+                       periodic: npt.ArrayLike | None = None) -> Prediction:
         """A backend's arrays as a `Prediction`, shapes checked; stress NaN for the frames that
         are not periodic in all three directions (``periodic``: one flag per frame), whatever
         the backend computed there (a stress needs a cell volume)."""
@@ -327,21 +356,25 @@ class Model:
                   for k in PER_FRAME + PER_ATOM}
         expected = {"energy": (n,), "forces": (total, 3), "stress": (n, 3, 3), "energies": (total,)}
         for k, shape in expected.items():
-            if arrays[k] is not None and arrays[k].shape != shape:
+            value = arrays[k]
+            if value is not None and value.shape != shape:
                 raise MlipvizError(f"backend of {self.name} returned {k} of shape "
-                                   f"{arrays[k].shape}, expected {shape}")
-        if arrays["stress"] is not None and periodic is not None:
-            arrays["stress"][~np.asarray(periodic, dtype=bool)] = np.nan
-        return Prediction(model=self.name, n_atoms=np.asarray(n_atoms), **arrays)
+                                   f"{value.shape}, expected {shape}")
+        stress = arrays["stress"]
+        if stress is not None and periodic is not None:
+            stress[~np.asarray(periodic, dtype=bool)] = np.nan
+        return Prediction(model=self.name, n_atoms=np.asarray(n_atoms), energy=arrays["energy"],
+                          forces=arrays["forces"], stress=stress, energies=arrays["energies"],
+                          embeddings=arrays["embeddings"])
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} on {self.device} ({self.dtype})>"
 
 
-def geometries(frame: Frames, positions: np.ndarray, build: Callable) -> list:
+def geometries(frame: Frames, positions: np.ndarray, build: Callable[[Atoms], Built]) -> list[Built]:
     """``build(atoms)`` for the `Atoms` of ``frame`` at each of ``positions`` (S, N, 3), built
     once per distinct geometry (attributions over atom gates repeat one geometry)."""
-    built: dict[bytes, object] = {}
+    built: dict[bytes, Built] = {}
     out = []
     for p in np.asarray(positions, dtype=np.float64):
         key = p.tobytes()
@@ -354,7 +387,19 @@ def geometries(frame: Frames, positions: np.ndarray, build: Callable) -> list:
     return out
 
 
-def edge_gate(gate, first, second):
+@overload
+def edge_gate(gate: None, first: torch.Tensor, second: torch.Tensor) -> None: ...
+
+
+@overload
+def edge_gate(gate: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def edge_gate(gate: torch.Tensor | None, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor | None: ...
+
+
+def edge_gate(gate: torch.Tensor | None, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor | None:
     """Per-edge gate: the product of its two atoms' gates (None without a gate)."""
     return None if gate is None else gate[first] * gate[second]
 
@@ -393,7 +438,7 @@ class _Checkpoint:
     a ``path`` that does not open at all is moved to ``<path>.corrupt``.
     """
 
-    def __init__(self, path, frames: Frames, model: Model, embeddings: bool):
+    def __init__(self, path: str | Path, frames: Frames, model: Model, embeddings: bool) -> None:
         from ..checks import output_path
 
         self.path = output_path("checkpoint", path)
@@ -468,7 +513,7 @@ class _Checkpoint:
                        f"computed again{kept}", None)
         return bool(bad)
 
-    def _read_batch(self, group) -> tuple[np.ndarray, Prediction]:
+    def _read_batch(self, group: h5py.Group) -> tuple[np.ndarray, Prediction]:
         """One batch group, read whole and checked against the frames, or an exception."""
         import h5py
 
@@ -491,6 +536,8 @@ class _Checkpoint:
         return ids, part
 
     def _warn(self, problem: str, aside: Path | None) -> None:
+        """Warn about ``problem`` (a `CorruptFileWarning`); move ``aside``, a file that does not
+        read at all, to ``<aside>.corrupt``."""
         import warnings
 
         if aside is not None:  # the file itself does not read: keep it for a look, start anew
@@ -541,29 +588,33 @@ class _Checkpoint:
         shutil.rmtree(self.journal, ignore_errors=True)
 
 
-def _write_batch(group, ids: np.ndarray, part: Prediction) -> None:
+def _write_batch(group: h5py.Group, ids: np.ndarray, part: Prediction) -> None:
+    """Store one batch into ``group``: its predictions, frame indices and the datasets written."""
     part.to_hdf5(group)
     group.attrs["frames"] = np.asarray(ids, dtype=np.int64)
     group.attrs["datasets"] = json.dumps(sorted(group))
-
-
 
 
 class ModelCalculator(Calculator):
     """Any `Model` as an ASE calculator, one structure per call (e.g. to drive MD or NEB
     with mlipviz's adapters); its results are those of `Model.predict`."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties: list[str] = [  # noqa: RUF012 - ASE's attribute, a list there
+        "energy", "free_energy", "forces", "stress", "energies"]
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+    def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
+                  system_changes: Sequence[str] = all_changes) -> None:
+        """Evaluate the model on ``atoms`` (one `Model.predict` call) and store the results."""
         from ..frames import full_to_voigt
 
         super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None  # set by Calculator.calculate
         pred = self.model.predict(Frames.from_atoms([self.atoms]), progress=False)
+        assert pred.energy is not None  # every backend returns the total energy
         energy = float(pred.energy[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": pred.forces}
         if pred.stress is not None and np.isfinite(pred.stress[0]).all():

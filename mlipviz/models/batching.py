@@ -12,12 +12,18 @@ is split in half and retried; the passes after it stay no larger.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import InputError
 from ..frames import Frames
+
+if TYPE_CHECKING:
+    import torch
 
 #: atoms per Å³ assumed around atoms of non-periodic frames (diamond: 0.176): an upper bound.
 DENSE_PACKING = 0.18
@@ -46,7 +52,7 @@ class BatchPlan:
 
     def __init__(self, n_atoms: np.ndarray, costs: np.ndarray, max_frames: int | None = None,
                  max_atoms: int | None = None, budget: float | None = None,
-                 bytes_per_unit: float | None = None, max_cost: float | None = None):
+                 bytes_per_unit: float | None = None, max_cost: float | None = None) -> None:
         if max_frames is not None and max_frames < 1:
             raise InputError(f"batch_size must be >= 1, got {max_frames}")
         if budget is not None and not budget > 0:
@@ -107,14 +113,16 @@ class MemoryMeter:
     """Bytes one forward and backward pass takes; raises ``torch.OutOfMemoryError`` when the
     tensors autograd saves exceed ``budget`` (how a budget is kept on CPU)."""
 
-    def __init__(self, device: str, budget: float | None, enforce: bool):
+    def __init__(self, device: str, budget: float | None, enforce: bool) -> None:
         self.device = device
         self.budget = budget
         self.enforce = enforce and budget is not None
         self.nbytes: float | None = None
 
     @contextmanager
-    def measure(self):
+    def measure(self) -> Iterator[MemoryMeter]:
+        """Measure the pass run inside the block: ``nbytes`` is set when it ends (None on CPU
+        without a budget); with ``enforce``, a pass over the budget raises ``torch.OutOfMemoryError``."""
         import torch
 
         self.nbytes = None
@@ -125,7 +133,7 @@ class MemoryMeter:
         seen: set[int] = set()
         saved = [0]
 
-        def pack(tensor):
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
             try:
                 storage = tensor.untyped_storage()
                 key, size = storage.data_ptr(), storage.nbytes()
@@ -134,7 +142,7 @@ class MemoryMeter:
             if key not in seen:
                 seen.add(key)
                 saved[0] += size
-                if self.enforce and saved[0] > self.budget:
+                if self.enforce and self.budget is not None and saved[0] > self.budget:
                     raise torch.OutOfMemoryError(
                         f"tensors saved for the backward pass exceed the memory budget of "
                         f"{self.budget / 2**20:.1f} MiB")
@@ -153,7 +161,8 @@ class MemoryMeter:
             self.nbytes = float(saved[0])
 
 
-def _same(tensor):
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    """The saved tensor unchanged (the unpack hook of `MemoryMeter.measure`)."""
     return tensor
 
 
@@ -167,7 +176,7 @@ def default_budget(device: str) -> float | None:
     return float(free)
 
 
-def to_device(array, device: str, dtype=None):
+def to_device(array: npt.ArrayLike, device: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A numpy array as a torch tensor on ``device``; to a GPU through pinned memory,
     without blocking the host."""
     import torch
@@ -178,7 +187,7 @@ def to_device(array, device: str, dtype=None):
     return tensor.to(device)
 
 
-def batch_to_device(batch, device: str):
+def batch_to_device(batch: Any, device: str) -> Any:
     """A torch_geometric-style batch (``apply``, ``to``) on ``device``; to a GPU through
     pinned memory, without blocking the host."""
     if str(device).startswith("cuda"):
@@ -186,7 +195,7 @@ def batch_to_device(batch, device: str):
     return batch.to(device)
 
 
-def check_batch_size(batch_size) -> None:
+def check_batch_size(batch_size: object) -> None:
     """None or a positive whole number of structures per pass; an InputError otherwise."""
     if batch_size is None:
         return

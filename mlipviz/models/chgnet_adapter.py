@@ -26,17 +26,25 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+from ase.calculators.calculator import BaseCalculator
 
 from ..errors import ModelNotAvailableError
+from ..frames import Frames
 from ..units import EV_A3_IN_GPA, GPA
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
 from .safety import load_state
+
+if TYPE_CHECKING:
+    from chgnet.model import CHGNet
+    from chgnet.model.composition_model import AtomRef
+    from chgnet.model.model import BatchedGraph
 
 _WEIGHT_FILES = {
     "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
@@ -51,8 +59,10 @@ _TRAINING_DATA = {"MPtrj": "MPtrj (Materials Project, PBE/PBE+U)",
 _NEIGHBOR_TOL = 1e-8
 
 
-def package_weights(card) -> list[Path]:
-    """The checkpoint for ``card.version`` inside the installed chgnet wheel."""
+def package_weights(card: ModelCard | None) -> list[Path]:
+    """The checkpoint for ``card.version`` inside the installed chgnet wheel (none without a card)."""
+    if card is None:
+        return []
     package = package_dir("chgnet")
     root = package / "pretrained" if package else None
     rel = _WEIGHT_FILES.get(card.version)
@@ -61,13 +71,14 @@ def package_weights(card) -> list[Path]:
     return [root / rel]
 
 
-def download_source(card) -> str:
+def download_source(card: ModelCard) -> str:
     """Where the checkpoint lives upstream (chgnet itself never downloads: it ships in the wheel)."""
     rel = _WEIGHT_FILES.get(card.version, _WEIGHT_FILES["0.3.0"])
     return f"{_RELEASES}/{rel}"
 
 
 def _version_from_path(path: Path) -> str | None:
+    """The chgnet version in a checkpoint's file name (``chgnet_0.3.0_...``), if any."""
     match = re.search(r"chgnet_(\d+\.\d+\.\d+|r2scan)", path.name)
     return match.group(1) if match else None
 
@@ -77,7 +88,8 @@ def _stem(path: Path) -> str:
     return re.sub(r"(\.pth)?(\.tar)?$", "", path.name)
 
 
-def _load_network(card, weights, device: str, trust: bool = False):
+def _load_network(card: ModelCard | None, weights: str | Path | None, device: str, trust: bool = False) -> CHGNet:
+    """The network of ``card`` (its package's copy) or of the checkpoint ``weights``, on CPU."""
     import contextlib
     import io
 
@@ -85,6 +97,7 @@ def _load_network(card, weights, device: str, trust: bool = False):
 
     with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints on construction
         if weights is None:
+            assert card is not None  # no weights path: a named model
             net = CHGNet.load(model_name=card.version, use_device="cpu", verbose=False)
         else:
             weights = Path(weights)
@@ -100,7 +113,8 @@ def _load_network(card, weights, device: str, trust: bool = False):
     return net
 
 
-def load(card, weights, device: str, dtype: str, trust: bool = False) -> "CHGNetModel":
+def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype: str,
+         trust: bool = False) -> CHGNetModel:
     """A `CHGNetModel`; ``card`` None for a bare ``.pth.tar`` path."""
     return CHGNetModel(_load_network(card, weights, device, trust), card, weights, device)
 
@@ -119,11 +133,12 @@ class CHGNetModel(Model):
     """
 
     has_stress = True
+    cutoff: float  # the network's atom graph cutoff, set in __init__
     #: measured on 2 CPU cores: ~500-atom batches run fastest (larger ones spill the caches);
     #: the autograd graph of a batch takes ~3 MB per atom in dense solids (6 Å cutoff).
     atoms_per_batch = 512
 
-    def __init__(self, net, card, weights, device: str):
+    def __init__(self, net: CHGNet, card: ModelCard | None, weights: str | Path | None, device: str) -> None:
         super().__init__()
         from chgnet.model.composition_model import AtomRef
 
@@ -139,17 +154,22 @@ class CHGNetModel(Model):
         self.elements = frozenset(range(1, n_types + 1))
         self.embedding_layers = int(net.n_conv)
         self._choose_embedding_layer(None)
-        weights_path = Path(weights) if weights is not None else (package_weights(card) or [None])[0]
-        comp = net.model_args.get("composition_model")
-        self._describe(BACKEND, card, weights_path, _stem(Path(weights)) if card is None else card.name,
-                       version=net.version, training_data=_TRAINING_DATA.get(comp, f"unknown (composition model {comp})"),
+        weights_path = Path(weights) if weights is not None else next(iter(package_weights(card)), None)
+        if card is not None:
+            name = card.name
+        else:
+            assert weights_path is not None  # no card: a weights path was given
+            name = _stem(weights_path)
+        comp = str(net.model_args.get("composition_model"))  # a dataset name, or None
+        training_data = _TRAINING_DATA.get(comp, f"unknown (composition model {comp})")
+        self._describe(BACKEND, card, weights_path, name, version=net.version, training_data=training_data,
                        n_params=int(sum(p.numel() for p in net.parameters())), cutoff=self.cutoff,
                        bond_graph_cutoff=float(conv.bond_graph_cutoff), embedding_width=int(net.atom_fea_dim))
         if card is not None and net.version:
             self.meta["version"] = net.version  # what the weights say they are
 
-    def calculator(self):
-        """chgnet's ``CHGNetCalculator`` on the same network, with site energies."""
+    def calculator(self) -> BaseCalculator:
+        """Chgnet's ``CHGNetCalculator`` on the same network, with site energies."""
         import contextlib
         import io
 
@@ -160,7 +180,8 @@ class CHGNetModel(Model):
                                     return_site_energies=True)
 
     # -- graphs -------------------------------------------------------------
-    def _frame_graph(self, numbers, positions, cell, pbc, index: int) -> dict:
+    def _frame_graph(self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                     index: int) -> dict[str, np.ndarray]:
         """The arrays of ``net.graph_converter(structure)`` for one frame, built with numpy.
 
         Same neighbour search as ``CrystalGraphConverter.forward`` on the
@@ -196,7 +217,7 @@ class CHGNetModel(Model):
         span = int(np.abs(image).max(initial=0)) + 1
         base = 2 * span + 1
 
-        def key(c, nb, img):
+        def key(c: np.ndarray, nb: np.ndarray, img: np.ndarray) -> np.ndarray:
             img = img + span
             return (((c * n_atoms + nb) * base + img[:, 0]) * base + img[:, 1]) * base + img[:, 2]
 
@@ -240,7 +261,7 @@ class CHGNetModel(Model):
                 "directed2undirected": directed2undirected,
                 "undirected2directed": undirected2directed, "bond_graph": bond_graph}
 
-    def _cell(self, frames, i: int) -> np.ndarray:
+    def _cell(self, frames: Frames, i: int) -> np.ndarray:
         """The frame's cell; a vacuum box around non-periodic frames without one."""
         cell = frames.cells[i]
         if abs(np.linalg.det(cell)) > 1e-8:
@@ -254,6 +275,7 @@ class CHGNetModel(Model):
 
     # -- evaluation -----------------------------------------------------------
     def _choose_embedding_layer(self, layer: int | None) -> None:
+        """Atom features after block ``layer`` (None: ``atom_fea``, after the last but one)."""
         net = self.net
         self._embedding_block = net.n_conv - 1 if layer is None else layer
         self.embedding_width = int(net.atom_fea_dim)
@@ -262,7 +284,8 @@ class CHGNetModel(Model):
                 else f"atom features after interaction block {layer} of {net.n_conv}")
         self.embedding_layer = f"CHGNet {what} (width {net.atom_fea_dim})"
 
-    def _evaluate(self, frames, return_embeddings: bool) -> dict:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
+        """One CHGNet pass over ``frames`` (`_forward`), as numpy arrays."""
         graphs = []
         for i in range(len(frames)):
             rows = frames.atoms_of(i)
@@ -270,15 +293,17 @@ class CHGNetModel(Model):
                                             self._cell(frames, i), frames.pbc[i], i))
         energy, forces, stress, site, feas = self._forward(graphs, return_embeddings)
         # GPa -> eV/Å^3 exactly as CHGNetCalculator does (float32 times ase.units.GPa)
-        stress = (stress.cpu().numpy() * GPA).astype(np.float64)
-        result = {"energy": energy.cpu().numpy(), "forces": forces.cpu().numpy(), "stress": stress,
+        result = {"energy": energy.cpu().numpy(), "forces": forces.cpu().numpy(),
+                  "stress": (stress.cpu().numpy() * GPA).astype(np.float64),
                   "energies": None if site is None else site.cpu().numpy()}
         if return_embeddings:
+            assert feas is not None  # captured in the pass
             result["embeddings"] = feas.cpu().numpy()
         return result
 
-    def _batched_graph(self, graphs, positions=None, gate=None):
-        """chgnet's ``BatchedGraph`` for all ``graphs`` at once, plus the grad leaves.
+    def _batched_graph(self, graphs: list[dict[str, np.ndarray]], positions: torch.Tensor | None = None,
+                       gate: torch.Tensor | None = None) -> tuple[BatchedGraph, torch.Tensor, torch.Tensor]:
+        """Chgnet's ``BatchedGraph`` for all ``graphs`` at once, plus the grad leaves.
 
         ``BatchedGraph.from_graphs`` featurises graph by graph (dozens of small
         tensor operations per structure, forward and backward); this builds the
@@ -299,10 +324,11 @@ class CHGNetModel(Model):
         edge_start = np.concatenate([[0], np.cumsum(n_edges)[:-1]])
         bond_start = np.concatenate([[0], np.cumsum(n_bonds)[:-1]])
 
-        def cat(name, shift=None, per=None):
+        def cat(name: str, shift: np.ndarray | None = None, per: np.ndarray | None = None) -> np.ndarray:
             parts = [g[name] for g in graphs]
             out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             if shift is not None:
+                assert per is not None  # given with shift
                 add = np.repeat(shift, per)
                 out = out + (add[:, None] if out.ndim == 2 else add)
             return out
@@ -313,12 +339,12 @@ class CHGNetModel(Model):
         image = to_device(cat("image").reshape(-1, 3), dev, f32)
         und2dir = to_device(cat("undirected2directed", edge_start, n_bonds), dev)
         dir2und = to_device(cat("directed2undirected", bond_start, n_edges), dev)
-        bond_graph = cat("bond_graph").reshape(-1, 5)
+        bond_graph_np = cat("bond_graph").reshape(-1, 5)
         angle_owner = np.repeat(np.arange(len(graphs)), n_angles)
-        bond_graph = bond_graph + np.stack([atom_start[angle_owner], bond_start[angle_owner],
-                                            edge_start[angle_owner], bond_start[angle_owner],
-                                            edge_start[angle_owner]], axis=1)
-        bond_graph = to_device(bond_graph, dev)
+        bond_graph_np = bond_graph_np + np.stack([atom_start[angle_owner], bond_start[angle_owner],
+                                                  edge_start[angle_owner], bond_start[angle_owner],
+                                                  edge_start[angle_owner]], axis=1)
+        bond_graph = to_device(bond_graph_np, dev)
 
         frac = to_device(cat("frac").reshape(-1, 3), dev, f32)
         cells = to_device(np.stack([g["cell"] for g in graphs]), dev, f32)
@@ -361,7 +387,9 @@ class CHGNetModel(Model):
                  "through the bond scales with it; and each site energy (readout plus the "
                  "element's AtomRef energy) times g_i")
 
-    def _edge_gated_site_energies(self, frame, positions, gate):
+    def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
+                                  gate: torch.Tensor | None) -> torch.Tensor:
+        """CHGNet site energies of the copies, bonds gated in `_batched_graph`."""
         net = self.net
         if not net.mlp_first:
             return super()._edge_gated_site_energies(frame, positions, gate)
@@ -372,13 +400,15 @@ class CHGNetModel(Model):
             batch, _, _ = self._batched_graph(graphs, positions=positions.reshape(-1, 3), gate=gate)
             out = net._compute(batch, return_site_energies=True)
         site = torch.cat(list(out["site_energies"]))
-        if net.composition_model is not None:
+        comp = cast("AtomRef | None", net.composition_model)  # checked in __init__
+        if comp is not None:
             numbers = torch.as_tensor(np.tile(frame.numbers, len(graphs)), dtype=torch.long,
                                       device=site.device)
-            site = site + net.composition_model.fc.weight[0, numbers - 1]
+            site = site + comp.fc.weight[0, numbers - 1]
         return site.reshape(positions.shape[:2])
 
-    def _forward(self, graphs, return_embeddings: bool):
+    def _forward(self, graphs: list[dict[str, np.ndarray]], return_embeddings: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """One CHGNet pass over all ``graphs``; one backward pass for forces and stress.
 
         The computation of ``CHGNet.forward(graphs, task="efs")`` (composition
@@ -393,7 +423,7 @@ class CHGNetModel(Model):
         numbers = torch.as_tensor(np.concatenate([g["numbers"] for g in graphs]), dtype=torch.long,
                                   device=self.device)
         n_atoms = torch.as_tensor([len(g["numbers"]) for g in graphs], device=self.device)
-        captured = []
+        captured: list[torch.Tensor] = []
         hook = (net.atom_conv_layers[self._embedding_block - 1].register_forward_hook(
             lambda module, inputs, output: captured.append(output)) if return_embeddings else None)
         try:
@@ -414,9 +444,10 @@ class CHGNetModel(Model):
             grad_pos, grad_strain = torch.autograd.grad(total, [positions, strains])
         forces = -grad_pos
         # stress in GPa as chgnet computes it: 1/V dE/d(strain) * 160.21766208
-        stress = grad_strain * (1 / batch.volumes * EV_A3_IN_GPA).view(-1, 1, 1)
+        volumes = cast(torch.Tensor, batch.volumes)  # one tensor, as _batched_graph builds it
+        stress = grad_strain * (1 / volumes * EV_A3_IN_GPA).view(-1, 1, 1)
         energy = out["e"].detach()  # eV/atom when the model is intensive
-        comp = net.composition_model
+        comp = cast("AtomRef | None", net.composition_model)  # checked in __init__
         if comp is not None:
             # AtomRef: linear model on the (per-atom) element counts, as AtomRef.forward
             owner = torch.repeat_interleave(torch.arange(len(graphs), device=self.device), n_atoms)
@@ -430,8 +461,8 @@ class CHGNetModel(Model):
             site = site.detach()
             if comp is not None:
                 site = site + comp.fc.weight.detach()[0, numbers - 1]
-        feas = captured[0].detach() if return_embeddings else None
-        return energy, forces.detach(), stress.detach(), site, feas
+        atom_feas = captured[0].detach() if return_embeddings else None
+        return energy, forces.detach(), stress.detach(), site, atom_feas
 
 
 def import_package() -> None:

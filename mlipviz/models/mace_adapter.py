@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
 
 from ..errors import MlipvizError, ModelNotAvailableError
 from ..frames import Frames
@@ -31,6 +34,9 @@ from .base import Model, edge_gate, geometries
 from .batching import to_device
 from .registry import package_dir
 from .safety import check_pickle, process_setting_kept, require_file
+
+if TYPE_CHECKING:
+    from mace.modules.models import MACE
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
@@ -43,7 +49,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mace"
 
 
-def package_weights(card) -> list[Path]:
+def package_weights(card: ModelCard | None) -> list[Path]:
     """Where ``mace`` keeps this card's weights: its download cache, and the file in its wheel.
 
     ``download_mace_mp_checkpoint`` caches a URL under its basename with every character
@@ -62,11 +68,13 @@ def package_weights(card) -> list[Path]:
     return out
 
 
-def download_source(card) -> str:
+def download_source(card: ModelCard) -> str:
+    """The address mace downloads ``card``'s model file from (``card.url``)."""
+    assert card.url is not None  # every MACE card has its download address
     return card.url
 
 
-def _download(card) -> Path:
+def _download(card: ModelCard | None) -> Path:
     """Download ``card.url`` through mace's own code into its cache; returns the file."""
     if card is None or not card.url:
         raise ModelNotAvailableError("a MACE model without weights path or download URL")
@@ -76,7 +84,8 @@ def _download(card) -> Path:
     return Path(download_mace_mp_checkpoint(card.url))
 
 
-def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MACEModel":
+def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype: str,
+         trust: bool = False) -> MACEModel:
     """A `MACEModel` from a ``.model`` file (``weights``), downloading first if it is None."""
     with process_setting_kept():
         import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD before e3nn loads)
@@ -94,24 +103,31 @@ def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MACEMo
         raise ModelNotAvailableError(
             f"{weights} does not hold a MACE model (got {type(net).__name__}); "
             "pass a file written by torch.save(model) as mace's training does")
-    if hasattr(net, "joint_embedding"):
+    if hasattr(net, "joint_embedding"):  # a MACE built with embedding_specs
+        specs = cast("MACE", net).embedding_specs
         raise ModelNotAvailableError(
-            f"MACE model {weights} embeds per-structure inputs ({', '.join(net.embedding_specs)}), "
+            f"MACE model {weights} embeds per-structure inputs ({', '.join(specs)}), "
             "which mlipviz's batched graphs do not carry; wrap its MACECalculator instead: "
             "mlipviz.load_model(MACECalculator(model_paths=...))")
     return MACEModel(net, weights=weights, card=card, device=device, dtype=dtype)
 
 
 class MACEModel(Model):
-    """A MACE energy model (``MACE`` / ``ScaleShiftMACE``) evaluated on batched graphs."""
+    """A MACE energy model (``MACE`` / ``ScaleShiftMACE``) evaluated on batched graphs.
+
+    ``net``: the network as ``torch.load`` unpickles it, a ``torch.nn.Module`` whose buffers
+    (``r_max``, ``atomic_numbers``, ``num_interactions``) and blocks are read by name.
+    """
 
     has_stress = True
     has_energies = True
+    cutoff: float  # the network's r_max, set in __init__
     #: on CPU, passes of about 90 Si atoms at r_max 6 Å: 2 to 3x the throughput of
     #: 768-atom passes for MACE-MP-0-small's architecture (docs/scale.md)
     cost_per_batch = 4000
 
-    def __init__(self, net, weights: Path, card=None, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, net: Any, weights: str | Path, card: ModelCard | None = None, device: str = "cpu",
+                 dtype: str = "float32") -> None:
         super().__init__()
         from e3nn import o3
         from mace.tools import utils as mace_utils
@@ -164,20 +180,23 @@ class MACEModel(Model):
         self.embedding_width = self._embedding_columns.stop - self._embedding_columns.start
 
     # -- evaluation -----------------------------------------------------------
-    def _graph(self, atoms) -> dict:
+    def _graph(self, atoms: Atoms) -> dict[str, np.ndarray]:
         """One frame's graph: mace's ``get_neighborhood`` on its positions, cell and pbc."""
         from mace.data.neighborhood import get_neighborhood
 
         edge_index, shifts, unit_shifts, cell = get_neighborhood(
-            positions=atoms.positions, cutoff=self.cutoff, pbc=tuple(bool(p) for p in atoms.pbc),
+            positions=atoms.positions, cutoff=self.cutoff,
+            pbc=(bool(atoms.pbc[0]), bool(atoms.pbc[1]), bool(atoms.pbc[2])),
             cell=atoms.cell.array.copy())
         return {"numbers": atoms.numbers, "positions": atoms.positions, "cell": cell,
                 "edge_index": edge_index, "shifts": shifts, "unit_shifts": unit_shifts}
 
-    def _batch(self, frames: Frames | None = None, graphs=None) -> dict:
+    def _batch(self, frames: Frames | None = None, graphs: list[dict[str, np.ndarray]] | None = None
+               ) -> dict[str, torch.Tensor]:
         """The model's input for ``graphs`` (default: those of ``frames``), on its device:
         the entries of ``Batch.from_data_list`` of their ``AtomicData`` that MACE reads."""
         if graphs is None:
+            assert frames is not None  # frames or graphs
             graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
         sizes = np.array([len(g["numbers"]) for g in graphs])
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -199,7 +218,8 @@ class MACEModel(Model):
         return {key: to_device(value, self.device, ftype if value.dtype.kind == "f" else torch.long)
                 for key, value in batch.items()}
 
-    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
+        """One forward pass of the network over ``frames``, stress included."""
         from mace.modules.utils import extract_invariant
 
         batch = self._batch(frames)
@@ -224,7 +244,9 @@ class MACEModel(Model):
                  "message between i and j scales with it; and each node energy (E0 plus the "
                  "scaled readouts) times g_i")
 
-    def _edge_gated_site_energies(self, frame, positions, gate):
+    def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
+                                  gate: torch.Tensor | None) -> torch.Tensor:
+        """Node energies of the copies; the radial embedding's cutoff gated per edge."""
         net = self.net
         if gate is not None and hasattr(net, "pair_repulsion"):
             raise MlipvizError(f"model {self.name} has a ZBL pair-repulsion term, which mlipviz "
@@ -236,7 +258,9 @@ class MACEModel(Model):
         if gate is not None:
             weight = edge_gate(gate, batch["edge_index"][0], batch["edge_index"][1])[:, None]
 
-            def gate_edges(module, inputs, output):
+            def gate_edges(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+                           output: tuple[torch.Tensor, torch.Tensor | None]
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
                 feats, cutoff = output
                 return (feats, cutoff * weight) if cutoff is not None else (feats * weight, None)
 
@@ -249,7 +273,7 @@ class MACEModel(Model):
                 hook.remove()
         return out["node_energy"].reshape(positions.shape[:2])
 
-    def calculator(self):
+    def calculator(self) -> BaseCalculator:
         """``MACECalculator`` reading the same weights file, in this model's dtype and device."""
         kwargs = {"head": self._head} if len(self._heads) > 1 else {}
         # mace's calculator unpickles the file (already vetted by `load`) through torch's

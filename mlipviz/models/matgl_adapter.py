@@ -18,16 +18,22 @@ float64 potential: the two then differ by about |F| x 1e-7 Å).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from ase.calculators.calculator import BaseCalculator
 
 from ..errors import ModelNotAvailableError
+from ..frames import Frames
 from ..settings import folder_setting
 from ..units import GPA
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device, to_device
+
+if TYPE_CHECKING:
+    from matgl.apps.pes import Potential
 
 #: matgl's Hugging Face organisation for pretrained models (``matgl.utils.io.HF_MATGL_ORG``).
 HF_ORG = "materialyze"
@@ -35,7 +41,7 @@ _MODEL_FILES = ("model.json", "model.pt", "state.pt")
 
 
 def cache_dir() -> Path:
-    """matgl's cache, ``matgl.config.MATGL_CACHE`` (``~/.cache/matgl``).
+    """Matgl's cache, ``matgl.config.MATGL_CACHE`` (``~/.cache/matgl``).
 
     ``$MATGL_CACHE`` overrides it for mlipviz's lookup and downloads (matgl 4.1
     itself has no such variable; mlipviz passes the folder to matgl explicitly).
@@ -43,12 +49,15 @@ def cache_dir() -> Path:
     return folder_setting("MATGL_CACHE") or Path.home() / ".cache" / "matgl"
 
 
-def package_weights(card) -> list[Path]:
-    """Where matgl keeps ``card.version`` once downloaded: ``model.json`` in its cache.
+def package_weights(card: ModelCard | None) -> list[Path]:
+    """Where matgl keeps ``card.version`` once downloaded: ``model.json`` in its cache (none
+    without a card).
 
     Both layouts: the legacy ``<cache>/<name>/`` folder and the Hugging Face hub
     cache ``<cache>/models--materialyze--<name>/snapshots/<revision>/``.
     """
+    if card is None:
+        return []
     root = cache_dir()
     candidates = [root / card.version / "model.json"]
     hub = root / f"models--{HF_ORG}--{card.version}" / "snapshots"
@@ -57,12 +66,13 @@ def package_weights(card) -> list[Path]:
     return candidates
 
 
-def download_source(card) -> str:
+def download_source(card: ModelCard) -> str:
     """The Hugging Face repository matgl downloads ``card.version`` from."""
     return f"https://huggingface.co/{HF_ORG}/{card.version}"
 
 
-def _model_folder(weights) -> Path:
+def _model_folder(weights: str | Path) -> Path:
+    """The matgl model folder of ``weights`` (the folder or its ``model.json``), its files checked."""
     path = Path(weights).expanduser()
     folder = path.parent if path.is_file() else path
     missing = [name for name in _MODEL_FILES if not (folder / name).exists()]
@@ -71,21 +81,24 @@ def _model_folder(weights) -> Path:
     return folder
 
 
-def load(card, weights, device: str, dtype: str, trust: bool = False) -> "MatGLModel":
+def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype: str,
+         trust: bool = False) -> MatGLModel:
     # ``trust`` is not needed: matgl reads its model.pt and state.pt with weights_only=True
     """A `MatGLModel`; ``card`` None for a bare model folder (or its ``model.json``)."""
     import matgl
 
     if weights is None:  # download through matgl (only called when the hub is reachable)
+        assert card is not None  # no weights path: a named model
         potential = matgl.load_model(card.version, cache_dir=str(cache_dir()))
-        folder = None
+        folder, where = None, card.version
     else:
         folder = _model_folder(weights)
         potential = matgl.load_model(folder)
+        where = str(folder)
     from matgl.apps.pes import Potential
 
     if not isinstance(potential, Potential) or not hasattr(potential.model, "element_types"):
-        raise ModelNotAvailableError(f"{folder or card.version} holds a matgl {type(potential).__name__}, not an "
+        raise ModelNotAvailableError(f"{where} holds a matgl {type(potential).__name__}, not an "
                                      "interatomic potential (matgl.apps.pes.Potential)")
     return MatGLModel(potential, card, folder, device, dtype)
 
@@ -106,13 +119,15 @@ class MatGLModel(Model):
 
     has_stress = True
 
-    def __init__(self, potential, card, folder: Path | None, device: str, dtype: str):
+    def __init__(self, potential: Potential, card: ModelCard | None, folder: Path | None, device: str,
+                 dtype: str) -> None:
         super().__init__()
         from ase.data import atomic_numbers
         from matgl.ext.ase import Atoms2Graph
 
         self.potential = potential = self._adopt(potential, device, dtype)
-        net = potential.model
+        # the matgl model (M3GNet or another architecture); matgl types Potential.model as a bare callable
+        net: Any = potential.model
         self.net = net
         self.cutoff = float(net.cutoff)
         self.elements = frozenset(atomic_numbers[s] for s in net.element_types)
@@ -127,17 +142,20 @@ class MatGLModel(Model):
             self._choose_embedding_layer(None)
         self.has_energies = (is_m3gnet and not net.is_intensive
                              and not getattr(potential, "calc_repuls", False))
-        source = str(folder) if folder is not None else f"{download_source(card)} (matgl cache)"
-        bare = card is None
-        self._describe(BACKEND, card, source, Path(folder).name if bare else card.name,
-                       version=Path(folder).name if bare else None,
-                       training_data=_training_data(folder) if bare else None,
+        if card is None:  # a bare model folder: its name and README say what it is
+            assert folder is not None  # no card: a folder was given
+            source, name, version, training_data = str(folder), folder.name, folder.name, _training_data(folder)
+        else:
+            source = str(folder) if folder is not None else f"{download_source(card)} (matgl cache)"
+            name, version, training_data = card.name, None, None
+        self._describe(BACKEND, card, source, name, version=version, training_data=training_data,
                        architecture=type(net).__name__,
                        n_params=int(sum(p.numel() for p in potential.parameters())), cutoff=self.cutoff,
                        threebody_cutoff=float(getattr(net, "threebody_cutoff", float("nan"))),
                        embedding_width=self._node_width)
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
+        """Node features after graph block ``layer`` (None: the last, the readout's input)."""
         n = self.embedding_layers
         block = n if layer is None else layer
         self._embedding_key = f"gc_{block}"
@@ -145,13 +163,14 @@ class MatGLModel(Model):
         readout = "readout input, " if block == n else ""
         self.embedding_layer = f"M3GNet node_feat after graph block {block} of {n} ({readout}width {self._node_width})"
 
-    def calculator(self):
-        """matgl's ``PESCalculator`` on the same potential, stress in eV/Å^3 (ASE convention)."""
+    def calculator(self) -> BaseCalculator:
+        """Matgl's ``PESCalculator`` on the same potential, stress in eV/Å^3 (ASE convention)."""
         from matgl.ext.ase import PESCalculator
 
         return PESCalculator(self.potential, stress_unit="eV/A3")
 
-    def _evaluate(self, frames, return_embeddings: bool) -> dict:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
+        """One ``Potential`` forward over ``frames`` (matgl's graphs, one batch)."""
         from ase import Atoms
         from torch_geometric.data import Batch
 
@@ -176,11 +195,11 @@ class MatGLModel(Model):
             states.append(np.asarray(state))
         batch = batch_to_device(Batch.from_data_list(graphs), self.device)
         lattice = torch.cat(lattices).to(self.device)
-        state = to_device(np.stack(states), self.device)
+        state_attr = to_device(np.stack(states), self.device)
         n = len(frames)
         try:
             with torch.enable_grad():
-                energy, forces, stress, _ = self.potential(batch, lattice, state)[:4]
+                energy, forces, stress, _ = self.potential(batch, lattice, state_attr)[:4]
             result = {
                 "energy": energy.detach().reshape(n).cpu().numpy(),
                 "forces": forces.detach().cpu().numpy(),
@@ -201,7 +220,9 @@ class MatGLModel(Model):
                  "its three-body cutoff weight, each times g_i g_j, so every message and every "
                  "triplet through the bond scales with it; and each site energy times g_i")
 
-    def _edge_gated_site_energies(self, frame, positions, gate):
+    def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
+                                  gate: torch.Tensor | None) -> torch.Tensor:
+        """M3GNet site energies of the copies; bond bases and three-body weights gated per bond."""
         from torch_geometric.data import Batch
 
         if not self.has_energies:
@@ -237,7 +258,7 @@ class MatGLModel(Model):
             site = site + pot.element_refs.property_offset[batch.node_type]
         return site.reshape(positions.shape[:2])
 
-    def _site_energies(self, batch, frames) -> np.ndarray:
+    def _site_energies(self, batch: Any, frames: Frames) -> np.ndarray:
         """Per-atom energies of the last forward pass (see class docstring)."""
         pot = self.potential
         atomic = self.net.feature_dict["readout"].detach().reshape(-1)
@@ -248,7 +269,7 @@ class MatGLModel(Model):
         return site.cpu().numpy()
 
 
-def _training_data(folder) -> str:
+def _training_data(folder: str | Path) -> str:
     """The first line under a "Training dataset" heading of the folder's README, if any."""
     readme = Path(folder) / "README.md"
     if readme.exists():

@@ -12,12 +12,17 @@ import importlib
 import importlib.util
 import socket
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import ModelNotAvailableError, UnknownNameError
 from ..settings import folder_setting
 from .backend import Backend, ModelCard
+
+if TYPE_CHECKING:
+    from .base import Model
 
 __all__ = ["ADAPTERS", "Backend", "ModelCard", "backend", "backends", "cards", "detect_backend", "find_local_weights",
            "get_card", "models_dir", "offline_error", "package_dir", "package_installed", "reachable"]
@@ -27,12 +32,12 @@ __all__ = ["ADAPTERS", "Backend", "ModelCard", "backend", "backends", "cards", "
 #: backend is its module plus its name here. Their named models are listed in this order.
 ADAPTERS = ("chgnet_adapter", "mace_adapter", "matgl_adapter", "sevenn_adapter")
 
-_BACKENDS: dict[str, Backend] = {}
+_BACKENDS: dict[str, Backend[Model]] = {}
 _BY_NAME: dict[str, ModelCard] = {}
 _LOCK = threading.Lock()
 
 
-def backends() -> dict[str, Backend]:
+def backends() -> dict[str, Backend[Model]]:
     """Every registered `Backend`, by name, in `ADAPTERS` order (their modules are imported on
     the first call; they import torch, not their model packages)."""
     with _LOCK:
@@ -45,7 +50,7 @@ def backends() -> dict[str, Backend]:
     return dict(_BACKENDS)
 
 
-def backend(name: str) -> Backend:
+def backend(name: str) -> Backend[Model]:
     """The `Backend` called ``name``; an `UnknownNameError` listing them otherwise."""
     found = backends()
     if name not in found:
@@ -59,11 +64,12 @@ def cards() -> list[ModelCard]:
 
 
 def get_card(name: str) -> ModelCard | None:
+    """The named model called ``name`` or one of its aliases (any case); None if there is none."""
     backends()
     return _BY_NAME.get(name.lower())
 
 
-def detect_backend(path: Path) -> Backend:
+def detect_backend(path: Path) -> Backend[Model]:
     """The backend whose weight files ``path`` looks like (its file kind before a name hint;
     ties in registration order), or a `ModelNotAvailableError` saying to pass ``backend=``."""
     scores = [(found.recognises(path), -k, found) for k, found in enumerate(backends().values())]
@@ -74,7 +80,8 @@ def detect_backend(path: Path) -> Backend:
     return found
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> list[ModelCard]:
+    """``CARDS``: `cards`, built on first use."""
     if name == "CARDS":  # the registry's table, built on first use
         return cards()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -87,6 +94,7 @@ def models_dir() -> Path | None:
 
 
 def package_installed(package: str) -> bool:
+    """Whether ``package`` can be imported here (found without importing it)."""
     return importlib.util.find_spec(package) is not None
 
 
@@ -95,7 +103,7 @@ def package_dir(package: str) -> Path | None:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 _ONLINE: dict[str, bool] = {}
@@ -108,7 +116,7 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         # a thread bounds the DNS lookup too, which ignores socket timeouts
         answer: list[bool] = []
 
-        def probe():
+        def probe() -> None:
             try:
                 with socket.create_connection((host, 443), timeout=timeout):
                     answer.append(True)
@@ -122,9 +130,10 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
     return _ONLINE[host]
 
 
-def find_local_weights(card: ModelCard, package_candidates=()) -> tuple[Path | None, list[str]]:
+def find_local_weights(card: ModelCard, package_candidates: Iterable[str | Path] = ()
+                       ) -> tuple[Path | None, list[str]]:
     """First existing weights in ``$MLIPVIZ_MODELS`` then ``package_candidates``; and where it looked."""
-    looked = []
+    looked: list[str] = []
     root = models_dir()
     if root is None:
         looked.append("$MLIPVIZ_MODELS (not set)")
@@ -134,14 +143,16 @@ def find_local_weights(card: ModelCard, package_candidates=()) -> tuple[Path | N
             looked.append(str(candidate))
             if candidate.exists():
                 return candidate, looked
-    for candidate in package_candidates:
-        looked.append(str(candidate))
-        if Path(candidate).exists():
-            return Path(candidate), looked
+    for place in package_candidates:
+        looked.append(str(place))
+        if Path(place).exists():
+            return Path(place), looked
     return None, looked
 
 
 def offline_error(card: ModelCard, looked: list[str], download_from: str) -> ModelNotAvailableError:
+    """The error of a model with no local weights whose ``download_from`` cannot be reached: the
+    model, every place ``looked``, and how to put the weights where they are found."""
     places = "\n  ".join(looked)
     target = (f"{models_dir()} (your $MLIPVIZ_MODELS)" if models_dir()
               else "a folder of your choice and set $MLIPVIZ_MODELS to it")

@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,13 +36,13 @@ def require_file(path: Path, what: str) -> None:
         raise ModelNotAvailableError(f"{what} {path} {'is a folder' if path.is_dir() else 'does not exist'}")
 
 
-def is_trusted(path: Path, shipped=()) -> bool:
+def is_trusted(path: str | Path, shipped: Iterable[str | Path] = ()) -> bool:
     """``path`` is one of the files the backend itself ships or downloaded (``shipped``)."""
     path = Path(path).resolve()
     return any(path == Path(p).resolve() for p in shipped)
 
 
-def check_pickle(path: Path, what: str, trust: bool, shipped=()) -> None:
+def check_pickle(path: str | Path, what: str, trust: bool, shipped: Iterable[str | Path] = ()) -> None:
     """Before unpickling ``path`` (a whole pickled ``what``): warn once per file unless the
     backend shipped it or the caller said ``trust=True``."""
     path = Path(path)
@@ -54,7 +56,7 @@ def check_pickle(path: Path, what: str, trust: bool, shipped=()) -> None:
                       UntrustedFileWarning, stacklevel=4)
 
 
-def load_state(path: Path, what: str, trust: bool):
+def load_state(path: str | Path, what: str, trust: bool) -> Any:
     """A weights file holding tensors and plain containers, read with ``weights_only=True``;
     with ``trust=True`` one that needs more is read in full. Errors name the file."""
     path = Path(path)
@@ -92,7 +94,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def process_setting_kept(name: str = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
+def process_setting_kept(name: str = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") -> Iterator[None]:
     """Restore environment variable ``name`` after the block: importing ``mace`` sets
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which would make every later ``torch.load`` in the
     process unpickle everything."""

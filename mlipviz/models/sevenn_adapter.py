@@ -17,9 +17,12 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
 
 from ..errors import ModelNotAvailableError
 from ..frames import Frames
@@ -28,6 +31,11 @@ from .base import Model, edge_gate, geometries
 from .batching import batch_to_device
 from .registry import package_dir
 from .safety import check_pickle, require_file
+
+if TYPE_CHECKING:
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.nn.equivariant_gate import EquivariantGate
+    from sevenn.nn.sequential import AtomGraphSequential
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
 _PRETRAINED = {
@@ -39,7 +47,7 @@ _PRETRAINED = {
 SOURCE = "https://github.com/MDIL-SNU/SevenNet"
 
 
-def package_weights(card) -> list[Path]:
+def package_weights(card: ModelCard | None) -> list[Path]:
     """The checkpoint that ships inside the ``sevenn`` wheel for this card (found without importing)."""
     if card is None:
         return []
@@ -50,12 +58,12 @@ def package_weights(card) -> list[Path]:
     return [pkg / "pretrained_potentials" / rel]
 
 
-def download_source(card) -> str:
+def download_source(card: ModelCard) -> str:
     """SevenNet-0 ships in the ``sevenn`` wheel; a broken install is fixed by reinstalling it."""
     return SOURCE
 
 
-def _import_sevenn():
+def _import_sevenn() -> None:
     """Import ``sevenn``'s model code. e3nn 0.4.4 unpickles a ``slice`` at import, which
     torch >= 2.6 refuses by default: allow just that, for that one load (mace instead sets
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the whole process)."""
@@ -65,7 +73,8 @@ def _import_sevenn():
     import sevenn.util  # noqa: F401
 
 
-def load(card, weights, device: str, dtype: str, trust: bool = False) -> "SevenNetModel":
+def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype: str,
+         trust: bool = False) -> SevenNetModel:
     """A `SevenNetModel` from a checkpoint ``.pth`` (``card`` None for a bare path)."""
     if weights is None:
         raise ModelNotAvailableError(
@@ -86,7 +95,8 @@ def load(card, weights, device: str, dtype: str, trust: bool = False) -> "SevenN
     except Exception as exc:
         raise ModelNotAvailableError(
             f"cannot read SevenNet checkpoint {weights}: {type(exc).__name__}: {exc}") from exc
-    return SevenNetModel(net, config, weights=weights, card=card, device=device)
+    # model_from_checkpoint builds an AtomGraphSequential (its signature says torch.nn.Module)
+    return SevenNetModel(cast("AtomGraphSequential", net), config, weights=weights, card=card, device=device)
 
 
 class SevenNetModel(Model):
@@ -94,11 +104,13 @@ class SevenNetModel(Model):
 
     has_stress = True
     has_energies = True
+    cutoff: float  # the checkpoint's cutoff, set in __init__
     #: on CPU, passes of about 70 Si atoms at its 5 Å cutoff: 1.4x the throughput of
     #: 768-atom passes (docs/scale.md)
     cost_per_batch = 2000
 
-    def __init__(self, net, config: dict, weights: Path, card=None, device: str = "cpu"):
+    def __init__(self, net: AtomGraphSequential, config: dict[str, Any], weights: str | Path,
+                 card: ModelCard | None = None, device: str = "cpu") -> None:
         super().__init__()
         import sevenn._keys as KEY
 
@@ -124,7 +136,8 @@ class SevenNetModel(Model):
         (SevenNet-0's last block outputs only those)."""
         block = self.embedding_layers if layer is None else layer
         self._embedding_module = self._gates[block - 1]
-        irreps = self.net._modules[self._embedding_module].gate.irreps_out
+        gate = cast("EquivariantGate", self.net._modules[self._embedding_module])  # a '*_equivariant_gate'
+        irreps = gate.gate.irreps_out
         self._scalar_index = torch.tensor(
             [i for (mul, ir), sl in zip(irreps, irreps.slices()) if ir.l == 0
              for i in range(sl.start, sl.stop)], dtype=torch.long)
@@ -134,7 +147,8 @@ class SevenNetModel(Model):
         self.embedding_layer = (f"SevenNet node features after {which} ('{self._embedding_module}', "
                                 f"output {irreps}): {self.embedding_width} scalar channels")
 
-    def _graph(self, atoms):
+    def _graph(self, atoms: Atoms) -> AtomGraphData:
+        """One frame's graph, as ``SevenNetCalculator`` builds it (without its info dictionary)."""
         import sevenn._keys as KEY
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
@@ -143,18 +157,21 @@ class SevenNetModel(Model):
         del graph[KEY.INFO]
         return graph
 
-    def _batch(self, frames: Frames | None = None, graphs=None):
+    def _batch(self, frames: Frames | None = None, graphs: list[AtomGraphData] | None = None) -> Any:
+        """The ``torch_geometric`` batch of ``graphs`` (default: those of ``frames``) on the model's device."""
         from torch_geometric.data import Batch
 
         if graphs is None:
+            assert frames is not None  # frames or graphs
             graphs = [self._graph(frames.to_atoms(i)) for i in range(len(frames))]
         return batch_to_device(Batch.from_data_list(graphs), self.device)
 
-    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, np.ndarray | None]:
+        """One forward pass of the network over ``frames`` in batch mode."""
         import sevenn._keys as KEY
 
         batch = self._batch(frames)
-        captured = {}
+        captured: dict[str, torch.Tensor] = {}
         hook = None
         if return_embeddings:
             hook = self.net._modules[self._embedding_module].register_forward_hook(
@@ -189,7 +206,9 @@ class SevenNetModel(Model):
                  "g_i g_j, so every message between i and j scales with it; and each atomic "
                  "energy after the species-wise scale and shift times g_i")
 
-    def _edge_gated_site_energies(self, frame, positions, gate):
+    def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
+                                  gate: torch.Tensor | None) -> torch.Tensor:
+        """Atomic energies of the copies; the edge embedding gated per edge."""
         import sevenn._keys as KEY
 
         net = self.net
@@ -213,7 +232,7 @@ class SevenNetModel(Model):
                     break
         return data[KEY.ATOMIC_ENERGY].reshape(positions.shape[:2])
 
-    def calculator(self):
+    def calculator(self) -> BaseCalculator:
         """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32)."""
         _import_sevenn()
         from sevenn.calculator import SevenNetCalculator

@@ -12,21 +12,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from tqdm.auto import tqdm
 
 from .. import checks
-from ..errors import MlipvizError, UnknownNameError
-from ..frames import Frames
+from ..errors import CorruptFileWarning, MlipvizError, StoreWriteError, UnknownNameError
+from ..frames import Frames, full_to_voigt
+from ..io import read
 from ..models import batching
 from ..models.base import Model
 from ..settings import folder_setting
+
+if TYPE_CHECKING:
+    from .._types import StructuresLike
 
 
 def default_cache_dir() -> Path:
@@ -35,13 +45,28 @@ def default_cache_dir() -> Path:
 
 
 class ReferenceCalculator(Calculator):
-    """Base of `PySCF` and `GPAW`: caching, provenance and parallel evaluation."""
+    """Base of `PySCF` and `GPAW`: caching, provenance and parallel evaluation.
 
-    implemented_properties = ["energy", "forces"]
+    Parameters
+    ----------
+    cache_dir : str or Path, optional
+        Where results are cached (default: `default_cache_dir`).
+    n_jobs : int, optional
+        Worker processes of `evaluate` (default: the CPU count).
+    **kwargs
+        ASE ``Calculator`` arguments.
+
+    Raises
+    ------
+    ArgumentTypeError, InputError
+        A ``cache_dir`` that is not a folder path, or a bad ``n_jobs``.
+    """
+
+    implemented_properties: list[str] = ["energy", "forces"]  # noqa: RUF012 - ASE's attribute, a list there
     #: short name of the code, e.g. "PySCF"
-    code = "reference"
+    code: str = "reference"
 
-    def __init__(self, cache_dir: str | Path | None = None, n_jobs: int | None = None, **kwargs):
+    def __init__(self, cache_dir: str | Path | None = None, n_jobs: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cache_dir = (checks.output_path("cache_dir", cache_dir, folder=True) if cache_dir is not None
                           else default_cache_dir())
@@ -50,7 +75,7 @@ class ReferenceCalculator(Calculator):
         self.last_source: str | None = None
 
     # -- for subclasses -------------------------------------------------------
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         """Every setting that changes the numbers (JSON-serialisable)."""
         raise NotImplementedError
 
@@ -58,12 +83,14 @@ class ReferenceCalculator(Calculator):
         """One human-readable line: code, version, method, basis/cutoff, k-points, smearing."""
         raise NotImplementedError
 
-    def _compute(self, atoms) -> dict:
+    def _compute(self, atoms: Atoms) -> dict[str, Any]:
         """Energy (eV), forces (eV/Å) and, where computed, stress (3x3, eV/Å³) of ``atoms``."""
         raise NotImplementedError
 
     # -- ASE protocol -----------------------------------------------------------
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+    def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
+                  system_changes: Sequence[str] = all_changes) -> None:
+        """ASE's entry point: the results of ``atoms``, from the cache or computed (and cached)."""
         super().calculate(atoms, properties, system_changes)
         cached = self._load(self.atoms)
         if cached is None:
@@ -74,13 +101,11 @@ class ReferenceCalculator(Calculator):
             self.last_source = "cache"
         self.results = {k: v for k, v in cached.items() if k in ("energy", "forces", "stress")}
         if "stress" in self.results:
-            from ..frames import full_to_voigt
-
             self.results["stress"] = full_to_voigt(self.results["stress"])
         self.results["free_energy"] = self.results["energy"]
 
     # -- cache --------------------------------------------------------------------
-    def cache_key(self, atoms, context: str = "") -> str:
+    def cache_key(self, atoms: Atoms, context: str = "") -> str:
         """Hash of the settings, the structure and ``context`` (what else the result
         depends on, e.g. a scan's path)."""
         digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode() + context.encode())
@@ -89,11 +114,11 @@ class ReferenceCalculator(Calculator):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def _path(self, atoms, context: str = "") -> Path:
+    def _path(self, atoms: Atoms, context: str = "") -> Path:
         key = self.cache_key(atoms, context)
         return self.cache_dir / self.code.lower() / key[:2] / f"{key}.npz"
 
-    def _load(self, atoms, context: str = "") -> dict | None:
+    def _load(self, atoms: Atoms, context: str = "") -> dict[str, Any] | None:
         """The cached results of ``atoms`` (under ``context``), or None. An entry that does
         not read whole (empty, cut short, not NumPy, a key or shape missing) is reported in a
         `CorruptFileWarning` naming it and deleted, so it is computed again."""
@@ -115,11 +140,7 @@ class ReferenceCalculator(Calculator):
                 raise ValueError("'meta' is no JSON object")
         except PermissionError:
             raise  # not damage: the entry may be fine, and is not ours to delete
-        except Exception as exc:  # numpy raises many kinds (BadZipFile, EOFError, ValueError, KeyError, ...)
-            import warnings
-
-            from ..errors import CorruptFileWarning
-
+        except Exception as exc:  # noqa: BLE001 - numpy raises many kinds (BadZipFile, EOFError, ValueError, ...)
             path.unlink(missing_ok=True)
             warnings.warn(CorruptFileWarning(f"reference cache entry {path} cannot be read "
                                              f"({type(exc).__name__}: {exc}); deleted, it is computed again"),
@@ -128,15 +149,11 @@ class ReferenceCalculator(Calculator):
         out["energy"] = float(out["energy"])
         return out
 
-    def _store(self, atoms, results: dict, context: str = "") -> None:
+    def _store(self, atoms: Atoms, results: dict[str, Any], context: str = "") -> None:
         """Cache ``results`` of ``atoms``: written next to the entry and moved there once whole,
         so an interruption or a full disk (`StoreWriteError`) leaves no half entry."""
-        import threading
-
-        from ..errors import StoreWriteError
-
         path = self._path(atoms, context)
-        arrays = {k: np.asarray(v) for k, v in results.items() if k != "meta"}
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in results.items() if k != "meta"}
         # one temporary file per process and thread (workers and threads may cache at once)
         tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
         try:
@@ -150,22 +167,47 @@ class ReferenceCalculator(Calculator):
             tmp.unlink(missing_ok=True)
 
     # -- many frames ------------------------------------------------------------------
-    def evaluate(self, frames, n_jobs: int | None = None, progress: bool = True,
+    def evaluate(self, frames: StructuresLike, n_jobs: int | None = None, progress: bool = True,
                  on_error: str = "raise") -> Frames:
         """A copy of ``frames`` labelled with this calculator, level of theory in each info.
 
-        Cached frames are read back; the others run in ``n_jobs`` worker processes
-        (default: ``self.n_jobs`` or the CPU count), one thread each; each finished frame
-        is cached at once. ``on_error="raise"`` stops at the first failing frame (naming
-        it); ``"nan"`` carries on, gives failed frames NaN labels and the error message in
-        ``info["reference_error"]``.
-        """
-        from ..io import read
+        Cached frames are read back; the others run in worker processes, one thread each;
+        each finished frame is cached at once.
 
+        Parameters
+        ----------
+        frames : Frames or anything `mlipviz.read` accepts
+            The structures to label.
+        n_jobs : int, optional
+            Worker processes (default: ``self.n_jobs`` or the CPU count).
+        progress : bool
+            Show a progress bar.
+        on_error : str
+            ``on_error="raise"`` stops at the first failing frame (naming it); ``"nan"``
+            carries on, gives failed frames NaN labels and the error message in
+            ``info["reference_error"]``.
+
+        Returns
+        -------
+        Frames
+            With energy, forces (and stress where computed) and ``info["reference"]``, the
+            level of theory, and ``info["reference_settings"]``.
+
+        Raises
+        ------
+        MlipvizError
+            A frame failed with ``on_error="raise"`` (naming it; finished frames stay cached).
+        UnknownNameError
+            An ``on_error`` other than "raise" or "nan".
+        InputError
+            A bad ``n_jobs``, or structures `mlipviz.read` refuses (its errors).
+        StoreWriteError
+            A cache entry could not be written (a full disk).
+        """
         checks.one_of("on_error", on_error, ("raise", "nan"))
         checks.whole_number("n_jobs", n_jobs, minimum=1, none=True)
         frames = frames if isinstance(frames, Frames) else read(frames)
-        results: dict[int, dict] = {}
+        results: dict[int, dict[str, Any]] = {}
         todo = []
         for i in range(len(frames)):
             cached = self._load(frames.to_atoms(i))
@@ -177,21 +219,19 @@ class ReferenceCalculator(Calculator):
                                       n_jobs, progress, on_error, f"{self.code} reference", done=len(results)))
         return self._labelled(frames, [results[i] for i in range(len(frames))])
 
-    def _run_jobs(self, frames: Frames, jobs: list[tuple], n_jobs: int | None, progress: bool,
-                  on_error: str, desc: str, done: int = 0) -> dict[int, dict]:
+    def _run_jobs(self, frames: Frames, jobs: list[tuple[Callable[..., dict[int, Any]], tuple]], n_jobs: int | None,
+                  progress: bool, on_error: str, desc: str, done: int = 0) -> dict[int, dict[str, Any]]:
         """Run ``jobs`` ((function, args) pairs, each returning {frame index: its results or
         the exception}) here or in ``n_jobs`` spawned worker processes (default:
         ``self.n_jobs`` or the CPU count; one thread each), with a progress bar over
         ``frames`` (``done`` of them already labelled); failures as ``on_error`` says."""
         if on_error not in ("raise", "nan"):
             raise UnknownNameError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
-        from tqdm.auto import tqdm
-
-        results: dict[int, dict] = {}
+        results: dict[int, dict[str, Any]] = {}
         n_jobs = max(1, min(n_jobs or self.n_jobs or os.cpu_count() or 1, len(jobs) or 1))
         bar = tqdm(total=len(frames), initial=done, unit="frame", disable=not progress, desc=desc)
 
-        def collect(outcome: dict, pool=None) -> None:
+        def collect(outcome: dict[int, Any], pool: Executor | None = None) -> None:
             for i, out in outcome.items():
                 if isinstance(out, Exception):
                     if on_error == "raise" and pool is not None:
@@ -213,7 +253,7 @@ class ReferenceCalculator(Calculator):
             bar.close()
         return results
 
-    def _failed(self, frames: Frames, i: int, exc: Exception, on_error: str) -> dict:
+    def _failed(self, frames: Frames, i: int, exc: Exception, on_error: str) -> dict[str, Any]:
         message = (f"{self.code} failed on frame {i}"
                    f"{' of ' + str(frames.source) if frames.source else ''}: "
                    f"{type(exc).__name__}: {exc}")
@@ -222,7 +262,7 @@ class ReferenceCalculator(Calculator):
         n = int(frames.n_atoms[i])
         return {"energy": np.nan, "forces": np.full((n, 3), np.nan), "meta": {"error": message}}
 
-    def _labelled(self, frames: Frames, results: list[dict]) -> Frames:
+    def _labelled(self, frames: Frames, results: list[dict[str, Any]]) -> Frames:
         has_stress = [("stress" in r) for r in results]
         stress = None
         if any(has_stress):
@@ -238,38 +278,40 @@ class ReferenceCalculator(Calculator):
                 info[f"reference_{key}"] = value
         return out
 
-    def as_model(self) -> "ReferenceModel":
-        """This calculator behind the `Model` interface (for `mlipviz.compare(reference=...)`)."""
+    def as_model(self) -> ReferenceModel:
+        """The calculator behind the `Model` interface (for `mlipviz.compare(reference=...)`)."""
         return ReferenceModel(self)
 
 
 class ReferenceModel(Model):
     """A `ReferenceCalculator` as a `Model`: parallel, cached, checkpointed by batch."""
 
-    has_energies = False
+    has_energies: bool = False
 
-    def __init__(self, calc: ReferenceCalculator):
+    def __init__(self, calc: ReferenceCalculator) -> None:
         super().__init__()
         self.calc = calc
         self.name = f"{calc.code} ({calc.level_of_theory()})"
         self.has_stress = "stress" in calc.implemented_properties
         self.meta = {"level_of_theory": calc.level_of_theory(), "settings": calc.settings()}
 
-    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None, memory_budget: float | None):
+    def _plan(self, frames: Frames, todo: np.ndarray, batch_size: int | None,
+              memory_budget: float | None) -> batching.BatchPlan:
         """One frame per worker and pass (``batch_size`` frames if given)."""
         per_batch = batch_size or max(1, self.calc.n_jobs or os.cpu_count() or 1)
         return batching.BatchPlan(frames.n_atoms[todo], frames.n_atoms[todo], max_frames=per_batch)
 
-    def calculator(self):
+    def calculator(self) -> ReferenceCalculator:
+        """The `ReferenceCalculator` itself."""
         return self.calc
 
-    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict:
+    def _evaluate(self, frames: Frames, return_embeddings: bool) -> dict[str, Any]:
         labelled = self.calc.evaluate(frames, progress=False)
         return {"energy": labelled.energy, "forces": labelled.forces, "stress": labelled.stress}
 
 
 @contextmanager
-def _one_thread_per_worker():
+def _one_thread_per_worker() -> Iterator[None]:
     """Workers started meanwhile (spawn copies the environment) use one BLAS/OpenMP thread."""
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {name: os.environ.get(name) for name in names}
@@ -284,8 +326,8 @@ def _one_thread_per_worker():
                 os.environ[name] = value
 
 
-def _compute_in_worker(calc: ReferenceCalculator, atoms, context: str = "", meta: dict | None = None,
-                       **compute) -> dict:
+def _compute_in_worker(calc: ReferenceCalculator, atoms: Atoms, context: str = "",
+                       meta: dict[str, Any] | None = None, **compute: Any) -> dict[str, Any]:
     """Compute one structure (``compute``: further `_compute` arguments) and cache it at once
     (under ``context``), its time and ``meta`` in its meta, so finished work survives a
     failing batch."""
@@ -296,7 +338,7 @@ def _compute_in_worker(calc: ReferenceCalculator, atoms, context: str = "", meta
     return out
 
 
-def _frame_in_worker(calc: ReferenceCalculator, atoms, index: int) -> dict:
+def _frame_in_worker(calc: ReferenceCalculator, atoms: Atoms, index: int) -> dict[int, Any]:
     """{index: the frame's results (cached at once), or the exception it raised}."""
     try:
         return {index: _compute_in_worker(calc, atoms)}

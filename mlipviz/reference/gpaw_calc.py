@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from typing import Any, cast
 
 import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import kptdensity2monkhorstpack
 
 from .. import checks
 from ..errors import ArgumentTypeError, InputError, ModelNotAvailableError, UnknownNameError
@@ -24,18 +27,47 @@ class GPAW(ReferenceCalculator):
     Γ-centred k-point grid of ``kpoint_density`` points per Å⁻¹ of reciprocal length
     (4.0 ≈ MP's reciprocal density of 64 per Å⁻³), Fermi-Dirac smearing of 0.05 eV
     (MP's SIGMA; MP relaxations use the tetrahedron method), no Hubbard U, spin-polarised
-    only when asked. ``kpts`` (a grid) overrides the density. Energies are the
-    force-consistent (free) energies, the ones whose derivatives the forces are. Every
-    further GPAW keyword passes through ``gpaw_kwargs``.
+    only when asked. Energies are the force-consistent (free) energies, the ones whose
+    derivatives the forces are.
+
+    Parameters
+    ----------
+    xc : str
+        A functional GPAW knows (its own names or libxc ones, e.g. ``"GGA_X_PBE+GGA_C_PBE"``).
+    ecut : float
+        The plane-wave cutoff (eV).
+    kpoint_density : float
+        Points per Å⁻¹ of reciprocal length of the Γ-centred grid.
+    kpts : tuple of three int, optional
+        A grid; overrides the density.
+    smearing : float
+        Fermi-Dirac width (eV).
+    spin_polarized : bool
+        Spin-polarised calculations.
+    energy_convergence : float
+        SCF convergence (eV per electron).
+    gpaw_kwargs : dict, optional
+        Every further GPAW keyword passes through ``gpaw_kwargs``.
+    **kwargs
+        ``cache_dir`` and ``n_jobs`` (see `ReferenceCalculator`), and ASE ``Calculator`` arguments.
+
+    Raises
+    ------
+    ModelNotAvailableError
+        GPAW is not installed (the message says how to install it).
+    UnknownNameError
+        A functional GPAW does not know.
+    ArgumentTypeError, InputError
+        A setting of the wrong type or out of its range.
     """
 
-    code = "GPAW"
-    implemented_properties = ["energy", "forces", "stress"]
+    code: str = "GPAW"
+    implemented_properties: list[str] = ["energy", "forces", "stress"]  # noqa: RUF012 - ASE's attribute, a list
 
     def __init__(self, xc: str = "PBE", ecut: float = 520.0, kpoint_density: float = 4.0,
                  kpts: tuple[int, int, int] | None = None, smearing: float = 0.05,
                  spin_polarized: bool = False, energy_convergence: float = 1e-6,
-                 gpaw_kwargs: dict | None = None, **kwargs):
+                 gpaw_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if importlib.util.find_spec("gpaw") is None:
             raise ModelNotAvailableError(INSTALL_HINT)
         super().__init__(**kwargs)
@@ -48,10 +80,12 @@ class GPAW(ReferenceCalculator):
         self.spin_polarized = checks.flag("spin_polarized", spin_polarized)
         self.energy_convergence = checks.number("energy_convergence", energy_convergence, minimum=0, above=True)
         if gpaw_kwargs is not None and not isinstance(gpaw_kwargs, dict):
-            raise ArgumentTypeError(f"gpaw_kwargs must be a dict of further GPAW settings, got {checks.short(gpaw_kwargs)}")
+            raise ArgumentTypeError("gpaw_kwargs must be a dict of further GPAW settings, got "
+                                    f"{checks.short(gpaw_kwargs)}")
         self.gpaw_kwargs = dict(gpaw_kwargs or {})
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes the numbers, GPAW's and its setups' versions included."""
         import gpaw
 
         try:
@@ -66,21 +100,20 @@ class GPAW(ReferenceCalculator):
                 "energy": "free (force-consistent)", **self.gpaw_kwargs}
 
     def level_of_theory(self) -> str:
+        """GPAW's version, functional, setups, cutoff, k-points and smearing, in one line."""
         s = self.settings()
         kpts = "x".join(map(str, self.kpts)) if self.kpts else f"{self.kpoint_density}/Å⁻¹ Γ-centred"
         spin = ", spin-polarised" if self.spin_polarized else ""
         return (f"GPAW {s['version']} {self.xc}, PAW ({s['setups']}) plane waves {self.ecut:g} eV, "
                 f"k-points {kpts}, Fermi-Dirac {self.smearing:g} eV{spin}; free energy")
 
-    def kpoint_grid(self, atoms) -> list[int]:
+    def kpoint_grid(self, atoms: Atoms) -> list[int]:
         """The Monkhorst-Pack sizes used for ``atoms`` (1 along non-periodic directions)."""
         if self.kpts:
             return list(self.kpts)
-        from ase.calculators.calculator import kptdensity2monkhorstpack
-
         return [int(k) for k in kptdensity2monkhorstpack(atoms, self.kpoint_density, even=False)]
 
-    def _compute(self, atoms) -> dict:
+    def _compute(self, atoms: Atoms) -> dict[str, Any]:
         from gpaw import GPAW as GPAWCalculator
         from gpaw import PW
 
@@ -93,7 +126,7 @@ class GPAW(ReferenceCalculator):
             spinpol=self.spin_polarized, convergence={"energy": self.energy_convergence},
             txt=None, **self.gpaw_kwargs)
         atoms.calc = calc
-        out = {"energy": float(atoms.get_potential_energy(force_consistent=True)),
+        out: dict[str, Any] = {"energy": float(atoms.get_potential_energy(force_consistent=True)),
                "forces": np.array(atoms.get_forces())}
         if atoms.pbc.all():
             out["stress"] = np.array(atoms.get_stress(voigt=False))
@@ -101,7 +134,7 @@ class GPAW(ReferenceCalculator):
         return out
 
 
-def _functional(xc) -> str:
+def _functional(xc: Any) -> str:
     """``xc`` if GPAW knows it (its own names or libxc ones, e.g. ``"GGA_X_PBE+GGA_C_PBE"``)."""
     from gpaw.xc import XC
 
@@ -115,10 +148,11 @@ def _functional(xc) -> str:
     return xc
 
 
-def _kpoint_grid(kpts) -> tuple[int, int, int] | None:
+def _kpoint_grid(kpts: Any) -> tuple[int, int, int] | None:
     if kpts is None:
         return None
     if isinstance(kpts, (str, bytes)) or not hasattr(kpts, "__len__") or len(kpts) != 3:
         raise InputError(f"kpts must be three positive whole numbers (a Monkhorst-Pack grid) or None, "
                          f"got {checks.short(kpts)}")
-    return tuple(checks.whole_number(f"kpts[{i}]", k, minimum=1) for i, k in enumerate(kpts))
+    grid = tuple(checks.whole_number(f"kpts[{i}]", k, minimum=1) for i, k in enumerate(kpts))
+    return cast("tuple[int, int, int]", grid)

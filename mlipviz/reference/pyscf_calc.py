@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ase import Atoms
 
 from .. import checks
 from ..errors import ArgumentTypeError, InputError, UnknownNameError
+from ..extras import needs
 from ..frames import Frames
+from ..io import read
 from ..units import BOHR, HARTREE
 from .base import ReferenceCalculator, _compute_in_worker
 
-# pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
-# without it a singular DIIS step raises AttributeError instead of being handled.
-if not hasattr(np.linalg, "linalg"):
-    np.linalg.linalg = np.linalg
+if TYPE_CHECKING:
+    from .._types import StructuresLike
 
 WAVEFUNCTION_METHODS = ("HF", "MP2", "CCSD", "CCSD(T)")
 #: methods with analytic nuclear gradients through ``nuc_grad_method()`` in PySCF. PySCF
@@ -33,30 +36,60 @@ BROKEN_SYMMETRY = ("lowest UHF from guess=mix (closed shells), the default guess
 class PySCF(ReferenceCalculator):
     """A live PySCF calculation on a finite (non-periodic) structure.
 
-    ``method``: "HF", "MP2", "CCSD", "CCSD(T)", or a DFT functional PySCF knows
-    ("PBE", "B3LYP", ...). Restricted for closed shells (``spin`` = 2S = 0), unrestricted
-    otherwise; ``spin`` defaults to ``atoms.info["spin"]``, else 0 or 1 from the electron
-    count. ``broken_symmetry=True`` searches for the lowest SCF solution where the simple one
-    is unstable, as at stretched bonds: closed shells may fall to an unrestricted
-    (spin-symmetry-broken) solution, open shells to one with spins localised on the atoms.
-    Candidates: the mixed HOMO/LUMO guess (closed shells), the default guess (open shells)
-    and, for two atoms, atoms with their ground-state spins (the second atom's spin set so
-    the total is ``spin``, flipped if needed), each followed down its internal instabilities;
-    each frame's info says which reference was used (``reference_scf``). ``frozen_core``
-    freezes core orbitals in correlated methods (standard with valence basis sets such as
-    cc-pVTZ). Forces are analytic for HF, DFT, MP2 and CCSD, and central finite differences
-    of the energy (step ``fd_step`` Å) for CCSD(T), each displaced calculation continued
-    from the central one (SCF density and CCSD amplitudes) so that it stays on the same
-    solution; each frame's info says which (``reference_forces``). For two-atom structures
-    the finite difference is taken along the bond only (two energies; the force is along
-    the bond by symmetry).
+    Restricted for closed shells (``spin`` = 2S = 0), unrestricted otherwise. Forces are
+    analytic for HF, DFT, MP2 and CCSD, and central finite differences of the energy (step
+    ``fd_step`` Å) for CCSD(T), each displaced calculation continued from the central one
+    (SCF density and CCSD amplitudes) so that it stays on the same solution; each frame's
+    info says which (``reference_forces``). For two-atom structures the finite difference
+    is taken along the bond only (two energies; the force is along the bond by symmetry).
+
+    Parameters
+    ----------
+    method : str
+        "HF", "MP2", "CCSD", "CCSD(T)", or a DFT functional PySCF knows ("PBE", "B3LYP", ...).
+    basis : str or dict
+        A basis-set name PySCF knows, or a basis per element.
+    charge : int
+        The total charge.
+    spin : int, optional
+        2S; defaults to ``atoms.info["spin"]``, else 0 or 1 from the electron count.
+    frozen_core : bool
+        Freezes core orbitals in correlated methods (standard with valence basis sets such
+        as cc-pVTZ).
+    broken_symmetry : bool
+        ``broken_symmetry=True`` searches for the lowest SCF solution where the simple one
+        is unstable, as at stretched bonds: closed shells may fall to an unrestricted
+        (spin-symmetry-broken) solution, open shells to one with spins localised on the
+        atoms. Candidates: the mixed HOMO/LUMO guess (closed shells), the default guess
+        (open shells) and, for two atoms, atoms with their ground-state spins (the second
+        atom's spin set so the total is ``spin``, flipped if needed), each followed down its
+        internal instabilities; each frame's info says which reference was used
+        (``reference_scf``).
+    fd_step : float
+        The finite-difference step (Å, at most 0.1) of CCSD(T) forces.
+    conv_tol : float
+        SCF (and CCSD energy) convergence (Hartree).
+    max_memory_mb : int
+        PySCF's memory limit (MB).
+    **kwargs
+        ``cache_dir`` and ``n_jobs`` (see `ReferenceCalculator`), and ASE ``Calculator`` arguments.
+
+    Raises
+    ------
+    UnknownNameError
+        A method that is neither a wave-function method nor a functional libxc knows, or a
+        basis set PySCF does not know.
+    ArgumentTypeError, InputError
+        A setting of the wrong type or out of its range.
+    ModuleNotFoundError
+        PySCF is not installed (``pip install 'mlipviz[dft]'``).
     """
 
-    code = "PySCF"
+    code: str = "PySCF"
 
-    def __init__(self, method: str = "CCSD(T)", basis: str = "cc-pVTZ", charge: int = 0,
+    def __init__(self, method: str = "CCSD(T)", basis: str | dict[str, Any] = "cc-pVTZ", charge: int = 0,
                  spin: int | None = None, frozen_core: bool = True, broken_symmetry: bool = False,
-                 fd_step: float = 1e-3, conv_tol: float = 1e-10, max_memory_mb: int = 4000, **kwargs):
+                 fd_step: float = 1e-3, conv_tol: float = 1e-10, max_memory_mb: int = 4000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # every setting checked here, not when the first SCF starts (minutes later, in a worker)
         self.broken_symmetry = checks.flag("broken_symmetry", broken_symmetry)
@@ -71,16 +104,20 @@ class PySCF(ReferenceCalculator):
 
     @property
     def is_dft(self) -> bool:
+        """Whether the method is a DFT functional (not HF, MP2, CCSD or CCSD(T))."""
         return self.method not in WAVEFUNCTION_METHODS
 
     @property
     def forces_method(self) -> str:
+        """How forces are computed, in words: analytic or central finite differences."""
         kind = "DFT" if self.is_dft else self.method
         return "analytic" if kind in ANALYTIC else (f"central finite differences (h = {self.fd_step} Å, "
                                                      "displaced SCF and CCSD continued from the central one)")
 
-    def settings(self) -> dict:
-        import pyscf
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes the numbers, PySCF's version included."""
+        with needs("dft", "the PySCF reference"):
+            import pyscf
 
         return {"code": "PySCF", "version": pyscf.__version__, "method": self.method,
                 "basis": self.basis, "charge": self.charge, "spin": self.spin,
@@ -89,19 +126,20 @@ class PySCF(ReferenceCalculator):
                 **({"broken_symmetry": BROKEN_SYMMETRY} if self.broken_symmetry else {})}
 
     def level_of_theory(self) -> str:
+        """PySCF's version, method/basis, frozen core and how forces are computed, in one line."""
         s = self.settings()
         fc = ", frozen core" if s["frozen_core"] else ""
         return f"PySCF {s['version']} {self.method}/{self.basis}{fc}; forces {s['forces']}"
 
     # -- computation ------------------------------------------------------------------
-    def _spin(self, atoms) -> int:
+    def _spin(self, atoms: Atoms) -> int:
         if self.spin is not None:
             return int(self.spin)
         if "spin" in atoms.info:
             return int(atoms.info["spin"])
         return int((atoms.numbers.sum() - self.charge) % 2)
 
-    def _molecule(self, atoms, positions=None):
+    def _molecule(self, atoms: Atoms, positions: np.ndarray | None = None) -> Any:
         from pyscf import gto
 
         if atoms.pbc.any():
@@ -112,7 +150,8 @@ class PySCF(ReferenceCalculator):
                      basis=self.basis, charge=self.charge, spin=self._spin(atoms), unit="Angstrom",
                      verbose=0, max_memory=self.max_memory_mb)
 
-    def _solve(self, mol, start=None, neighbour_density=None):
+    def _solve(self, mol: Any, start: tuple[Any, Any] | None = None,
+               neighbour_density: np.ndarray | None = None) -> tuple[Any, Any, float, dict[str, Any]]:
         """Converged method object and energy (Hartree) for ``mol``; also spin contamination.
 
         ``start``: the converged (SCF, CCSD) of a nearby geometry to continue from (same
@@ -122,6 +161,7 @@ class PySCF(ReferenceCalculator):
         """
         from pyscf import mp
 
+        _patch_numpy_for_pyscf()
         if start is not None:
             dm = start[0].make_rdm1()
             mf = self._scf(mol, restricted=dm.ndim == 2, dm0=dm)
@@ -130,7 +170,7 @@ class PySCF(ReferenceCalculator):
             mf = self._continued_scf(mol, neighbour_density)
         else:
             mf = self._lowest_scf(mol)
-        diagnostics = {"scf": type(mf).__name__}
+        diagnostics: dict[str, Any] = {"scf": type(mf).__name__}
         if self.is_dft or self.method == "HF":
             return mf, mf, float(mf.e_tot), diagnostics
         frozen = self._frozen(mol) if self.frozen_core else None
@@ -145,7 +185,7 @@ class PySCF(ReferenceCalculator):
             energy += float(post.ccsd_t())
         return mf, post, energy, diagnostics
 
-    def _lowest_scf(self, mol):
+    def _lowest_scf(self, mol: Any) -> Any:
         """The simple SCF (restricted for closed shells), or with ``broken_symmetry`` the
         lowest of it and the unrestricted candidates."""
         mf = self._scf(mol, restricted=mol.spin == 0)
@@ -156,7 +196,7 @@ class PySCF(ReferenceCalculator):
         candidates += self._atoms_candidate(mol, follow=True)
         return _lowest(candidates, mf)
 
-    def _continued_scf(self, mol, density):
+    def _continued_scf(self, mol: Any, density: np.ndarray) -> Any:
         """The SCF continued from a scan neighbour's ``density`` (restricted if it is).
 
         With ``broken_symmetry``, the lowest of it and: from a restricted neighbour, the
@@ -183,7 +223,7 @@ class PySCF(ReferenceCalculator):
             candidates += self._atoms_candidate(mol, follow=False)
         return _lowest(candidates, mf)
 
-    def _atoms_candidate(self, mol, follow: bool) -> list:
+    def _atoms_candidate(self, mol: Any, follow: bool) -> list[Any]:
         """The unrestricted SCF from atom-localised spins, for two atoms (else nothing)."""
         guess = _atoms_guess(mol) if mol.natm == 2 else None
         if guess is None:
@@ -193,7 +233,8 @@ class PySCF(ReferenceCalculator):
         except RuntimeError:
             return []
 
-    def _scf(self, mol, restricted: bool, guess=None, dm0=None, follow: bool = False):
+    def _scf(self, mol: Any, restricted: bool, guess: Any = None, dm0: np.ndarray | None = None,
+             follow: bool = False) -> Any:
         """A converged SCF. An unrestricted one started from a restricted ``guess`` begins
         from its HOMO and LUMO mixed in the alpha spin channel only (Gaussian's guess=mix);
         with ``follow`` an unrestricted one then follows internal instabilities downhill:
@@ -227,15 +268,16 @@ class PySCF(ReferenceCalculator):
         return mf
 
     @staticmethod
-    def _frozen(mol) -> int:
+    def _frozen(mol: Any) -> int:
         from pyscf.data import elements
 
         return int(elements.chemcore(mol))
 
-    def _energy(self, atoms, positions, start=None) -> float:
+    def _energy(self, atoms: Atoms, positions: np.ndarray, start: tuple[Any, Any] | None = None) -> float:
         return self._solve(self._molecule(atoms, positions), start)[2]
 
-    def _compute(self, atoms, neighbour_density=None, keep_density: bool = False) -> dict:
+    def _compute(self, atoms: Atoms, neighbour_density: np.ndarray | None = None,
+                 keep_density: bool = False) -> dict[str, Any]:
         mol = self._molecule(atoms)
         mf, solved, energy_ha, diagnostics = self._solve(mol, neighbour_density=neighbour_density)
         meta = {"forces": self.forces_method, "spin": mol.spin, **diagnostics}
@@ -252,8 +294,9 @@ class PySCF(ReferenceCalculator):
         return out
 
     # -- scans --------------------------------------------------------------------------
-    def scan(self, frames, start=None, group: str | None = None, n_jobs: int | None = None,
-             progress: bool = True, on_error: str = "raise") -> Frames:
+    def scan(self, frames: StructuresLike, start: int | Callable[[Frames], int] | None = None,
+             group: str | None = None, n_jobs: int | None = None, progress: bool = True,
+             on_error: str = "raise") -> Frames:
         """Label a scan (frames in order along a path, e.g. a bond-length curve) so that
         the curve follows one electronic state instead of jumping between SCF solutions.
 
@@ -270,8 +313,6 @@ class PySCF(ReferenceCalculator):
         ``frames``). ``on_error`` as in `evaluate`; a failed frame is skipped and the scan
         continues from the last converged one.
         """
-        from ..io import read
-
         frames = frames if isinstance(frames, Frames) else read(frames)
         scans = _scan_groups(frames, group)
         jobs = [(_scan_in_worker, (self, frames, indices, _scan_start(frames[indices], start, indices)))
@@ -279,7 +320,7 @@ class PySCF(ReferenceCalculator):
         results = self._run_jobs(frames, jobs, n_jobs, progress, on_error, f"{self.code} scan")
         return self._labelled(frames, [results[i] for i in range(len(frames))])
 
-    def _finite_difference_forces(self, atoms, start) -> np.ndarray:
+    def _finite_difference_forces(self, atoms: Atoms, start: tuple[Any, Any]) -> np.ndarray:
         """Central differences, each displaced calculation continued from ``start`` (the SCF
         and CCSD at ``atoms``)."""
         h, pos = self.fd_step, atoms.positions
@@ -300,13 +341,22 @@ class PySCF(ReferenceCalculator):
         return forces * HARTREE
 
 
-def _lowest(candidates: list, default):
+def _patch_numpy_for_pyscf() -> None:
+    """Give numpy back the module path that PySCF's DIIS names; called right before PySCF runs
+    (an SCF or CCSD), so that importing mlipviz patches nothing."""
+    # pyscf's DIIS (lib/diis.py) catches numpy.linalg.linalg.LinAlgError, a path numpy 2 removed;
+    # without it a singular DIIS step raises AttributeError instead of being handled.
+    if not hasattr(np.linalg, "linalg"):
+        np.linalg.linalg = np.linalg  # type: ignore[attr-defined, unused-ignore]
+
+
+def _lowest(candidates: list[Any], default: Any) -> Any:
     """The lowest-energy SCF of ``candidates``, ``default`` unless another is clearly lower."""
     lowest = min(candidates, key=lambda c: c.e_tot)
     return lowest if lowest.e_tot < default.e_tot - 1e-8 else default
 
 
-def _spins_localised(mf, threshold: float = 0.1) -> bool:
+def _spins_localised(mf: Any, threshold: float = 0.1) -> bool:
     """Whether an unrestricted SCF of two atoms has different Mulliken spins on them (its
     spins localised, as in the atoms guess) rather than the symmetric sharing."""
     if np.asarray(mf.mo_coeff).ndim != 3:
@@ -315,7 +365,7 @@ def _spins_localised(mf, threshold: float = 0.1) -> bool:
     return abs(spins[0] - spins[1]) > threshold
 
 
-def _spin_density(mf) -> float:
+def _spin_density(mf: Any) -> float:
     """Largest element of an unrestricted SCF's alpha minus beta density."""
     alpha, beta = mf.make_rdm1()
     return float(np.abs(alpha - beta).max())
@@ -325,7 +375,7 @@ def _scan_groups(frames: Frames, group: str | None) -> list[list[int]]:
     """Frame indices of each scan: all frames, or those sharing ``info[group]``."""
     if group is None:
         return [list(range(len(frames)))]
-    scans: dict = {}
+    scans: dict[Any, list[int]] = {}
     for i, info in enumerate(frames.info):
         if group not in info:
             raise InputError(f"frame {i}{' of ' + str(frames.source) if frames.source else ''} has "
@@ -334,7 +384,7 @@ def _scan_groups(frames: Frames, group: str | None) -> list[list[int]]:
     return list(scans.values())
 
 
-def _scan_start(scan: Frames, start, indices: list[int]) -> int:
+def _scan_start(scan: Frames, start: int | Callable[[Frames], int] | None, indices: list[int]) -> int:
     position = len(scan) // 2 if start is None else start(scan) if callable(start) else start
     if not 0 <= int(position) < len(scan):
         raise InputError(f"scan start {position} is outside the scan of {len(scan)} frames "
@@ -342,14 +392,16 @@ def _scan_start(scan: Frames, start, indices: list[int]) -> int:
     return int(position)
 
 
-def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int) -> dict:
+def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int) -> dict[int, Any]:
     """Run one scan outward from ``indices[start]``: a results dict (or the exception) per
     frame index, each frame cached at once. For DFT with ``broken_symmetry``, where the
     energy drops by more than the forces account for (the SCF found a lower solution), the
     scan also runs back inward from there and keeps each frame's lower energy (`_sweep_back`)."""
-    out: dict = {}
+    out: dict[int, Any] = {}
     for branch in (indices[start:], indices[start::-1]):
-        density, path, done = None, [], []
+        density: np.ndarray | None = None
+        path: list[int] = []
+        done: list[int] = []
         for i in branch:
             if i in out:  # the start frame, shared by both branches
                 if not isinstance(out[i], Exception):
@@ -368,7 +420,8 @@ def _scan_in_worker(calc: PySCF, frames: Frames, indices: list[int], start: int)
     return out
 
 
-def _scan_frame(calc: PySCF, frames: Frames, i: int, path: list[int], start: int, density):
+def _scan_frame(calc: PySCF, frames: Frames, i: int, path: list[int], start: int,
+                density: np.ndarray | None) -> dict[str, Any] | Exception:
     """Frame ``i`` at the end of ``path``, continued from ``density``: cached result, a new
     one (cached at once), or the exception it raised."""
     atoms, context = frames.to_atoms(i), _path_digest(frames, path)
@@ -382,7 +435,7 @@ def _scan_frame(calc: PySCF, frames: Frames, i: int, path: list[int], start: int
         return exc
 
 
-def _dropped(frames: Frames, out: dict, a: int, b: int, slack_ev: float = 0.02) -> bool:
+def _dropped(frames: Frames, out: dict[int, Any], a: int, b: int, slack_ev: float = 0.02) -> bool:
     """Whether the energy from frame ``a`` to ``b`` falls by more than the work of their
     mean forces along the step explains (trapezoid rule, allowed ``slack_ev`` plus the
     force change times the displacement): ``b`` is on a lower SCF solution."""
@@ -393,7 +446,8 @@ def _dropped(frames: Frames, out: dict, a: int, b: int, slack_ev: float = 0.02) 
     return out[b]["energy"] - out[a]["energy"] < from_forces - allowed
 
 
-def _sweep_back(calc: PySCF, frames: Frames, out: dict, done: list[int], path: list[int], start: int) -> None:
+def _sweep_back(calc: PySCF, frames: Frames, out: dict[int, Any], done: list[int], path: list[int],
+                start: int) -> None:
     """Continue the solution of ``path[-1]`` back over the frames ``done`` (nearest first),
     replacing each result while the continued energy is lower; the start frame is kept."""
     back, density = list(path), out[path[-1]]["scf_density"]
@@ -415,7 +469,7 @@ def _path_digest(frames: Frames, path: list[int]) -> str:
     return "scan:" + digest.hexdigest()
 
 
-def _atoms_guess(mol) -> np.ndarray | None:
+def _atoms_guess(mol: Any) -> np.ndarray | None:
     """Alpha and beta densities of a two-atom molecule from each atom's high-spin UHF, the
     second atom with as many alpha electrons moved to beta (same orbitals) as make up
     ``mol.spin``, its spins flipped when its share is negative: the start for a dissociating
@@ -439,7 +493,7 @@ def _atoms_guess(mol) -> np.ndarray | None:
     return dm
 
 
-def _atom_density(mol, symbol: str, spin: int, moved: int) -> np.ndarray:
+def _atom_density(mol: Any, symbol: str, spin: int, moved: int) -> np.ndarray:
     """Alpha and beta densities of one atom (``mol``'s basis) from its UHF at 2S = ``spin``,
     with the ``moved`` highest alpha electrons put into the beta orbitals most like theirs."""
     from pyscf import gto, scf
@@ -456,7 +510,7 @@ def _atom_density(mol, symbol: str, spin: int, moved: int) -> np.ndarray:
     return mf.make_rdm1(mf.mo_coeff, np.array(occ))
 
 
-def _align_orbitals(mf, reference, degenerate: float = 1e-5) -> None:
+def _align_orbitals(mf: Any, reference: Any, degenerate: float = 1e-5) -> None:
     """Give ``mf``'s orbitals the signs, and within (near-)degenerate sets the rotation,
     that best match ``reference``'s (the SCF at a slightly displaced geometry), so that the
     reference's CCSD amplitudes are a good start (otherwise arbitrary signs and rotations
@@ -477,7 +531,8 @@ def _align_orbitals(mf, reference, degenerate: float = 1e-5) -> None:
     mf.mo_coeff = np.array(aligned) if unrestricted else aligned[0]
 
 
-def _converged_ccsd(mf, frozen, conv_tol: float, amplitudes=None):
+def _converged_ccsd(mf: Any, frozen: int | None, conv_tol: float,
+                    amplitudes: tuple[Any, Any] | None = None) -> Any:
     """CCSD amplitudes converged from ``amplitudes`` (else MP2), retrying from scratch with a
     larger DIIS space and level shift, then without DIIS, when they do not converge."""
     from pyscf import cc
@@ -486,7 +541,8 @@ def _converged_ccsd(mf, frozen, conv_tol: float, amplitudes=None):
     # energy to conv_tol; amplitude residual to 1e-5 (PySCF's 1e-6 default can stall at
     # ~1.6e-6 with the energy converged to 1e-11 Ha, as for Si2 at 3.875 Å)
     post.conv_tol, post.conv_tol_normt, post.max_cycle = conv_tol, 1e-5, 200
-    attempts = ({}, {"diis_space": 12, "level_shift": 0.2}, {"diis": False, "level_shift": 0.3})
+    attempts: tuple[dict[str, Any], ...] = ({}, {"diis_space": 12, "level_shift": 0.2},
+                                            {"diis": False, "level_shift": 0.3})
     for i, settings in enumerate(attempts):
         for key, value in settings.items():
             setattr(post, key, value)
@@ -507,7 +563,7 @@ _HIGH_SPIN = {"H": 1, "Li": 1, "B": 1, "C": 2, "N": 3, "O": 2, "F": 1, "Na": 1, 
               "S": 2, "Cl": 1}
 
 
-def _mixed_guess(restricted) -> np.ndarray:
+def _mixed_guess(restricted: Any) -> np.ndarray:
     """Alpha and beta densities from restricted orbitals with HOMO and LUMO rotated by 45
     degrees in the alpha channel and by -45 degrees in the beta channel."""
     mo, occ = restricted.mo_coeff, restricted.mo_occ
@@ -522,7 +578,7 @@ def _mixed_guess(restricted) -> np.ndarray:
     return np.array(densities)
 
 
-def _t1_diagnostic(ccsd) -> float:
+def _t1_diagnostic(ccsd: Any) -> float:
     """T1 diagnostic (Lee & Taylor 1989); > 0.02 flags multireference character."""
     t1 = ccsd.t1
     if isinstance(t1, tuple):  # unrestricted: alpha and beta amplitudes
@@ -531,13 +587,14 @@ def _t1_diagnostic(ccsd) -> float:
     return float(np.sqrt((t1 ** 2).sum() / (2 * t1.shape[0])))
 
 
-def _method(method) -> str:
+def _method(method: Any) -> str:
     """``method`` as PySCF runs it: a wave-function method (any case) or a functional libxc knows."""
     if not isinstance(method, str):
         raise ArgumentTypeError(f"method must be a name such as 'CCSD(T)' or 'PBE0', got {checks.short(method)}")
     if method.upper() in WAVEFUNCTION_METHODS:
         return method.upper()
-    from pyscf.dft import libxc
+    with needs("dft", "the PySCF reference"):
+        from pyscf.dft import libxc
 
     try:
         libxc.parse_xc(method)
@@ -547,13 +604,14 @@ def _method(method) -> str:
     return method
 
 
-def _basis(basis):
+def _basis(basis: Any) -> str | dict[str, Any]:
     """``basis`` if PySCF has it for at least one element (a name), or as given (a dict per element)."""
     if isinstance(basis, dict):
         return basis
     if not isinstance(basis, str):
         raise ArgumentTypeError(f"basis must be a basis-set name such as 'cc-pVTZ', got {checks.short(basis)}")
-    from pyscf import gto
+    with needs("dft", "the PySCF reference"):
+        from pyscf import gto
 
     for element in ("H", "C", "O", "Si", "Cu"):  # a name PySCF lacks fails for all of them
         try:

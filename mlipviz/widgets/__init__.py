@@ -10,20 +10,24 @@ registers its view (`mlipviz.display.register_view`) and its Explorer tab
 
 import warnings
 
-with warnings.catch_warnings():  # nglview 3.1.4 imports the deprecated pkg_resources
-    warnings.simplefilter("ignore", UserWarning)
-    import nglview  # noqa: F401
-
 from ..display import show
-from . import summary  # noqa: F401  (registers the summary tab)
-from .attribution_view import AttributionView
-from .error_map import ErrorMap
-from .explorer import Explorer
-from .latent_map import LatentMap
-from .scan_view import ScanView
-from .stability_view import StabilityView
-from .tabs import Run, register_tab, result_tabs
-from .viewer import Viewer, view
+from ..extras import needs
+
+# the widget stack (ipywidgets, nglview, plotly, anywidget): a missing package says to install the extra
+with needs("widgets", "mlipviz.widgets"):
+    with warnings.catch_warnings():  # nglview 3.1.4 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        import nglview  # noqa: F401
+
+    from . import summary  # noqa: F401  (registers the summary tab)
+    from .attribution_view import AttributionView
+    from .error_map import ErrorMap
+    from .explorer import Explorer
+    from .latent_map import LatentMap
+    from .scan_view import ScanView
+    from .stability_view import StabilityView
+    from .tabs import Run, register_tab, result_tabs
+    from .viewer import Viewer, view
 
 __all__ = ["AttributionView", "ErrorMap", "Explorer", "LatentMap", "Run", "ScanView", "StabilityView", "Viewer",
            "register_tab", "result_tabs", "show", "view"]

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as widgets
 import numpy as np
 
 from .. import checks
 from ..analysis.attribution import INPUTS, METHODS, TARGETS, Attribution, attribute
-from ..errors import ArgumentTypeError, InputError, MissingLabelsError
 from ..display import register_view
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError
+from ..models.base import Prediction
 from .common import error_html, render, run_in_background, table_html
 from .layout import side_by_side
 from .tabs import Run, register_tab
 from .viewer import Viewer
+
+if TYPE_CHECKING:
+    from .._types import StructuresLike
+    from ..analysis._types import ModelSpec
 
 PLOT = {"width": 460, "height": 380, "margin": {"l": 60, "r": 15, "t": 35, "b": 45}}
 POSITIVE, NEGATIVE, SELECTED = "#b2182b", "#2166ac", "#ff00ff"
@@ -33,17 +40,40 @@ METHOD_LABELS = {"integrated_gradients": "integrated gradients", "saliency": "sa
 INPUT_LABELS = {"positions": "atom positions", "atom_mask": "atom presence"}
 
 
-def _options(labels: dict, keys) -> list[tuple[str, str]]:
+def _options(labels: dict[str, str], keys: Iterable[str]) -> list[tuple[str, str]]:
     return [(labels.get(key, key), key) for key in keys]
 
 
 class AttributionView(widgets.VBox):
     """An `Attribution` on the structure (diverging colours centred on zero, the target atom
     halo-marked) and its top atoms as bars; clicking a bar or an atom selects that atom in
-    both. With a model and atoms, the pickers recompute (in the background)."""
+    both. With a model and atoms, the pickers recompute (in the background).
 
-    def __init__(self, model=None, atoms=None, result: Attribution | None = None, top: int = 15,
-                 pickers: bool = True, **settings):
+    Parameters
+    ----------
+    model : Model, str, Path or ASE calculator, optional
+        The model to attribute with (see `mlipviz.attribute`); needed to recompute.
+    atoms : anything `mlipviz.read` takes, optional
+        The structure; needed to recompute.
+    result : Attribution, optional
+        An attribution to show; computed from ``model``, ``atoms`` and ``settings`` if not given.
+    top : int
+        Atoms in the bar chart.
+    pickers : bool
+        Show the pickers (False: another set of controls, such as the Explorer's tab, drives the view).
+    **settings
+        `mlipviz.attribute`'s settings.
+
+    Raises
+    ------
+    InputError
+        Neither ``result`` nor both ``model`` and ``atoms``.
+    ArgumentTypeError
+        ``result`` is no `Attribution`, or ``top`` not a whole number.
+    """
+
+    def __init__(self, model: ModelSpec | None = None, atoms: StructuresLike | None = None,
+                 result: Attribution | None = None, top: int = 15, pickers: bool = True, **settings: Any) -> None:
         if result is None and (model is None or atoms is None):
             raise InputError("give result= (an Attribution), or model and atoms to compute one")
         if result is not None and not isinstance(result, Attribution):
@@ -52,7 +82,7 @@ class AttributionView(widgets.VBox):
         top = checks.whole_number("top", top, minimum=1)
         self.model, self.atoms, self.settings, self.top_k = model, atoms, dict(settings), top
         if result is None:
-            result = attribute(model, atoms, **settings)
+            result = attribute(cast("ModelSpec", model), cast("StructuresLike", atoms), **settings)
         self.result = result
         self.selected: int | None = None
         n = result.frame.total_atoms
@@ -74,7 +104,7 @@ class AttributionView(widgets.VBox):
         self.status = widgets.HTML()
         self.viewer = Viewer(result.frame, height="380px")
         self.viewer.on_pick(lambda picked: self.select(picked["atom"]))
-        self.bars = None
+        self.bars: Any = None
         self.summary = widgets.HTML()
         self._thread: threading.Thread | None = None
         rows = [widgets.HBox([self.target, self.atom, self.component]),
@@ -84,7 +114,7 @@ class AttributionView(widgets.VBox):
         super().__init__([*(rows if pickers else []), side_by_side(self.viewer, self.bars), self.summary])
 
     # -- drawing ---------------------------------------------------------------------
-    def _show(self):
+    def _show(self) -> None:
         r = self.result
         unit = UNITS.get(r.target, "eV/Å")
         self.viewer.set_colors(r.values, cmap="RdBu_r", symmetric=True,
@@ -121,20 +151,20 @@ class AttributionView(widgets.VBox):
         return table_html(rows)
 
     # -- linking ---------------------------------------------------------------------
-    def select(self, atom: int | None):
+    def select(self, atom: int | None) -> None:
         """Select an atom (or None): halo in 3D next to the target atom, bar highlighted."""
         self.selected = None if atom is None else int(atom)
         marked = sorted({a for a in (self.result.atom, self.selected) if a is not None})
         self.viewer.highlight(marked)
-        where = np.flatnonzero(self._ranked == self.selected) if self.selected is not None else []
+        where = np.flatnonzero(self._ranked == self.selected) if self.selected is not None else np.zeros(0, int)
         self.bars.data[0].selectedpoints = [int(where[0])] if len(where) else None
 
-    def _on_bar_click(self, trace, points, selector=None):
+    def _on_bar_click(self, trace: Any, points: Any, selector: Any = None) -> None:
         if points.point_inds:
             self.select(int(self._ranked[points.point_inds[0]]))
 
     # -- recomputing -----------------------------------------------------------------
-    def choice(self) -> dict:
+    def choice(self) -> dict[str, Any]:
         """`attribute` settings from the pickers."""
         target = self.target.value
         out = {**self.settings, "target": target, "method": self.method.value,
@@ -150,28 +180,29 @@ class AttributionView(widgets.VBox):
         if self.model is None:
             return None
 
-        def work():
+        def work() -> None:
             try:
-                self.result = attribute(self.model, self.atoms, **self.choice())
+                self.result = attribute(cast("ModelSpec", self.model), cast("StructuresLike", self.atoms),
+                                        **self.choice())
                 self._show()
                 self.status.value = "done"
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - shown in the status, the view lives on
                 self.status.value = error_html(exc)
             finally:
                 self.button.disabled = False
 
         self.button.disabled = True
         self.status.value = "attributing..."
-        self._thread = threading.Thread(target=work, daemon=True)
-        self._thread.start()
-        return self._thread
+        self._thread = thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        return thread
 
 
 class AttributionTab(widgets.VBox):
     """Explorer tab: why does a model get a force wrong? Attributes the force error of the
     worst atom (or any atom) of a frame against the run's reference forces."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run) -> None:
         self.run = run
         frames = run.comparison.frames
         names = [m.name for m in run.models]
@@ -188,14 +219,14 @@ class AttributionTab(widgets.VBox):
         self.button.on_click(lambda _: self.start())
         self.status = widgets.HTML()
         self.output = widgets.VBox()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self.model.observe(lambda _: self._worst_atom(), "value")
         self.frame.observe(lambda _: self._worst_atom(), "value")
         self._worst_atom()
         super().__init__([widgets.HBox([self.model, self.frame, self.atom]),
                           widgets.HBox([self.method, self.inputs, self.button, self.status]), self.output])
 
-    def _worst_atom(self):
+    def _worst_atom(self) -> None:
         """Point the atom picker at the frame's largest force error for the chosen model."""
         table = self.run.comparison.per_atom
         rows = table[(table.model == self.model.value) & (table.frame == self.frame.value)]
@@ -203,8 +234,10 @@ class AttributionTab(widgets.VBox):
             self.atom.value = int(rows.loc[rows.force_error.idxmax(), "atom"])
 
     def start(self) -> threading.Thread:
-        self._thread = run_in_background(self.button, self.status, self.output, "attributing...", self._make)
-        return self._thread
+        """Attribute in a background thread (what the button does); the view goes to ``output``."""
+        self._thread = thread = run_in_background(self.button, self.status, self.output, "attributing...",
+                                                  self._make)
+        return thread
 
     def _make(self) -> AttributionView:
         cmp = self.run.comparison
@@ -214,12 +247,13 @@ class AttributionTab(widgets.VBox):
         frames = cmp.frames[[self.frame.value]]
         rows = cmp.frames.atoms_of(self.frame.value)
         model = next(m for m in self.run.models if m.name == self.model.value)
+        reference_forces = cast(np.ndarray, cast(Prediction, cmp.reference).forces)  # has_reference: it has them
         return AttributionView(model, frames, target="force_error", atom=self.atom.value, pickers=False,
                                method=self.method.value, inputs=self.inputs.value,
-                               reference_forces=cmp.reference.forces[rows])
+                               reference_forces=reference_forces[rows])
 
 
-def show_attribution(result: Attribution, **kwargs) -> AttributionView:
+def show_attribution(result: Attribution, **kwargs: Any) -> AttributionView:
     """`mlipviz.show` of an `Attribution` (``model=`` and ``atoms=`` make its pickers recompute)."""
     return AttributionView(result=result, **kwargs)
 

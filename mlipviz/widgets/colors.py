@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+from ase.data import chemical_symbols
+from ase.data.colors import jmol_colors
 
 from ..errors import UnknownNameError
+from ..extras import needs
 
 #: colour levels of a continuous map
 LEVELS = 64
@@ -37,8 +41,9 @@ def check_colormap(name: str) -> str:
     return name
 
 
-def _colormap(name: str):
-    from matplotlib import colormaps
+def _colormap(name: str) -> Any:
+    with needs("widgets", "colour maps"):
+        from matplotlib import colormaps
 
     if not isinstance(name, str) or name not in colormaps:
         raise UnknownNameError(f"cmap={name!r} is no colormap; any matplotlib colormap name works, "
@@ -56,7 +61,7 @@ def _hex_table(cmap: str, levels: int = LEVELS) -> np.ndarray:
 NAN_COLOR = "#bdbdbd"
 
 
-def continuous(values, vmin: float, vmax: float, cmap: str = "viridis", label: str = "") -> AtomColors:
+def continuous(values: Any, vmin: float, vmax: float, cmap: str = "viridis", label: str = "") -> AtomColors:
     """Map ``values`` onto ``cmap`` between ``vmin`` and ``vmax``; NaN atoms are grey."""
     table = _hex_table(cmap)
     values = np.asarray(values, dtype=np.float64)
@@ -68,7 +73,7 @@ def continuous(values, vmin: float, vmax: float, cmap: str = "viridis", label: s
                       vmin, vmax)
 
 
-def value_range(values, symmetric: bool = False) -> tuple[float, float]:
+def value_range(values: Any, symmetric: bool = False) -> tuple[float, float]:
     """Colour range covering the finite ``values`` (symmetric about 0 for signed metrics)."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
@@ -81,11 +86,8 @@ def value_range(values, symmetric: bool = False) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
-def element_colors(numbers) -> AtomColors:
+def element_colors(numbers: Any) -> AtomColors:
     """Jmol element colours (as in ASE's GUI) with a legend of the elements present."""
-    from ase.data import chemical_symbols
-    from ase.data.colors import jmol_colors
-
     numbers = np.asarray(numbers, dtype=np.int64)
     rgb = np.round(jmol_colors[numbers] * 255).astype(int)
     hex_colors = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb]

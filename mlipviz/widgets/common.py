@@ -6,7 +6,8 @@ from __future__ import annotations
 import html
 import threading
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -38,7 +39,7 @@ def run_in_background(button: widgets.Button, status: widgets.HTML, output: widg
         try:
             output.children = [make()]
             status.value = "done"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is shown in the tab, the app lives on
             status.value = "failed"
             output.children = [widgets.HTML(error_html(exc))]
         finally:
@@ -51,7 +52,7 @@ def run_in_background(button: widgets.Button, status: widgets.HTML, output: widg
     return thread
 
 
-def render(figure: Any, traces: list, **layout: Any) -> Any:
+def render(figure: Any, traces: list[Any], **layout: Any) -> Any:
     """A `Figure` made with its data (so front-ends that render later, like Voila, get it in the
     widget state; `PLOT` unless ``layout`` says otherwise), or ``figure`` with its data and
     layout replaced."""

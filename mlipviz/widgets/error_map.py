@@ -7,13 +7,15 @@ fit, rare-event summary); this module only arranges and links it.
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
 
 from ..analysis.compare import Comparison
-from ..errors import ArgumentTypeError, MissingLabelsError, UnknownNameError
 from ..display import register_view
+from ..errors import ArgumentTypeError, MissingLabelsError, UnknownNameError
 from .common import PLOT, render, table_html
 from .layout import side_by_side
 from .tabs import Run, register_tab
@@ -42,13 +44,32 @@ class ErrorMap(widgets.VBox):
 
     Clicking a point in the parity plot or the per-frame curve moves the viewer to that
     frame (and highlights the atom); picking an atom in 3D marks its force components in
-    the parity plot and its error in the histogram. ``rare_events`` selects the
-    rare-event atoms as in `Comparison.rare_events` (default: the frames' ``migrating``
-    array if present, else atoms displaced more than 1 Å).
+    the parity plot and its error in the histogram.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        A comparison against a reference.
+    model : str, optional
+        The model shown first (default: the first).
+    metric : str
+        The per-atom error that colours the atoms at first: a label of `METRICS`.
+    rare_events : np.ndarray, list of int or str, optional
+        Selects the rare-event atoms as in `Comparison.rare_events` (default: the frames'
+        ``migrating`` array if present, else atoms displaced more than 1 Å).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``comparison`` is not a `Comparison`.
+    MissingLabelsError
+        A models-only comparison.
+    UnknownNameError
+        A ``model`` or ``metric`` not available here.
     """
 
     def __init__(self, comparison: Comparison, model: str | None = None,
-                 metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events=None):
+                 metric: str = "|dF| = |F_pred - F_ref| (eV/Å)", rare_events: Any = None) -> None:
         if not isinstance(comparison, Comparison):
             raise ArgumentTypeError(f"comparison must be a Comparison (from mlipviz.compare), got "
                                     f"{type(comparison).__name__}")
@@ -74,7 +95,10 @@ class ErrorMap(widgets.VBox):
                                                   description="arrow Å per eV/Å", continuous_update=False,
                                                   style={"description_width": "initial"})
         self.viewer = Viewer(comparison.frames)
-        self.parity = self.histogram = self.curve = None  # made with their data by _show_model
+        # made with their data by _show_model
+        self.parity: Any = None
+        self.histogram: Any = None
+        self.curve: Any = None
         self.summary = widgets.HTML(layout={"width": "360px", "margin": "30px 0 0 10px"})
 
         self._show_model()
@@ -98,10 +122,12 @@ class ErrorMap(widgets.VBox):
     # -- state ---------------------------------------------------------------------
     @property
     def model(self) -> str:
+        """The model shown."""
         return self.model_select.value
 
     @property
     def metric_column(self) -> str:
+        """The per-atom column of the metric shown."""
         return METRICS[self.metric_select.value][0]
 
     def _errors(self, column: str) -> np.ndarray:
@@ -110,9 +136,11 @@ class ErrorMap(widgets.VBox):
         return errors[column] if column in errors else np.full(self.comparison.frames.total_atoms, np.nan)
 
     # -- drawing ---------------------------------------------------------------------
-    def _show_model(self):
-        self._forces = {"predicted": self.comparison.predictions[self.model].forces,
-                        "reference": self.comparison.reference.forces}
+    def _show_model(self) -> None:
+        reference = self.comparison.reference
+        assert reference is not None  # checked in __init__
+        self._forces: dict[str, Any] = {"predicted": self.comparison.predictions[self.model].forces,
+                                        "reference": reference.forces}
         self._softening = self.comparison.softening().loc[self.model]
         self._draw_parity()
         self._draw_curve()
@@ -120,19 +148,19 @@ class ErrorMap(widgets.VBox):
         self._show_metric()
         self._show_arrows()
 
-    def _show_metric(self):
+    def _show_metric(self) -> None:
         column, signed = METRICS[self.metric_select.value]
         values = self._errors(column)
         self.viewer.set_colors(values, cmap="RdBu_r" if signed else "viridis", symmetric=signed,
                                label=self.metric_select.value)
         self._draw_histogram(values)
 
-    def _show_arrows(self):
+    def _show_arrows(self) -> None:
         names = [name for name, box in self.arrow_select.items() if box.value]
         vectors = self.comparison.force_vectors(self.model) if names else {}
         self.viewer.set_arrows({name: vectors[name] for name in names} or None, scale=self.arrow_scale.value)
 
-    def _draw_parity(self):
+    def _draw_parity(self) -> None:
         import plotly.graph_objects as go
 
         ref = np.ravel(self._forces["reference"])
@@ -180,7 +208,7 @@ class ErrorMap(widgets.VBox):
         self._points_trace = self.parity.data[-4]
         self._points_trace.on_click(self._on_parity_click)
 
-    def _draw_histogram(self, values):
+    def _draw_histogram(self, values: np.ndarray) -> None:
         import plotly.graph_objects as go
 
         finite = values[np.isfinite(values)]
@@ -192,7 +220,7 @@ class ErrorMap(widgets.VBox):
                                  xaxis_title=self.metric_select.value, shapes=[], height=270, bargap=0,
                                  yaxis_type="log" if len(finite) > 1000 else "linear")
 
-    def _draw_curve(self):
+    def _draw_curve(self) -> None:
         import plotly.graph_objects as go
 
         table = self.comparison.per_frame
@@ -208,7 +236,7 @@ class ErrorMap(widgets.VBox):
         for trace in self.curve.data:
             trace.on_click(self._on_curve_click)
 
-    def _draw_summary(self):
+    def _draw_summary(self) -> None:
         soft = self._softening
         rows = [("softening scale s (fit through 0)", f"{soft['slope']:.3f}"),
                 ("R²", f"{soft['r2']:.3f}"), ("force MAE (eV/Å)", f"{soft['mae']:.3f}"),
@@ -217,7 +245,7 @@ class ErrorMap(widgets.VBox):
         parts = ["<b>Softening</b> (Deng et al. 2025)", table_html(rows)]
         try:
             rare = self.comparison.rare_events(atoms=self._rare_atoms()).summary.loc[self.model]
-        except Exception as exc:  # the default selection does not apply here: say why, and what does
+        except Exception as exc:  # noqa: BLE001 - the default selection does not apply here: say why, and what does
             parts.append(self._rare_fallback_html(exc))
         else:
             columns = [("n_atoms", "atoms", "{:.0f}"), ("force_error_mean", "mean |dF|", "{:.3f}"),
@@ -244,24 +272,24 @@ class ErrorMap(widgets.VBox):
         return (f"<b>Rare events</b> (Liu, He & Mo 2023): {why}<br><b>Errors by element</b> (eV/Å)"
                 + _frame_table(by_element, columns, "element"))
 
-    def _rare_atoms(self):
+    def _rare_atoms(self) -> Any:
         if self._rare_spec is not None:
             return self._rare_spec
         return "migrating" if "migrating" in self.comparison.frames.arrays else None
 
     # -- linking -------------------------------------------------------------------
-    def _on_parity_click(self, trace, points, state=None):
+    def _on_parity_click(self, trace: Any, points: Any, state: Any = None) -> None:
         if not points.point_inds:
             return
         k = points.point_inds[0]
         self.viewer.frame = int(self._points["frame"][k])
         self.viewer.pick(int(self._points["atom"][k]))
 
-    def _on_curve_click(self, trace, points, state=None):
+    def _on_curve_click(self, trace: Any, points: Any, state: Any = None) -> None:
         if points.point_inds:
             self.viewer.frame = int(trace.x[points.point_inds[0]])
 
-    def _on_pick(self, picked: dict):
+    def _on_pick(self, picked: dict[str, Any]) -> None:
         row = int(self.comparison.frames.offsets[picked["frame"]] + picked["atom"])
         with self.parity.batch_update():
             marker = self.parity.data[-1]
@@ -272,11 +300,12 @@ class ErrorMap(widgets.VBox):
             {"type": "line", "x0": value, "x1": value, "yref": "paper", "y0": 0, "y1": 1,
              "line": {"color": "#ff00ff", "width": 2}}]
 
-    def _mark_frame(self, frame: int):
+    def _mark_frame(self, frame: int) -> None:
         self.curve.layout.shapes = [_frame_line(frame)]
 
 
-def _density(x, y, shown, lo: float, hi: float, bins: int):
+def _density(x: np.ndarray, y: np.ndarray, shown: np.ndarray, lo: float, hi: float,
+             bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts of the points (x, y) where ``shown`` on a bins x bins grid over [lo, hi]²
     (as ``np.histogram2d``), in blocks; and the bin centres."""
     width = (hi - lo) / bins or 1.0
@@ -289,12 +318,12 @@ def _density(x, y, shown, lo: float, hi: float, bins: int):
     return counts.reshape(bins, bins), lo + width * (np.arange(bins) + 0.5)
 
 
-def _frame_line(frame: int) -> dict:
+def _frame_line(frame: int) -> dict[str, Any]:
     return {"type": "line", "x0": frame, "x1": frame, "yref": "paper", "y0": 0, "y1": 1,
             "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}
 
 
-def _frame_table(table, columns, index_label: str) -> str:
+def _frame_table(table: pd.DataFrame, columns: list[tuple[str, str, str]], index_label: str) -> str:
     """An HTML table of ``table``'s rows (index first) in ``columns`` (column, header, format)."""
     header = f"<th>{html.escape(index_label)}</th>" + "".join(f"<th>{label}</th>" for _, label, _ in columns)
     body = "".join(
@@ -304,7 +333,7 @@ def _frame_table(table, columns, index_label: str) -> str:
     return f"<table style='font-size:11px'><tr>{header}</tr>{body}</table>"
 
 
-def show_comparison(comparison: Comparison, **kwargs) -> ErrorMap:
+def show_comparison(comparison: Comparison, **kwargs: Any) -> ErrorMap:
     """`mlipviz.show` of a `Comparison`: its error map (it needs a reference)."""
     comparison._require_reference("the error map (show)")
     return ErrorMap(comparison, **kwargs)

@@ -13,12 +13,16 @@ import itertools
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as widgets
+import torch
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
 
 from ..analysis.compare import Comparison
 from ..errors import ArgumentTypeError, InputError, MlipvizError
@@ -27,6 +31,9 @@ from ..models.base import Model
 from .common import error_html
 from .tabs import Run, result_tabs
 from .upload import MAX_UPLOAD_BYTES, UploadButton
+
+if TYPE_CHECKING:
+    from .._types import StructuresLike
 
 
 @dataclass(eq=False)
@@ -55,18 +62,44 @@ class Explorer(widgets.VBox):
     Structures come from a file on the server (a path, or picked in a listing of the working
     folder: in JupyterLab the files usually live there already), an upload from the browser
     (up to `MAX_UPLOAD_BYTES`; larger files are refused in the browser with a pointer to the
-    path field), a bundled example, or the Python object ``structures`` (anything
-    `mlipviz.read` accepts). ``files``: paths to open at once (as ``mlipviz explore FILE ...``
-    does); ``folder``: where the listing starts (default: the working folder). ``models``:
-    extra models (`Model` objects or ASE calculators) offered next to the registry. The model
+    path field), a bundled example, or the Python object ``structures``. The model
     packages are imported in the background as soon as the app opens. Finished model batches
     are checkpointed in a temporary folder (one per structure set), so a cancelled run
     resumes where it stopped. One run at a time per app (pressing run again meanwhile starts
     nothing), on the structures loaded when it started; apps given the same model or
     calculator object take turns with it (`object_lock`), so no run reads another's results.
+
+    Parameters
+    ----------
+    structures : anything `mlipviz.read` accepts, optional
+        A Python object to offer as a structure source.
+    models : Model, ASE calculator, or a list of them, optional
+        Extra models (`Model` objects or ASE calculators) offered next to the registry.
+    files : str, Path or a list of them, optional
+        Paths to open at once (as ``mlipviz explore FILE ...`` does).
+    folder : str or Path, optional
+        Where the listing starts (default: the working folder).
+
+    Attributes
+    ----------
+    frames : Frames or None
+        The structures loaded.
+    result : Run or None
+        The last finished run (its comparison, models, reference and device).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``structures`` of a kind `mlipviz.read` does not take, or ``models`` that are neither
+        Models nor ASE calculators.
+    InputError
+        ``folder`` is not an existing folder.
     """
 
-    def __init__(self, structures=None, models=None, files=None, folder=None):
+    def __init__(self, structures: StructuresLike | None = None,
+                 models: Model | BaseCalculator | list[Model | BaseCalculator] | tuple[Model | BaseCalculator, ...]
+                 | None = None,
+                 files: str | Path | Sequence[str | Path] | None = None, folder: str | Path | None = None) -> None:
         from .. import examples
         from ..models import available_models
 
@@ -83,8 +116,8 @@ class Explorer(widgets.VBox):
             models = [models]
         if folder is not None and not Path(folder).expanduser().is_dir():
             raise InputError(f"folder {folder} is not an existing folder (where the file listing starts)")
-        self._object = structures
-        self._extra_models = {}
+        self._object: Any = structures
+        self._extra_models: dict[str, Any] = {}
         for m in models or []:
             if not (isinstance(m, Model) or _is_calculator(m)):
                 raise ArgumentTypeError(f"models= takes mlipviz Models or ASE calculators; got {type(m).__name__}")
@@ -129,7 +162,7 @@ class Explorer(widgets.VBox):
         # in the list and the whole one (where it looked) on hover and in the note below
         table = available_models()
         self.model_boxes: dict[str, widgets.Checkbox] = {}
-        rows = []
+        rows: list[widgets.Widget] = []
         for name, row in table.iterrows():
             box = widgets.Checkbox(False, description=name, disabled=not row["available"], indent=False,
                                    layout={"width": "180px"}, tooltip=row["reason"])
@@ -191,7 +224,7 @@ class Explorer(widgets.VBox):
             self.load()
 
     # -- inputs ------------------------------------------------------------------
-    def _show_source(self):
+    def _show_source(self) -> None:
         choice = self.source.value
         self.source_box.children = {
             "path": [widgets.HBox([self.path, self.load_button]), self.folder_label, self.listing],
@@ -201,7 +234,7 @@ class Explorer(widgets.VBox):
                                      self.load_button])],
         }[choice]
 
-    def _list_folder(self, folder: Path):
+    def _list_folder(self, folder: Path) -> None:
         """Fill the listing with ``folder``'s sub-folders and structure files."""
         try:
             entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
@@ -219,7 +252,7 @@ class Explorer(widgets.VBox):
         self.folder_label.value = (f"<span style='font-size:12px;color:#555'>in {html.escape(self._shown(folder))}"
                                    " (structure files and folders; click a file to choose it)</span>")
 
-    def _on_listing(self, change):
+    def _on_listing(self, change: dict[str, Any]) -> None:
         chosen = change["new"]
         if chosen is None:
             return
@@ -228,7 +261,7 @@ class Explorer(widgets.VBox):
         else:
             self.path.value = self._shown(chosen)
 
-    def _show_reference_settings(self):
+    def _show_reference_settings(self) -> None:
         choice = self.reference.value
         self.reference_settings.children = (
             [self.pyscf_method, self.pyscf_basis] if choice == PYSCF else
@@ -236,8 +269,6 @@ class Explorer(widgets.VBox):
 
     @staticmethod
     def _devices() -> list[str]:
-        import torch
-
         return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     def _paths(self) -> list[Path]:
@@ -284,7 +315,7 @@ class Explorer(widgets.VBox):
                 self.frames = examples.load(self.example.value)
             else:
                 self.frames = read(self._object)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the source, the app says why and lives on
             self._error(exc, status="not loaded")
             return None
         self.structure_info.value = _structure_html(self.frames.describe())
@@ -292,11 +323,12 @@ class Explorer(widgets.VBox):
         self.status.value = ""
         return self.frames
 
-    def selected_models(self) -> list:
+    def selected_models(self) -> list[Any]:
+        """The models ticked: registry names, and the extra `Model` or calculator objects."""
         return [self._extra_models.get(name, name) for name, box in self.model_boxes.items()
                 if box.value and not box.disabled]
 
-    def _reference(self):
+    def _reference(self) -> Any:
         from ..reference import GPAW as GPAWCalc
         from ..reference import PySCF as PySCFCalc
 
@@ -321,7 +353,8 @@ class Explorer(widgets.VBox):
         with self._starting:
             if self._thread is not None and self._thread.is_alive():
                 return self._thread
-            if self.load() is None:
+            frames = self.load()
+            if frames is None:
                 return None
             models = self.selected_models()
             if not models:
@@ -329,10 +362,10 @@ class Explorer(widgets.VBox):
                 return None
             try:
                 reference = self._reference()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. PySCF's settings refused: shown in the app
                 self._error(exc)
                 return None
-            job = _Job(next(self._jobs), self.frames)
+            job = _Job(next(self._jobs), frames)
             self._job, self._cancel = job, job.cancel
             self.message.value = ""
             self.task_progress.children = []
@@ -342,12 +375,12 @@ class Explorer(widgets.VBox):
             self._thread.start()
             return self._thread
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Stop after the current batch; finished batches stay checkpointed."""
         self._cancel.set()
         self.status.value = "cancelling after the current batch..."
 
-    def _progress(self, job: _Job, name: str, done: int, total: int):
+    def _progress(self, job: _Job, name: str, done: int, total: int) -> None:
         if job is not self._job:  # a run that is no longer the app's: it must not touch the views
             raise Cancelled(f"run {job.number} was replaced by run {self._job.number if self._job else '?'}")
         self.progress.max, self.progress.value = total, done
@@ -368,13 +401,14 @@ class Explorer(widgets.VBox):
 
     @property
     def comparison(self) -> Comparison | None:
+        """The comparison of the last finished run, or None."""
         return None if self.result is None else self.result.comparison
 
-    def _run(self, job: _Job, specs, reference):
+    def _run(self, job: _Job, specs: list[Any], reference: Any) -> None:
         from ..analysis.compare import compare
         from ..models import load_model
 
-        def progress(name: str, done: int, total: int):
+        def progress(name: str, done: int, total: int) -> None:
             self._progress(job, name, done, total)
 
         try:
@@ -389,26 +423,27 @@ class Explorer(widgets.VBox):
             self.result = Run(comparison, models, reference, self.device.value)
             self.status.value = "done"
             self.show_results()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed or cancelled run is shown in the app
             if job is self._job:
                 self._error(exc)
         finally:
             if job is self._job:
                 self.run_button.disabled, self.cancel_button.disabled = False, True
 
-    def show_results(self):
+    def show_results(self) -> None:
         """Build one tab per registered result tab; a failing tab shows its error."""
-        children, titles = [], []
+        children: list[widgets.Widget] = []
+        titles: list[str] = []
         for title, build in result_tabs().items():
             try:
-                children.append(build(self.result))
-            except Exception as exc:
+                children.append(build(cast(Run, self.result)))
+            except Exception as exc:  # noqa: BLE001 - a failing tab shows its error, the others stay
                 children.append(widgets.HTML(error_html(exc)))
             titles.append(title)
         self.tabs.children = children
         self.tabs.titles = tuple(titles)
 
-    def _error(self, exc: Exception, status: str = "failed"):
+    def _error(self, exc: BaseException, status: str = "failed") -> None:
         self.status.value = "stopped" if isinstance(exc, Cancelled) else status
         self.message.value = error_html(exc, self._hidden)
 
@@ -421,13 +456,14 @@ _OBJECT_LOCKS: dict[int, tuple[Callable[[], Any], threading.RLock]] = {}
 _OBJECT_LOCKS_GUARD = threading.Lock()
 
 
-def object_lock(obj) -> threading.RLock:
+def object_lock(obj: Any) -> threading.RLock:
     """The lock that every run using ``obj`` (a model or calculator object) holds meanwhile."""
     with _OBJECT_LOCKS_GUARD:
         for key in [k for k, (ref, _) in _OBJECT_LOCKS.items() if ref() is None]:
             del _OBJECT_LOCKS[key]  # objects gone since
         entry = _OBJECT_LOCKS.get(id(obj))
         if entry is None or entry[0]() is not obj:
+            ref: Callable[[], Any]
             try:
                 ref = weakref.ref(obj)
             except TypeError:  # not weakly referable: keep it (and its lock) alive
@@ -437,7 +473,7 @@ def object_lock(obj) -> threading.RLock:
 
 
 @contextmanager
-def _exclusive(objects, cancel: threading.Event, status: widgets.HTML):
+def _exclusive(objects: Iterable[Any], cancel: threading.Event, status: widgets.HTML) -> Iterator[None]:
     """Hold the `object_lock` of each model/calculator object in ``objects`` (names and paths
     need none: each run loads its own), waiting for other runs that use one; ``cancel``
     stops the wait."""
@@ -467,7 +503,7 @@ def _looks_like_structures(path: Path) -> bool:
     return path.suffix.lower() in STRUCTURE_SUFFIXES or any(path.name.startswith(n) for n in STRUCTURE_NAMES)
 
 
-def _structure_html(d: dict) -> str:
+def _structure_html(d: dict[str, Any]) -> str:
     lo, hi = d["atoms_per_frame"]
     per = f"{lo}" if lo == hi else f"{lo}-{hi}"
     kind = "the same atoms in every frame" if d["same_atoms"] else "frames with different atoms"
@@ -482,13 +518,11 @@ def _structure_html(d: dict) -> str:
         + "</table>")
 
 
-def _is_calculator(obj) -> bool:
-    from ase.calculators.calculator import BaseCalculator
-
+def _is_calculator(obj: Any) -> bool:
     return isinstance(obj, BaseCalculator) or callable(getattr(obj, "as_model", None))
 
 
-def _preload(names):
+def _preload(names: list[str]) -> None:
     from ..models import preload
 
     preload(names)
@@ -499,16 +533,14 @@ def _preload(names):
     runtime()
 
 
-def _readable(obj) -> bool:
+def _readable(obj: Any) -> bool:
     """Whether ``obj`` is of a kind `mlipviz.read` takes (checked by type; read when loaded)."""
-    from ase import Atoms
-
     items = obj if isinstance(obj, (list, tuple)) else [obj]
     return bool(items) and all(isinstance(o, (str, Path, Frames, Atoms)) or type(o).__module__.startswith("pymatgen")
                                for o in items)
 
 
-def _describe(obj) -> str:
+def _describe(obj: Any) -> str:
     if obj is None:
         return "no object given"
     if isinstance(obj, (list, tuple)):

@@ -12,6 +12,8 @@ plotly's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anywidget
 import plotly.graph_objects as go
 import traitlets
@@ -95,8 +97,9 @@ class Figure(go.FigureWidget):
     and the title stands at the left over the plot, clear of the tool bar at the right."""
 
     _esm = FIGURE_ESM
+    _config: dict[str, Any]  # plotly's, declared for type checkers
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         runtime()
         super().__init__(*args, **kwargs)
         self._config = {"displaylogo": False, **self._config}

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
+from ase.data import chemical_symbols
 
 from .. import checks
-from ..analysis.latent import LatentSpace
+from ..analysis.latent import LatentSpace, analyse
+from ..display import register_view
 from ..errors import ArgumentTypeError, UnknownNameError
 from .colors import element_colors
-from ..display import register_view
 from .common import render, run_in_background, table_html
 from .layout import side_by_side
 from .tabs import Run, register_tab
 from .viewer import Viewer
 
 #: colour key -> (label, per-atom column or None, colour scale)
-COLORS = {
+COLORS: dict[str, tuple[str, str | None, str | None]] = {
     "element": ("element", None, None),
     "force_error": ("|dF| = |F_pred - F_ref| (eV/Å)", "force_error", "Viridis"),
     "magnitude_error": ("dF = |F_pred| - |F_ref| (eV/Å)", "magnitude_error", "RdBu_r"),
@@ -45,9 +49,26 @@ class LatentMap(widgets.VBox):
     element and errors. A box or lasso selection in either map selects those atoms in both
     maps and marks them in the 3D viewer (which moves to the frame holding most of them);
     picking an atom in 3D marks its point in every map.
+
+    Parameters
+    ----------
+    space : LatentSpace
+        From `mlipviz.latent.analyse`.
+    models : list of str, optional
+        One or two of the space's models (default: its first two).
+    color_by : str
+        A key of `COLORS`.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``space`` is not a `LatentSpace`.
+    UnknownNameError
+        Models not in the space (or not one or two of them), or an unknown ``color_by``.
     """
 
-    def __init__(self, space: LatentSpace, models=None, color_by: str = "force_error"):
+    def __init__(self, space: LatentSpace, models: Sequence[str] | None = None,
+                 color_by: str = "force_error") -> None:
         if not isinstance(space, LatentSpace):
             raise ArgumentTypeError(f"space must be a LatentSpace (from mlipviz.latent.analyse), got "
                                     f"{type(space).__name__}")
@@ -68,7 +89,7 @@ class LatentMap(widgets.VBox):
         self.selected: np.ndarray = np.array([], dtype=np.int64)
         self.viewer = Viewer(frames, height="380px")
         self.summary = widgets.HTML(self._summary_html())
-        self.maps = None
+        self.maps: Any = None
         self._draw()
         self.color_select.observe(lambda _: self._recolor(), "value")
         for select in self.model_selects:
@@ -81,17 +102,19 @@ class LatentMap(widgets.VBox):
     # -- state ---------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
+        """The models on the maps."""
         return [select.value for select in self.model_selects]
 
     @property
     def color_by(self) -> str:
+        """The colour key chosen (a key of `COLORS`)."""
         return self.color_select.value
 
-    def _rows(self, model: str):
+    def _rows(self, model: str) -> pd.DataFrame:
         table = self.space.table
         return table[table["model"] == model].reset_index(drop=True)
 
-    def point_colors(self, model: str):
+    def point_colors(self, model: str) -> dict[str, Any]:
         """Marker colour spec of one map: per-point colours (categorical) or values with a
         colour scale."""
         label, column, scale = COLORS[self.color_by]
@@ -110,7 +133,7 @@ class LatentMap(widgets.VBox):
                 "colorbar": {"title": {"text": label, "side": "right"}, "thickness": 12}}
 
     # -- drawing ---------------------------------------------------------------------
-    def _traces(self):
+    def _traces(self) -> list[Any]:
         import plotly.graph_objects as go
 
         traces = []
@@ -137,12 +160,10 @@ class LatentMap(widgets.VBox):
         traces.extend(self._legend_traces())
         return traces
 
-    def _legend_traces(self):
+    def _legend_traces(self) -> list[Any]:
         import plotly.graph_objects as go
 
         if self.color_by == "element":
-            from ase.data import chemical_symbols
-
             numbers = self.space.comparison.frames.numbers
             colors = element_colors(numbers).hex
             first = {int(z): colors[np.flatnonzero(numbers == z)[0]] for z in np.unique(numbers)}
@@ -154,13 +175,14 @@ class LatentMap(widgets.VBox):
                     for m in self.models]
         return []
 
-    def _layout(self) -> dict:
+    def _layout(self) -> dict[str, Any]:
         n = len(self.models)
         method = self.space.settings["method"].upper()
-        layout = {"width": 430 * n + 60, "dragmode": "lasso", "showlegend": self.color_by in ("element", "model"),
-                  "legend": {"orientation": "h", "y": -0.12}, **PANEL}
+        layout: dict[str, Any] = {"width": 430 * n + 60, "dragmode": "lasso",
+                                  "showlegend": self.color_by in ("element", "model"),
+                                  "legend": {"orientation": "h", "y": -0.12}, **PANEL}
         gap = 0.08
-        for k, model in enumerate(self.models):
+        for k in range(n):
             suffix = str(k + 1) if k else ""
             lo, hi = k / n + (gap / 2 if k else 0), (k + 1) / n - (gap / 2 if k < n - 1 else 0)
             layout[f"xaxis{suffix}"] = {"domain": [lo, hi], "title": {"text": f"{method} 1"}, "zeroline": False}
@@ -171,14 +193,14 @@ class LatentMap(widgets.VBox):
              "x": (k + 0.5) / n, "y": 1.07} for k, m in enumerate(self.models)]
         return layout
 
-    def _draw(self):
+    def _draw(self) -> None:
         self.maps = render(self.maps, self._traces(), **self._layout())
         for trace in self.maps.data[:len(self.models)]:
             trace.on_selection(self._on_selection)
             trace.on_deselect(lambda *_: self.select([]))
         self._show_in_viewer()
 
-    def _marker(self, k: int, model: str) -> dict:
+    def _marker(self, k: int, model: str) -> dict[str, Any]:
         """Marker of map ``k``: colours per `point_colors`, one colour bar (the first map's)."""
         marker = {"size": 4, "opacity": 0.8, **self.point_colors(model)}
         if "colorbar" not in marker:
@@ -187,7 +209,7 @@ class LatentMap(widgets.VBox):
             marker["showscale"] = False
         return marker
 
-    def _recolor(self):
+    def _recolor(self) -> None:
         if self.color_by in ("element", "model") or self.maps.layout.showlegend:
             self._draw()  # the legend entries change too
             return
@@ -196,7 +218,7 @@ class LatentMap(widgets.VBox):
                 self.maps.data[k].marker = self._marker(k, model)
         self._show_in_viewer()
 
-    def _show_in_viewer(self):
+    def _show_in_viewer(self) -> None:
         """Colour the 3D atoms as the first map."""
         label, column, scale = COLORS[self.color_by]
         if column is None or column == "frame":
@@ -204,7 +226,7 @@ class LatentMap(widgets.VBox):
             return
         values = self._rows(self.models[0])[column].to_numpy(dtype=float)
         signed = column == "magnitude_error"
-        self.viewer.set_colors(values, cmap="RdBu_r" if signed else {"Magma": "magma"}.get(scale, "viridis"),
+        self.viewer.set_colors(values, cmap="RdBu_r" if signed else {"Magma": "magma"}.get(scale or "", "viridis"),
                                symmetric=signed, label=f"{label} ({self.models[0]})")
 
     def _summary_html(self) -> str:
@@ -219,10 +241,10 @@ class LatentMap(widgets.VBox):
         return table_html(rows)
 
     # -- linking -------------------------------------------------------------------
-    def _on_selection(self, trace, points, selector=None):
+    def _on_selection(self, trace: Any, points: Any, selector: Any = None) -> None:
         self.select(points.point_inds)
 
-    def select(self, atoms):
+    def select(self, atoms: Sequence[int] | np.ndarray) -> None:
         """Select atoms by row (frames layout, the same rows in every map): marks them in
         every map and in the viewer, which moves to the frame holding most of them."""
         self.selected = np.unique(np.asarray(atoms, dtype=np.int64))
@@ -235,12 +257,12 @@ class LatentMap(widgets.VBox):
                 self.viewer.frame = int(np.bincount(frames).argmax())
         self._highlight_in_viewer()
 
-    def _highlight_in_viewer(self):
+    def _highlight_in_viewer(self) -> None:
         start = self._offsets[self.viewer.frame]
         here = self.selected[self._frame_of[self.selected] == self.viewer.frame] - start
         self.viewer.highlight(here.tolist())
 
-    def _on_pick(self, picked: dict):
+    def _on_pick(self, picked: dict[str, Any]) -> None:
         row = int(self._offsets[picked["frame"]] + picked["atom"])
         n = len(self.models)
         with self.maps.batch_update():
@@ -253,7 +275,7 @@ class LatentMap(widgets.VBox):
 class LatentTab(widgets.VBox):
     """Explorer tab: map the run's per-atom embeddings (UMAP or PCA, in the background)."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run) -> None:
         self.run = run
         self.method = widgets.Dropdown(options=[("UMAP (neighbourhoods kept)", "umap"),
                                                 ("PCA (linear, fast)", "pca")], description="projection",
@@ -264,16 +286,16 @@ class LatentTab(widgets.VBox):
         self.button.on_click(lambda _: self.start())
         self.status = widgets.HTML()
         self.output = widgets.VBox()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         super().__init__([widgets.HBox([self.method, self.k, self.button, self.status]), self.output])
 
     def start(self) -> threading.Thread:
-        self._thread = run_in_background(self.button, self.status, self.output, "projecting...", self._make)
-        return self._thread
+        """Make the map in a background thread (what the button does); it goes to ``output``."""
+        self._thread = thread = run_in_background(self.button, self.status, self.output, "projecting...",
+                                                  self._make)
+        return thread
 
     def _make(self) -> LatentMap:
-        from ..analysis.latent import analyse
-
         return LatentMap(analyse(self.run.comparison, method=self.method.value, k=self.k.value))
 
 

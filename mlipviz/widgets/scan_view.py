@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
 
+from ..analysis import scan as scans
 from ..analysis.scan import REFERENCE, Scan, barriers, birch_murnaghan
 from ..display import register_view
+from ..errors import ArgumentTypeError
 from .common import run_in_background
 from .figure import Figure
 from .layout import side_by_side
@@ -26,13 +31,23 @@ AXIS_TITLES = {"volume_per_atom": "volume per atom (Å³)", "distance": "distanc
 class ScanView(widgets.VBox):
     """Energy (and force along the scan) of every method; the slider or a click on a point
     shows that geometry in the viewer. The reference, when the scan has one, is the thick
-    black curve; a scan of models only draws the models' curves alone."""
+    black curve; a scan of models only draws the models' curves alone.
 
-    def __init__(self, scan: Scan):
+    Parameters
+    ----------
+    scan : Scan
+        From `mlipviz.scan` (``diatomic``, ``strain``, ``eos``, ``displacement``, ``path``, or a
+        phonon mode's).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``scan`` is not a `Scan`.
+    """
+
+    def __init__(self, scan: Scan) -> None:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
-
-        from ..errors import ArgumentTypeError
 
         if not isinstance(scan, Scan):
             raise ArgumentTypeError(f"scan must be a Scan (from mlipviz.scan), got {type(scan).__name__}")
@@ -65,16 +80,16 @@ class ScanView(widgets.VBox):
         self.viewer.observe(lambda change: self._mark(change["new"]), "frame")
         super().__init__([side_by_side(self.viewer, self.figure), self.summary])
 
-    def _on_click(self, trace, points, state=None):
+    def _on_click(self, trace: Any, points: Any, state: Any = None) -> None:
         if points.point_inds:
             self.viewer.frame = int(points.point_inds[0])
 
-    def _marker(self, point: int) -> dict:
+    def _marker(self, point: int) -> dict[str, Any]:
         x = float(self.scan.coordinate[point])
         return {"type": "line", "x0": x, "x1": x, "xref": "x", "yref": "paper", "y0": 0, "y1": 1,
                 "line": {"color": "#ff00ff", "width": 1.5, "dash": "dot"}}
 
-    def _mark(self, point: int):
+    def _mark(self, point: int) -> None:
         self.figure.layout.shapes = [self._marker(point)]
 
 
@@ -84,7 +99,7 @@ def _summary_html(scan: Scan) -> str:
         parts.append("<b>no reference</b>: the models' curves only")
     curvature = ("curvature at the reference minimum" if scan.has_reference
                  else "curvature at each model's minimum")
-    tables = {curvature: scan.curvature}
+    tables: dict[str, Callable[[], pd.DataFrame]] = {curvature: scan.curvature}
     if scan.kind == "eos":
         tables["Birch-Murnaghan fit (per atom)"] = lambda: birch_murnaghan(scan)
     if scan.kind == "path":
@@ -92,7 +107,7 @@ def _summary_html(scan: Scan) -> str:
     for title, make in tables.items():
         try:
             parts.append(f"<b>{title}</b>" + make().to_html(float_format="%.4g"))
-        except Exception as exc:  # e.g. no interior minimum: say why, keep the rest
+        except Exception as exc:  # noqa: BLE001 - e.g. no interior minimum: say why, keep the rest
             parts.append(f"<b>{title}</b>: {html.escape(str(exc))}")
     return "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
 
@@ -102,9 +117,9 @@ class ScanTab(widgets.VBox):
     (a live one or a model); with the file's labels as reference, which hold no scan
     points, the models alone."""
 
-    KINDS = {"strain (equation of state)": "eos", "displacement of one atom": "displacement"}
+    KINDS: ClassVar[dict[str, str]] = {"strain (equation of state)": "eos", "displacement of one atom": "displacement"}
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run) -> None:
         self.run = run
         atoms = run.comparison.frames.to_atoms(0)
         self.kind = widgets.Dropdown(options=list(self.KINDS), description="scan", layout={"width": "330px"})
@@ -124,33 +139,32 @@ class ScanTab(widgets.VBox):
         self.button.on_click(lambda _: self.start())
         self.status = widgets.HTML()
         self.output = widgets.VBox()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._where = widgets.HBox([self.atom, self.direction])
         self.kind.observe(lambda _: self._show_kind(), "value")
         self._show_kind()
         super().__init__([widgets.HBox([self.kind, self.range, self.range_readout, self.points]),
                           widgets.HBox([self._where, self.button, self.status]), self.output])
 
-    def _show_range(self):
+    def _show_range(self) -> None:
         lo, hi = self.range.value
         self.range_readout.value = f"<span style='white-space: nowrap'>{lo:.2f} to {hi:.2f}</span>"
 
-    def _show_kind(self):
+    def _show_kind(self) -> None:
         """Label the range in the kind's own unit; atom and direction only for displacements."""
         eos = self.KINDS[self.kind.value] == "eos"
         self.range.description = "strain ε (linear)" if eos else "displacement (Å)"
         self._where.layout.display = "none" if eos else None
 
     def start(self) -> threading.Thread:
+        """Run the scan in a background thread (what the button does); its view goes to ``output``."""
         busy = "scanning..." if self.run.reference is not None else (
             "scanning the models only (the file's labels hold no scan points; choose a live reference or "
             "a model as reference to scan it too)...")
-        self._thread = run_in_background(self.button, self.status, self.output, busy, self._scan)
-        return self._thread
+        self._thread = thread = run_in_background(self.button, self.status, self.output, busy, self._scan)
+        return thread
 
     def _scan(self) -> ScanView:
-        from ..analysis import scan as scans
-
         atoms = self.run.comparison.frames.to_atoms(0)
         atoms.calc = None
         lo, hi = self.range.value

@@ -7,8 +7,9 @@ registered tabs in their ``order``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as widgets
 

@@ -9,7 +9,8 @@ server; smaller files travel as one binary buffer.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import anywidget
 import traitlets
@@ -37,7 +38,8 @@ function render({ model, el }) {
     input.accept = model.get("accept");
     const error = model.get("error");
     note.style.color = error ? "#a00" : "#555";
-    note.textContent = error || (model.get("filename") ? model.get("filename") + " (" + size(model.get("size")) + ")" : "");
+    note.textContent = error ||
+      (model.get("filename") ? model.get("filename") + " (" + size(model.get("size")) + ")" : "");
   };
   button.addEventListener("click", () => input.click());
   input.addEventListener("change", async () => {
@@ -81,13 +83,13 @@ class UploadButton(anywidget.AnyWidget):
     size = traitlets.Int(0).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.content: bytes | None = None
-        self._callbacks: list[Callable[[str, bytes], None]] = []
+        self._callbacks: list[Callable[[str, bytes], Any]] = []
         self.on_msg(self._received)
 
-    def on_upload(self, callback: Callable[[str, bytes], None]) -> None:
+    def on_upload(self, callback: Callable[[str, bytes], Any]) -> None:
         """Call ``callback(filename, content)`` for each file received."""
         self._callbacks.append(callback)
 
@@ -100,6 +102,6 @@ class UploadButton(anywidget.AnyWidget):
         for callback in self._callbacks:
             callback(filename, self.content)
 
-    def _received(self, _, message, buffers):
+    def _received(self, _: Any, message: Any, buffers: list[Any]) -> None:
         if isinstance(message, dict) and "name" in message and buffers:
             self.receive(str(message["name"]), bytes(buffers[0]))

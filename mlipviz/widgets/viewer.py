@@ -22,17 +22,30 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ipywidgets as widgets
 import nglview
 import numpy as np
 import traitlets
+from ase.data import chemical_symbols
+from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
 from .. import checks
 from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
 from ..frames import Frames
+from ..io import read
 from .colors import AtomColors, check_colormap, continuous, element_colors, value_range
+
+if TYPE_CHECKING:
+    from .._types import StructuresLike
+
+#: per-atom values as the viewer takes them: the name of a per-atom array of the frames (or
+#: ``"forces"``), or numbers, one per atom of all frames (or of one frame, when all have the same atoms)
+PerAtom: TypeAlias = "str | np.ndarray | Sequence[float] | Sequence[Sequence[float]]"
+#: force arrows: one per-atom spec of 3-vectors, or several by name
+Arrows: TypeAlias = "PerAtom | dict[str, PerAtom]"
 
 ATOMS_REPR = "mlipviz-atoms"
 #: bonds are drawn up to this many atoms (nglview stops computing them above 500)
@@ -142,19 +155,43 @@ ARROW_COLORS = {"predicted": [0.13, 0.4, 0.85], "reference": [0.1, 0.6, 0.2], "d
 OTHER_ARROW_COLORS = [[0.55, 0.25, 0.7], [0.9, 0.55, 0.0], [0.3, 0.3, 0.3]]
 
 
-def view(frames_or_atoms, color_by=None, arrows=None, **kwargs) -> "Viewer":
+def view(frames_or_atoms: StructuresLike, color_by: PerAtom | None = None, arrows: Arrows | None = None,
+         **kwargs: Any) -> Viewer:
     """A `Viewer` of anything `mlipviz.read` accepts (file, ASE/pymatgen objects, `Frames`).
 
-    ``color_by``: None or ``"element"`` (Jmol colours), the name of a per-atom array of
-    the frames, or per-atom values (one per atom of all frames, or one per atom of a frame
-    when all frames have the same atoms). ``arrows``: a name or array (forces for every
-    atom), or a dict of them; ``"forces"`` means the frames' reference forces. Other
-    keyword arguments go to `Viewer` (``cmap``, ``vmin``, ``vmax``, ``arrow_scale``,
-    ``label``, ``representation``). Files are read without the overlap check, so broken
-    structures can be looked at.
-    """
-    from ..io import read
+    Files are read without the overlap check, so broken structures can be looked at.
 
+    Parameters
+    ----------
+    frames_or_atoms : Frames or anything `mlipviz.read` accepts
+        The structures.
+    color_by : str or array_like, optional
+        None or ``"element"`` (Jmol colours), the name of a per-atom array of the frames, or
+        per-atom values (one per atom of all frames, or one per atom of a frame when all
+        frames have the same atoms).
+    arrows : str, array_like or dict, optional
+        A name or array (forces for every atom), or a dict of them; ``"forces"`` means the
+        frames' reference forces.
+    **kwargs
+        Go to `Viewer` (``cmap``, ``vmin``, ``vmax``, ``arrow_scale``, ``label``,
+        ``representation``).
+
+    Returns
+    -------
+    Viewer
+
+    Raises
+    ------
+    UnknownNameError
+        A ``color_by`` or arrow name that is no per-atom array, or an unknown colormap or
+        representation.
+    MissingLabelsError
+        ``"forces"`` of frames without reference forces.
+    InputError
+        Per-atom values of the wrong length or shape, or structures `mlipviz.read` refuses.
+    ArgumentTypeError
+        ``color_by`` or ``arrows`` that are neither names nor numbers.
+    """
     frames = frames_or_atoms if isinstance(frames_or_atoms, Frames) else read(frames_or_atoms, min_distance=0)
     return Viewer(frames, color_by=color_by, arrows=arrows, **kwargs)
 
@@ -162,19 +199,58 @@ def view(frames_or_atoms, color_by=None, arrows=None, **kwargs) -> "Viewer":
 class Viewer(widgets.VBox):
     """An nglview widget plus frame slider, colour bar and pick report (a thin view of arrays).
 
-    ``representation``: ``"auto"`` (spheres with bonds up to `BONDS_UP_TO` atoms, spheres
-    alone above), or one of NGL's representations of atoms in `REPRESENTATIONS`.
-    ``camera``: ``"orthographic"`` (default) or ``"perspective"``. ``images``: periodic images
-    drawn along each cell vector, e.g. ``(2, 2, 1)`` (picking, colours and highlights refer to
-    the atoms of the cell itself; force arrows are drawn on those).
+    Parameters
+    ----------
+    frames : Frames
+        The structures.
+    color_by, arrows
+        As in `view` (see `set_colors` and `set_arrows`).
+    cmap : str
+        A matplotlib colormap name.
+    vmin, vmax : float, optional
+        The colour range (default: the finite values' range, fixed over all frames).
+    symmetric : bool
+        The default colour range symmetric about 0 (for signed values).
+    arrow_scale : float
+        Arrow length (Å) per eV/Å.
+    label : str
+        The colour bar's label (default: the ``color_by`` name).
+    representation : str
+        ``"auto"`` (spheres with bonds up to `BONDS_UP_TO` atoms, spheres alone above), or
+        one of NGL's representations of atoms in `REPRESENTATIONS`.
+    height : str
+        The 3D view's CSS height.
+    camera : str
+        ``"orthographic"`` (default) or ``"perspective"``.
+    images : tuple of three int
+        Periodic images drawn along each cell vector, e.g. ``(2, 2, 1)`` (picking, colours
+        and highlights refer to the atoms of the cell itself; force arrows are drawn on those).
+
+    Attributes
+    ----------
+    frame : int
+        The frame shown (a traitlet: set it, or observe it).
+    picked : dict or None
+        The last atom picked: ``{"frame", "atom", "element"}``.
+    ngl : nglview.NGLWidget
+        The 3D view.
+
+    Raises
+    ------
+    UnknownNameError
+        An unknown representation, camera, colormap or per-atom array name.
+    InputError
+        Bad ``images``, numbers out of range, or per-atom values that do not fit the frames.
     """
 
     frame = traitlets.Int(0)
+    children: Sequence[widgets.Widget]  # ipywidgets' trait, declared for type checkers
 
-    def __init__(self, frames: Frames, color_by=None, arrows=None, cmap: str = "viridis",
-                 vmin: float | None = None, vmax: float | None = None, symmetric: bool = False,
-                 arrow_scale: float = 1.0, label: str = "", representation: str = "auto",
-                 height: str = "420px", camera: str = "orthographic", images=(1, 1, 1)):
+    def __init__(self, frames: Frames, color_by: PerAtom | None = None, arrows: Arrows | None = None,
+                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                 symmetric: bool = False, arrow_scale: float = 1.0, label: str = "", representation: str = "auto",
+                 height: str = "420px", camera: str = "orthographic",
+                 images: tuple[int, int, int] = (1, 1, 1)) -> None:
         self.frames = frames
         checks.one_of("representation", representation, REPRESENTATIONS)
         checks.one_of("camera", camera, ("orthographic", "perspective"))
@@ -184,17 +260,17 @@ class Viewer(widgets.VBox):
         self.representation = representation
         self.images = _images(images, frames)
         self.arrow_scale = arrow_scale
-        self.picked: dict | None = None
-        self._pick_callbacks: list[Callable[[dict], None]] = []
+        self.picked: dict[str, Any] | None = None
+        self._pick_callbacks: list[Callable[[dict[str, Any]], None]] = []
         self._scheme_label = f"mlipviz{uuid.uuid4().hex[:12]}"  # lower case: NGL's scheme ids are
         self._extra_components: list[str] = []
         self._highlighted: list[int] = []
         self._highlight_drawn = False
         self._uniform = _same_atoms_and_cell(frames)
         self._rotations: dict[int, np.ndarray] = {}  # by frame, made when first drawn
-        self._values = None
+        self._values: np.ndarray | None = None
         self._arrows: dict[str, np.ndarray] = {}
-        self._color_settings = {}
+        self._color_settings: dict[str, Any] = {}
 
         self.ngl = self._make_ngl(FramesTrajectory(self) if self._uniform else _FrameStructure(self, 0),
                                   height, camera)
@@ -215,7 +291,7 @@ class Viewer(widgets.VBox):
         self._arrows = self._resolve_arrows(arrows)
         self._draw_initial()
 
-    def _make_ngl(self, structure, height: str, camera: str) -> nglview.NGLWidget:
+    def _make_ngl(self, structure: nglview.Structure, height: str, camera: str) -> nglview.NGLWidget:
         ngl = nglview.NGLWidget(structure, default_representation=False)
         ngl.layout.height = height
         ngl.camera = camera
@@ -229,12 +305,32 @@ class Viewer(widgets.VBox):
         """Colours of the atoms of the current frame as drawn, and their legend."""
         return self._shown_colors
 
-    def set_colors(self, color_by=None, cmap: str = "viridis", vmin: float | None = None,
-                   vmax: float | None = None, symmetric: bool = False, label: str = "", _draw: bool = True):
+    def set_colors(self, color_by: PerAtom | None = None, cmap: str = "viridis", vmin: float | None = None,
+                   vmax: float | None = None, symmetric: bool = False, label: str = "", _draw: bool = True) -> None:
         """Colour by element (None/"element"), a per-atom array name, or per-atom values.
 
         The colour range is fixed over all frames (default: the finite values' range,
         symmetric about 0 if ``symmetric``), so colours compare across frames.
+
+        Parameters
+        ----------
+        color_by : str or array_like, optional
+            As in `view`.
+        cmap : str
+            A matplotlib colormap name.
+        vmin, vmax : float, optional
+            The colour range.
+        symmetric : bool
+            The default range symmetric about 0.
+        label : str
+            The colour bar's label.
+
+        Raises
+        ------
+        UnknownNameError
+            An unknown colormap or per-atom array name.
+        InputError
+            Per-atom values that do not fit the frames.
         """
         check_colormap(cmap)
         vmin = checks.number("vmin", vmin, none=True)
@@ -252,14 +348,27 @@ class Viewer(widgets.VBox):
         if _draw:
             self._draw_atoms()
 
-    def set_arrows(self, arrows=None, scale: float | None = None):
-        """Show force arrows: a name, an array, or a dict of them (None hides them)."""
+    def set_arrows(self, arrows: Arrows | None = None, scale: float | None = None) -> None:
+        """Show force arrows: a name, an array, or a dict of them (None hides them).
+
+        Parameters
+        ----------
+        arrows : str, array_like or dict, optional
+            As in `view`.
+        scale : float, optional
+            Arrow length (Å) per eV/Å; default: as before.
+
+        Raises
+        ------
+        InputError
+            Arrays that are not one 3-vector per atom.
+        """
         self._arrows = self._resolve_arrows(arrows)
         if scale is not None:
             self.arrow_scale = checks.number("scale", scale, minimum=0, above=True)
         self._draw_arrows()
 
-    def highlight(self, atoms, frame: int | None = None):
+    def highlight(self, atoms: int | Sequence[int] | np.ndarray | None, frame: int | None = None) -> None:
         """Mark atoms (one index or several, within the frame) with a translucent halo; None
         or an empty list clears them."""
         if frame is not None:
@@ -277,14 +386,12 @@ class Viewer(widgets.VBox):
         """The atoms of the current frame marked by `highlight`."""
         return list(self._highlighted)
 
-    def on_pick(self, callback: Callable[[dict], None]):
+    def on_pick(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback({"frame", "atom", "element"})`` when the user clicks an atom."""
         self._pick_callbacks.append(callback)
 
-    def pick(self, atom: int):
+    def pick(self, atom: int) -> None:
         """Act as if the user clicked ``atom`` of the current frame."""
-        from ase.data import chemical_symbols
-
         rows = self.frames.atoms_of(self.frame)
         atom = int(checks.indices("atom", atom, rows.stop - rows.start, frame=self.frame)[0])
         self.picked = {"frame": self.frame, "atom": int(atom),
@@ -299,14 +406,14 @@ class Viewer(widgets.VBox):
 
     # -- events -------------------------------------------------------------------
     @traitlets.validate("frame")
-    def _valid_frame(self, proposal):
+    def _valid_frame(self, proposal: dict[str, Any]) -> int:
         value = int(proposal["value"])
         if not 0 <= value < len(self.frames):
             raise traitlets.TraitError(f"frame {value} out of range for {len(self.frames)} frames")
         return value
 
     @traitlets.observe("frame")
-    def _on_frame(self, change):
+    def _on_frame(self, change: dict[str, Any]) -> None:
         self.slider.value = change["new"]
         self._highlighted = []
         if self._uniform:
@@ -321,11 +428,11 @@ class Viewer(widgets.VBox):
         else:
             self._redraw_structure()
 
-    def _on_ngl_frame(self, change):
+    def _on_ngl_frame(self, change: dict[str, Any]) -> None:
         if change["new"] != self.frame and 0 <= change["new"] < len(self.frames):
             self.frame = change["new"]
 
-    def _on_pick(self, change):
+    def _on_pick(self, change: dict[str, Any]) -> None:
         picked = change["new"] or {}
         atom = picked.get("atom1")
         if atom is None or picked.get("component", 0) != 0:
@@ -333,7 +440,7 @@ class Viewer(widgets.VBox):
         self.pick(int(atom["index"]) % int(self.frames.n_atoms[self.frame]))  # images: the cell's atom
 
     # -- data ----------------------------------------------------------------------
-    def _per_atom(self, spec, what: str) -> np.ndarray:
+    def _per_atom(self, spec: Any, what: str) -> np.ndarray:
         """Per-atom values (frames layout) from an array name or an array."""
         f = self.frames
         if isinstance(spec, str):
@@ -348,7 +455,8 @@ class Viewer(widgets.VBox):
         try:
             values = np.asarray(spec, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ArgumentTypeError(f"{what} must be an array name or per-atom numbers, got {checks.short(spec)}") from exc
+            raise ArgumentTypeError(f"{what} must be an array name or per-atom numbers, "
+                                    f"got {checks.short(spec)}") from exc
         if values.ndim == 0:
             raise ArgumentTypeError(f"{what} must be an array name or per-atom numbers, got one number {spec!r}")
         if len(values) == f.total_atoms:
@@ -363,7 +471,7 @@ class Viewer(widgets.VBox):
                          f"({int(f.n_atoms.min())}-{int(f.n_atoms.max())} per frame), so it needs one value "
                          f"per atom of all frames together ({f.total_atoms}, frame after frame)")
 
-    def _resolve_arrows(self, arrows) -> dict[str, np.ndarray]:
+    def _resolve_arrows(self, arrows: Any) -> dict[str, np.ndarray]:
         if arrows is None:
             return {}
         if not isinstance(arrows, dict):
@@ -404,10 +512,11 @@ class Viewer(widgets.VBox):
         return (vectors[:, None, :] + positions[None]).reshape(-1, 3)
 
     def structure_string(self, i: int) -> str:
+        """Frame ``i`` (and its periodic `images`) as the PDB text nglview loads."""
         return _pdb(self.frames, i, self.drawn_coordinates(i), self.images)
 
     # -- drawing -------------------------------------------------------------------
-    def _ngl_call(self, method: str, target: str, args=None, **kwargs):
+    def _ngl_call(self, method: str, target: str, args: list[Any] | None = None, **kwargs: Any) -> None:
         """Send one NGL call, not archived. In trajectory mode, once the front-end is up and
         nglview's queue is empty, send at once (nglview's sender thread polls every 0.1 s);
         structure swaps go through the queue, which waits for each load to finish."""
@@ -417,7 +526,7 @@ class Viewer(widgets.VBox):
         else:
             ngl._remote_call(method, target=target, args=args or [], kwargs=kwargs, fire_once=True)
 
-    def _draw_initial(self):
+    def _draw_initial(self) -> None:
         self.ngl._js(SIZE_WATCH)  # archived: every browser view of this widget runs it
         if self.frames.pbc[self.frame].any():
             self.ngl.add_representation("unitcell")
@@ -432,7 +541,7 @@ class Viewer(widgets.VBox):
         return COLORS_JS % {"key": json.dumps(self._scheme_label), "colors": json.dumps(self._shown_colors.ints),
                             "recolor": RECOLOR if recolor else ""}
 
-    def _draw_atoms(self, archive: bool = False, new_structure: bool = False):
+    def _draw_atoms(self, archive: bool = False, new_structure: bool = False) -> None:
         """Colour the atoms of the current frame: the first time (``archive``, replayed by every
         browser view) and after a structure swap (``new_structure``) with the representations
         that draw them, otherwise in place."""
@@ -452,21 +561,21 @@ class Viewer(widgets.VBox):
             else:
                 self._ngl_call("addRepresentation", "compList", [kind], **params)
 
-    def _update_legend(self):
+    def _update_legend(self) -> None:
         arrows = _arrow_legend(self._arrows, self.arrow_scale) if self._arrows else ""
         self.legend.value = self._shown_colors.legend_html + arrows
 
-    def _remove_representation(self, name: str):
+    def _remove_representation(self, name: str) -> None:
         self._ngl_call("removeRepresentationsByName", "Widget", [name, 0])
 
-    def _remove_component(self, component: str):
+    def _remove_component(self, component: str) -> None:
         """Remove one nglview component, keeping nglview's own bookkeeping in step."""
         index = self.ngl._ngl_component_ids.index(component)
         self.ngl._ngl_component_ids.pop(index)
         self.ngl._ngl_component_names.pop(index)
         self._ngl_call("removeComponent", "Stage", [index])
 
-    def _draw_arrows(self):
+    def _draw_arrows(self) -> None:
         for component in reversed(self._extra_components):
             self._remove_component(component)
         self._extra_components = []
@@ -489,7 +598,7 @@ class Viewer(widgets.VBox):
         self.ngl._ngl_component_names.append("mlipviz-arrows")
         self._extra_components.append(component)
 
-    def _draw_highlight(self):
+    def _draw_highlight(self) -> None:
         if self._highlight_drawn:
             self._remove_representation(HIGHLIGHT_REPR)
         self._highlight_drawn = bool(self._highlighted)
@@ -501,7 +610,7 @@ class Viewer(widgets.VBox):
                        radiusType="covalent", radiusScale=scale * HIGHLIGHT_SCALE, name=HIGHLIGHT_REPR,
                        component_index=0)
 
-    def _redraw_structure(self):
+    def _redraw_structure(self) -> None:
         """Swap in frame ``self.frame`` as a new structure (atoms or cell differ between frames)."""
         ngl = self.ngl
         if not ngl.loaded:
@@ -533,24 +642,27 @@ class Viewer(widgets.VBox):
 class FramesTrajectory(nglview.Trajectory, nglview.Structure):
     """nglview trajectory over `Frames` whose atoms and cell are the same in every frame."""
 
-    def __init__(self, viewer: Viewer):
+    def __init__(self, viewer: Viewer) -> None:
         nglview.Structure.__init__(self)
         self.viewer = viewer
         self.shown = True
 
     @property
     def n_frames(self) -> int:
+        """The viewer's number of frames."""
         return len(self.viewer.frames)
 
     def get_coordinates(self, index: int) -> np.ndarray:
+        """The drawn coordinates of frame ``index`` (see `Viewer.drawn_coordinates`)."""
         return self.viewer.drawn_coordinates(index)
 
     def get_structure_string(self) -> str:
+        """The first frame as PDB text (the atoms and cell of every frame)."""
         return self.viewer.structure_string(0)
 
 
 class _FrameStructure(nglview.Structure):
-    def __init__(self, viewer: Viewer, index: int):
+    def __init__(self, viewer: Viewer, index: int) -> None:
         super().__init__()
         self.viewer, self.index = viewer, index
 
@@ -567,13 +679,11 @@ def _standard_orientation(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     """Rotation taking ``cell`` to the PDB convention (a along x, b in the xy plane)."""
     if not pbc.any() or abs(np.linalg.det(cell)) < 1e-9:
         return np.eye(3)
-    from ase.geometry import cell_to_cellpar, cellpar_to_cell
-
     standard = cellpar_to_cell(cell_to_cellpar(cell))
     return np.linalg.solve(cell, standard)
 
 
-def _representations(name: str) -> list[tuple[str, dict]]:
+def _representations(name: str) -> list[tuple[str, dict[str, Any]]]:
     """The NGL representations (kind, parameters) that draw the atoms in style ``name``."""
     if name == "ball+stick":  # spheres of scaled covalent radii joined by thin bonds
         return [("spacefill", {"radiusType": "covalent", "radiusScale": BALL_SCALE}),
@@ -583,7 +693,7 @@ def _representations(name: str) -> list[tuple[str, dict]]:
     return [(name, {})]
 
 
-def _images(images, frames: Frames) -> tuple[int, int, int]:
+def _images(images: Any, frames: Frames) -> tuple[int, int, int]:
     """``images`` checked: three positive counts, more than one only along periodic axes."""
     try:
         counts = tuple(int(n) for n in images)
@@ -598,12 +708,9 @@ def _images(images, frames: Frames) -> tuple[int, int, int]:
     return counts
 
 
-def _pdb(frames: Frames, i: int, positions: np.ndarray, images=(1, 1, 1)) -> str:
+def _pdb(frames: Frames, i: int, positions: np.ndarray, images: tuple[int, int, int] = (1, 1, 1)) -> str:
     """A PDB string of frame ``i`` with the given (already rotated) positions (and those of its
     periodic images, which repeat the frame's elements)."""
-    from ase.data import chemical_symbols
-    from ase.geometry import cell_to_cellpar
-
     lines = []
     if frames.pbc[i].any():
         a, b, c, alpha, beta, gamma = cell_to_cellpar(frames.cells[i])
@@ -617,7 +724,7 @@ def _pdb(frames: Frames, i: int, positions: np.ndarray, images=(1, 1, 1)) -> str
     return "\n".join(lines) + "\n"
 
 
-def _arrow_legend(arrows: dict, scale: float) -> str:
+def _arrow_legend(arrows: dict[str, np.ndarray], scale: float) -> str:
     items = []
     for k, name in enumerate(arrows):
         rgb = ARROW_COLORS.get(name, OTHER_ARROW_COLORS[k % len(OTHER_ARROW_COLORS)])
