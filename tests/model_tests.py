@@ -133,7 +133,7 @@ def make_unsupported_element_test(model: str, z: int | None = None, frame: int =
         good = bulk("Si", "diamond", a=5.43)
         bad = bulk("Si", "diamond", a=5.43, cubic=True)
         bad.numbers[atom] = missing
-        with pytest.raises(UnsupportedElementError, match=symbol or "") as info:
+        with pytest.raises(UnsupportedElementError, match=symbol) as info:
             net.predict(mlipviz.Frames.from_atoms([good] * frame + [bad]), progress=False)
         assert (info.value.frame, info.value.atom) == (frame, atom)
         assert f"frame {frame}" in str(info.value) and f"atom {atom}" in str(info.value)

@@ -41,12 +41,14 @@ def backends() -> dict[str, Backend[Model]]:
     """Every registered `Backend`, by name, in `ADAPTERS` order (their modules are imported on
     the first call; they import torch, not their model packages)."""
     with _LOCK:
-        if not _BACKENDS:
+        if not _BACKENDS:  # all or nothing: an adapter that fails to import leaves none registered
+            loaded: dict[str, Backend[Model]] = {}
             for module in ADAPTERS:
                 found = importlib.import_module(f"{__package__}.{module}").BACKEND
-                _BACKENDS[found.name] = found
-            _BY_NAME.update({alias.lower(): card for found in _BACKENDS.values() for card in found.cards
+                loaded[found.name] = found
+            _BY_NAME.update({alias.lower(): card for found in loaded.values() for card in found.cards
                              for alias in (card.name, *card.aliases)})
+            _BACKENDS.update(loaded)
     return dict(_BACKENDS)
 
 
