@@ -9,12 +9,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("matgl")
 
 import model_tests as common
 from physics import assert_matches_calculator
 
+import mlipviz
 from mlipviz.errors import ModelNotAvailableError
 from mlipviz.models import load_model
 from mlipviz.models.registry import find_local_weights, get_card, models_dir
@@ -143,3 +145,63 @@ def test_embedding_layers_equal_matgl_feature_dict(model, frames):
     finally:
         model.net.feature_dict = {}
         model.use_embedding_layer(None)
+
+
+# -- TensorNet (MatPES-PBE), through the same adapter ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tensornet():
+    return load_model("tensornet-matpes-pbe", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tensornet_prediction(tensornet, frames):
+    return tensornet.predict(frames, batch_size=3, progress=False)
+
+
+test_tensornet_backend = common.make_backend_test("tensornet", "matgl")
+test_tensornet_matches_ase_calculator = common.make_calculator_consistency_test(
+    "tensornet", "tensornet_prediction", TOL_E, TOL_F, TOL_S, energies=False)
+test_tensornet_molecule = common.make_calculator_consistency_test("tensornet", None, TOL_E, TOL_F, TOL_S,
+                                                                 energies=False, molecule=True)
+test_tensornet_site_energies_sum_to_energy = common.make_site_energy_sum_test("tensornet_prediction", 1e-4)
+test_tensornet_batches = common.make_batch_consistency_test("tensornet", "tensornet_prediction", TOL_E, TOL_F, TOL_S)
+# float32: h = 3e-3 Å balances truncation and rounding; every component of the frame with the strongest force
+test_tensornet_forces_are_minus_energy_gradient = common.make_force_gradient_test("tensornet", 3e-3, 2e-3)
+test_tensornet_embeddings = common.make_embedding_test("tensornet", "tensornet_prediction", 128)
+test_tensornet_unsupported_element = common.make_unsupported_element_test("tensornet", 84, 1, 3, "Po")
+
+
+def test_tensornet_embeddings_equal_its_readout_and_layer_norms(tensornet, frames):
+    """The default embeddings are what TensorNet's final layer maps to each atom's energy (so
+    its final layer on them gives the site energies); a layer's are the norms of its node
+    tensors' three parts, computed from matgl's own feature_dict after a separate calculator
+    pass; attributions are refused by name."""
+    from matgl.utils.maths import decompose_tensor, tensor_norm
+
+    from mlipviz.errors import MlipvizError
+
+    pred = tensornet.predict(frames, batch_size=3, return_embeddings=True, progress=False)
+    pot = tensornet.potential
+    with torch.no_grad():
+        atomic = tensornet.net.final_layer(torch.as_tensor(pred.embeddings, dtype=torch.float32)).reshape(-1)
+    refs = pot.element_refs.property_offset[torch.as_tensor([tensornet.net.element_types.index(s) for s in
+                                                             frames.to_atoms(0).get_chemical_symbols()])]
+    rows = frames.atoms_of(0)
+    site = (pot.data_std * atomic[rows] + pot.data_mean / len(refs) + refs).numpy()
+    np.testing.assert_allclose(site, pred.energies[rows], rtol=0, atol=1e-4)
+    calc = tensornet.calculator()
+    try:
+        layer = tensornet.use_embedding_layer(1).predict(frames, batch_size=3, return_embeddings=True,
+                                                         progress=False).embeddings
+        assert "layer 1 of 2" in tensornet.embedding_layer and layer.shape == (frames.total_atoms, 384)
+        i = len(frames) - 1
+        calc.get_potential_energy(frames.to_atoms(i))
+        own = torch.cat([tensor_norm(p) for p in decompose_tensor(tensornet.net.feature_dict["gc_1"])], dim=-1)
+        np.testing.assert_allclose(layer[frames.atoms_of(i)], own.detach().numpy(), rtol=0, atol=1e-4)
+    finally:
+        tensornet.net.feature_dict = {}
+        tensornet.use_embedding_layer(None)
+    assert tensornet.atom_gate is None
+    with pytest.raises(MlipvizError, match="no differentiable per-atom energies"):
+        mlipviz.attribute(tensornet, frames.to_atoms(0))

@@ -15,7 +15,7 @@ from mlipviz.models import CARDS, registry, resolve_device
 from mlipviz.models.ase_adapter import CalculatorModel
 
 NAMES = ["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "mace-mp-0", "mace-mp-0-small", "mace-mpa-0",
-         "m3gnet", "m3gnet-matpes-pbe", "sevennet-0"]
+         "m3gnet", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "sevennet-0", "sevennet-l3i5"]
 
 
 @pytest.fixture
@@ -38,7 +38,8 @@ def test_registry_has_every_name():
     assert list(table.index) == NAMES
     assert table["reason"].str.len().gt(0).all()
     # weights that ship inside their packages, and M3GNet from $MLIPVIZ_MODELS (conftest)
-    assert table.loc[["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "m3gnet"], "available"].all()
+    assert table.loc[["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "sevennet-l3i5", "m3gnet",
+                      "tensornet-matpes-pbe"], "available"].all()
 
 
 def test_unavailable_models_say_why(offline):

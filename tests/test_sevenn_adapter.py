@@ -144,3 +144,34 @@ def test_checkpoints_from_user_paths_warn_once_shipped_ones_do_not(tmp_path):
     text.write_text("not a checkpoint")
     with pytest.raises(ModelNotAvailableError, match="cannot read SevenNet checkpoint .*notes.pth"):
         mlipviz.load_model(text, device="cpu", backend="sevenn", trust=True)
+
+
+# -- SevenNet-l3i5 (l_max 3, 5 interaction blocks), also shipped in the sevenn wheel ---------
+
+@pytest.fixture(scope="module")
+def l3i5():
+    return mlipviz.load_model("sevennet-l3i5", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def l3i5_pred(l3i5, frames):
+    return l3i5.predict(frames, batch_size=3, progress=False)
+
+
+test_l3i5_backend = common.make_backend_test("l3i5", "sevenn")
+test_l3i5_equals_calculator = common.make_calculator_consistency_test("l3i5", "l3i5_pred", ATOL, ATOL, ATOL)
+test_l3i5_site_energies_sum_to_energy = common.make_site_energy_sum_test("l3i5_pred", ATOL)
+test_l3i5_batch_size_does_not_change_results = common.make_batch_consistency_test("l3i5", "l3i5_pred", ATOL, ATOL,
+                                                                                  ATOL)
+test_l3i5_forces_are_minus_energy_gradient = common.make_force_gradient_test(
+    "l3i5", 5e-3, 2e-3, structure=2, components=[(0, 0), (1, 1), (2, 2), (3, 0), (3, 2)])
+# float32 sums of SevenNet-l3i5 differ in the last bit between passes (1e-7 eV/Å), as for SevenNet-0
+test_l3i5_embeddings = common.make_embedding_test("l3i5", "l3i5_pred", 128, atol=1e-6)
+test_l3i5_unsupported_element = common.make_unsupported_element_test("l3i5", None, 1, 2)
+
+
+def test_l3i5_is_the_wheel_checkpoint_with_five_blocks(l3i5):
+    import sevenn.util
+
+    assert l3i5.meta["weights"] == sevenn.util.pretrained_name_to_path("7net-l3i5")
+    assert l3i5.embedding_layers == 5 and "4_equivariant_gate" in l3i5.embedding_layer

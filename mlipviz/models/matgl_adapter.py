@@ -115,6 +115,14 @@ class MatGLModel(Model):
     ``energies``: the per-atom readout of extensive models,
     ``data_std * readout_i + data_mean / n_atoms + element_ref(Z_i)``, which sums
     to the total energy; None for intensive models or with the ZBL term.
+
+    TensorNet (matgl's Cartesian-tensor network): ``embedding_layer`` is the readout's input,
+    the norms of each channel's scalar, antisymmetric and traceless parts after the last
+    interaction layer, normalised and projected (``feature_dict["readout"]``, width 128 for the
+    MatPES model); ``use_embedding_layer(k)`` takes those norms after layer k, before the
+    projection (width 3 x ``units``); ``energies``: its final layer on each atom's features, scaled
+    as above. Attributions are M3GNet's only (``atom_gate`` None for TensorNet: its radial
+    weights carry biases, so gating the radial basis would not remove an edge).
     """
 
     has_stress = True
@@ -132,16 +140,25 @@ class MatGLModel(Model):
         self.cutoff = float(net.cutoff)
         self.elements = frozenset(atomic_numbers[s] for s in net.element_types)
         self._converter = Atoms2Graph(tuple(net.element_types), self.cutoff)
-        # per-atom readout and node features as M3GNet stores them in ``feature_dict``
-        is_m3gnet = type(net).__name__ == "M3GNet"
-        n_blocks = getattr(net, "n_blocks", None)
-        width = getattr(getattr(net, "embedding", None), "dim_node_embedding", None)
-        self._node_width = int(width) if is_m3gnet and width else None
-        self.embedding_layers = int(n_blocks) if is_m3gnet and n_blocks else 0
+        # per-atom readout and node features as M3GNet and TensorNet store them in ``feature_dict``
+        self._architecture = type(net).__name__
+        is_m3gnet, is_tensornet = self._architecture == "M3GNet", self._architecture == "TensorNet"
+        if is_m3gnet:
+            n_blocks = getattr(net, "n_blocks", None)
+            width = getattr(getattr(net, "embedding", None), "dim_node_embedding", None)
+            self._node_width = int(width) if width else None
+            self.embedding_layers = int(n_blocks) if n_blocks and width else 0
+        elif is_tensornet:  # the readout's input (linear layer's output), or 3 norms per channel of a layer
+            self._node_width = int(net.linear.out_features)
+            self.embedding_layers = len(net.layers)
+        else:
+            self._node_width, self.embedding_layers = None, 0
         if self.embedding_layers:
             self._choose_embedding_layer(None)
-        self.has_energies = (is_m3gnet and not net.is_intensive
+        self.has_energies = ((is_m3gnet or is_tensornet) and not net.is_intensive
                              and not getattr(potential, "calc_repuls", False))
+        if not is_m3gnet:  # the edge gate is M3GNet's (TensorNet's radial weights carry biases)
+            self.atom_gate = None
         if card is None:  # a bare model folder: its name and README say what it is
             assert folder is not None  # no card: a folder was given
             source, name, version, training_data = str(folder), folder.name, folder.name, _training_data(folder)
@@ -157,6 +174,18 @@ class MatGLModel(Model):
     def _choose_embedding_layer(self, layer: int | None) -> None:
         """Node features after graph block ``layer`` (None: the last, the readout's input)."""
         n = self.embedding_layers
+        if self._architecture == "TensorNet":
+            units = int(self.net.units)
+            if layer is None:
+                self._embedding_key, self.embedding_width = "readout", self._node_width
+                self.embedding_layer = (f"TensorNet atom features after interaction layer {n} of {n}: the norms of "
+                                        "the node tensors' scalar, antisymmetric and traceless parts, normalised "
+                                        f"and projected (readout input, width {self._node_width})")
+            else:
+                self._embedding_key, self.embedding_width = f"gc_{layer}", 3 * units
+                self.embedding_layer = (f"TensorNet norms of the scalar, antisymmetric and traceless parts of the "
+                                        f"node tensors after interaction layer {layer} of {n} (width {3 * units})")
+            return
         block = n if layer is None else layer
         self._embedding_key = f"gc_{block}"
         self.embedding_width = self._node_width
@@ -209,23 +238,22 @@ class MatGLModel(Model):
                 "energies": self._site_energies(batch, frames) if self.has_energies else None,
             }
             if return_embeddings:
-                node_feat = self.net.feature_dict[self._embedding_key]["node_feat"]
-                result["embeddings"] = node_feat.detach().cpu().numpy()
+                result["embeddings"] = self._embeddings().detach().cpu().numpy()
         finally:
             self.net.feature_dict = {}  # drop the batch's tensors and autograd graph
         return result
 
-    atom_gate = ("the radial basis of every bond i-j (M3GNet's smooth Bessel basis, from which "
-                 "the bias-free edge and node weights of every graph convolution are made) and "
-                 "its three-body cutoff weight, each times g_i g_j, so every message and every "
-                 "triplet through the bond scales with it; and each site energy times g_i")
+    atom_gate: str | None = ("the radial basis of every bond i-j (M3GNet's smooth Bessel basis, from which "
+                             "the bias-free edge and node weights of every graph convolution are made) and "
+                             "its three-body cutoff weight, each times g_i g_j, so every message and every "
+                             "triplet through the bond scales with it; and each site energy times g_i")
 
     def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
                                   gate: torch.Tensor | None) -> torch.Tensor:
         """M3GNet site energies of the copies; bond bases and three-body weights gated per bond."""
         from torch_geometric.data import Batch
 
-        if not self.has_energies:
+        if not self.has_energies or self.atom_gate is None:
             return super()._edge_gated_site_energies(frame, positions, gate)
         built = geometries(frame, positions.detach().cpu().numpy(), self._converter.get_graph)
         batch = Batch.from_data_list([graph for graph, _, _ in built]).to(self.device)
@@ -258,10 +286,24 @@ class MatGLModel(Model):
             site = site + pot.element_refs.property_offset[batch.node_type]
         return site.reshape(positions.shape[:2])
 
+    def _embeddings(self) -> torch.Tensor:
+        """The chosen per-atom features of the last forward pass (invariant)."""
+        features = self.net.feature_dict[self._embedding_key]
+        if self._architecture != "TensorNet":
+            return features["node_feat"]
+        if self._embedding_key == "readout":
+            return features
+        from matgl.utils.maths import decompose_tensor, tensor_norm
+
+        # as TensorNet's readout: the norm of each channel's scalar, antisymmetric and traceless part
+        return torch.cat([tensor_norm(part) for part in decompose_tensor(features)], dim=-1)
+
     def _site_energies(self, batch: Any, frames: Frames) -> np.ndarray:
         """Per-atom energies of the last forward pass (see class docstring)."""
         pot = self.potential
-        atomic = self.net.feature_dict["readout"].detach().reshape(-1)
+        readout = self.net.feature_dict["readout"].detach()
+        # M3GNet stores each atom's readout; TensorNet the features its final layer maps to it
+        atomic = (self.net.final_layer(readout) if self._architecture == "TensorNet" else readout).reshape(-1)
         n_atoms = torch.as_tensor(frames.n_atoms, device=atomic.device)[batch.batch]
         site = pot.data_std * atomic + pot.data_mean / n_atoms
         if pot.element_refs is not None:
@@ -305,5 +347,8 @@ BACKEND = Backend(
         ModelCard("m3gnet-matpes-pbe", "matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "M3GNet MatPES-PBE v2025.1 PES, MatGL",
                   "MatPES (PBE)", ("M3GNet-MatPES-PBE-v2025.1-PES",),
                   citation=f"Kaplan et al., arXiv 2503.04070 (2025); {_M3GNET}"),
+        ModelCard("tensornet-matpes-pbe", "matgl", "TensorNet-MatPES-PBE-v2025.1-PES",
+                  "TensorNet MatPES-PBE v2025.1 PES, MatGL", "MatPES (PBE)", ("TensorNet-MatPES-PBE-v2025.1-PES",),
+                  citation="Kaplan et al., arXiv 2503.04070 (2025); Simeon & De Fabritiis, NeurIPS 36 (2023)"),
     ),
 )

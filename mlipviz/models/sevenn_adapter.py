@@ -258,5 +258,8 @@ BACKEND = Backend(
         ModelCard("sevennet-0", "sevenn", "7net-0", "SevenNet-0 (11 July 2024)", "MPtrj (Materials Project, PBE/PBE+U)",
                   ("SevenNet-0", "checkpoint_sevennet_0.pth"),
                   citation="Park et al., J. Chem. Theory Comput. 20, 4857 (2024)", aliases=("7net-0",)),
+        ModelCard("sevennet-l3i5", "sevenn", "7net-l3i5", "SevenNet-l3i5 (l_max 3, 5 interaction layers)",
+                  "MPtrj (Materials Project, PBE/PBE+U)", ("SevenNet-l3i5", "checkpoint_l3i5.pth"),
+                  citation="Park et al., J. Chem. Theory Comput. 20, 4857 (2024)", aliases=("7net-l3i5",)),
     ),
 )
