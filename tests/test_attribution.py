@@ -19,7 +19,7 @@ from mlipviz.errors import CompletenessWarning, InputError, MissingLabelsError, 
 from mlipviz.frames import Frames
 from mlipviz.models.base import Model
 
-ADAPTERS = ["chgnet", "m3gnet", "sevennet-0", "small-mace"]
+ADAPTERS = ["chgnet", "m3gnet", "sevennet-0", "tensornet-matpes-pbe", "sevennet-l3i5", "small-mace"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def models(tmp_path_factory):
     from test_mace_adapter import build_small_mace
 
     path = build_small_mace(tmp_path_factory.mktemp("mace") / "small.model")
-    out = {name: mlipviz.load_model(name, device="cpu") for name in ADAPTERS[:3]}
+    out = {name: mlipviz.load_model(name, device="cpu") for name in ADAPTERS[:-1]}
     out["small-mace"] = mlipviz.load_model(path, device="cpu", dtype="float64")
     return out
 

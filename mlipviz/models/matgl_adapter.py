@@ -17,6 +17,9 @@ float64 potential: the two then differ by about |F| x 1e-7 Å).
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +124,9 @@ class MatGLModel(Model):
     interaction layer, normalised and projected (``feature_dict["readout"]``, width 128 for the
     MatPES model); ``use_embedding_layer(k)`` takes those norms after layer k, before the
     projection (width 3 x ``units``); ``energies``: its final layer on each atom's features, scaled
-    as above. Attributions are M3GNet's only (``atom_gate`` None for TensorNet: its radial
-    weights carry biases, so gating the radial basis would not remove an edge).
+    as above. Its attribution gate scales the cosine cutoff of each edge, which multiplies every
+    edge term (its radial weights carry biases, so gating the radial basis, as for M3GNet, would
+    not remove an edge).
     """
 
     has_stress = True
@@ -157,7 +161,11 @@ class MatGLModel(Model):
             self._choose_embedding_layer(None)
         self.has_energies = ((is_m3gnet or is_tensornet) and not net.is_intensive
                              and not getattr(potential, "calc_repuls", False))
-        if not is_m3gnet:  # the edge gate is M3GNet's (TensorNet's radial weights carry biases)
+        if is_tensornet:
+            self.atom_gate = ("TensorNet's cosine cutoff of every edge i-j (which multiplies every edge term "
+                              "of its tensor embedding and of each interaction) times g_i g_j, so every "
+                              "message between i and j scales with it; and each site energy times g_i")
+        elif not is_m3gnet:  # another matgl architecture: no gate written for it
             self.atom_gate = None
         if card is None:  # a bare model folder: its name and README say what it is
             assert folder is not None  # no card: a folder was given
@@ -250,7 +258,8 @@ class MatGLModel(Model):
 
     def _edge_gated_site_energies(self, frame: Frames, positions: torch.Tensor,
                                   gate: torch.Tensor | None) -> torch.Tensor:
-        """M3GNet site energies of the copies; bond bases and three-body weights gated per bond."""
+        """Site energies of the copies, each edge gated: M3GNet's bond bases and three-body weights,
+        TensorNet's cosine cutoff (every edge term of its embedding and interactions carries it)."""
         from torch_geometric.data import Batch
 
         if not self.has_energies or self.atom_gate is None:
@@ -265,17 +274,24 @@ class MatGLModel(Model):
         batch.pbc_offshift = batch.pbc_offset.to(ftype) @ cell
         batch.pos = positions.reshape(-1, 3)
         hooks = []
+        gated_cutoff: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if gate is not None:
             weight = edge_gate(gate, batch.edge_index[0], batch.edge_index[1])
-            hooks.append(self.net.bond_expansion.register_forward_hook(
-                lambda module, inputs, output: output * weight[:, None]))
-            for block in self.net.three_body_interactions:  # argument 5: per-bond cutoff weights
-                hooks.append(block.register_forward_pre_hook(
-                    lambda module, args: (*args[:5], args[5] * weight, *args[6:])))
+            if self._architecture == "TensorNet":
+                gated_cutoff = _tensornet_cutoff_gated(weight)
+            else:
+                hooks.append(self.net.bond_expansion.register_forward_hook(
+                    lambda module, inputs, output: output * weight[:, None]))
+                for block in self.net.three_body_interactions:  # argument 5: per-bond cutoff weights
+                    hooks.append(block.register_forward_pre_hook(
+                        lambda module, args: (*args[:5], args[5] * weight, *args[6:])))
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), gated_cutoff:
                 self.net(g=batch, state_attr=state)
-                readout = self.net.feature_dict["readout"].reshape(-1)
+                readout = self.net.feature_dict["readout"]
+                if self._architecture == "TensorNet":  # its features; the final layer makes the energies
+                    readout = self.net.final_layer(readout)
+                readout = readout.reshape(-1)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -309,6 +325,33 @@ class MatGLModel(Model):
         if pot.element_refs is not None:
             site = site + pot.element_refs.property_offset[batch.node_type]
         return site.cpu().numpy()
+
+
+_CUTOFF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tensornet_cutoff_gated(weight: torch.Tensor) -> Iterator[None]:
+    """TensorNet's cosine cutoff times ``weight`` (one per edge) inside the block. TensorNet
+    multiplies every edge term of its embedding and of each interaction by that cutoff, so a zero
+    weight removes the edge exactly; the function is looked up in its two modules at each call,
+    and replaced there for the block (a lock keeps two gated passes from mixing)."""
+    from matgl.layers import _embedding, _graph_convolution
+    from matgl.utils.cutoff import cosine_cutoff as original
+
+    namespaces = (vars(_embedding), vars(_graph_convolution))  # where their forward passes look it up
+
+    def gated(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+        return original(r, cutoff) * weight.reshape(r.shape)
+
+    with _CUTOFF_LOCK:
+        for namespace in namespaces:
+            namespace["cosine_cutoff"] = gated
+        try:
+            yield
+        finally:
+            for namespace in namespaces:
+                namespace["cosine_cutoff"] = original
 
 
 def _training_data(folder: str | Path) -> str:
