@@ -200,3 +200,19 @@ def test_tensornet_embeddings_equal_its_readout_and_layer_norms(tensornet, frame
         tensornet.net.feature_dict = {}
         tensornet.use_embedding_layer(None)
     assert "cosine cutoff" in tensornet.atom_gate
+
+
+def test_tensornet_gate_does_not_reach_other_threads(tensornet, frames, tensornet_prediction):
+    """While one thread attributes (TensorNet's cutoff gated), a prediction in another thread
+    gets the plain cutoff: the same energies as without the gate."""
+    import threading
+
+    from mlipviz.models.matgl_adapter import _tensornet_cutoff_gated
+
+    out = {}
+    with _tensornet_cutoff_gated(torch.zeros(1)):  # a weight that fits no other pass's edges
+        worker = threading.Thread(target=lambda: out.update(pred=tensornet.predict(frames, batch_size=3,
+                                                                                  progress=False)))
+        worker.start()
+        worker.join()
+    np.testing.assert_array_equal(out["pred"].energy, tensornet_prediction.energy)

@@ -335,14 +335,18 @@ def _tensornet_cutoff_gated(weight: torch.Tensor) -> Iterator[None]:
     """TensorNet's cosine cutoff times ``weight`` (one per edge) inside the block. TensorNet
     multiplies every edge term of its embedding and of each interaction by that cutoff, so a zero
     weight removes the edge exactly; the function is looked up in its two modules at each call,
-    and replaced there for the block (a lock keeps two gated passes from mixing)."""
+    and replaced there for the block. Only this thread's calls are gated (another thread's
+    TensorNet pass meanwhile, e.g. a prediction in the Explorer, gets the plain cutoff), and a
+    lock keeps two gated passes from mixing."""
     from matgl.layers import _embedding, _graph_convolution
     from matgl.utils.cutoff import cosine_cutoff as original
 
     namespaces = (vars(_embedding), vars(_graph_convolution))  # where their forward passes look it up
+    owner = threading.get_ident()
 
     def gated(r: torch.Tensor, cutoff: float) -> torch.Tensor:
-        return original(r, cutoff) * weight.reshape(r.shape)
+        plain = original(r, cutoff)
+        return plain * weight.reshape(r.shape) if threading.get_ident() == owner else plain
 
     with _CUTOFF_LOCK:
         for namespace in namespaces:
