@@ -91,7 +91,7 @@ def compare(models: ModelsSpec, frames: StructuresLike, reference: ModelSpec | b
     UnsupportedElementError
         Frames with an element a model was not trained on.
     """
-    from ..models import resolve_models, resolve_reference
+    from ..models import model_specs, resolve_models, resolve_reference
     from ..models.batching import check_batch_size
 
     if reference is True:  # True is no calculator; False is the explicit "no reference"
@@ -105,11 +105,9 @@ def compare(models: ModelsSpec, frames: StructuresLike, reference: ModelSpec | b
     if checkpoint_dir is not None:  # checked before any model runs, not at its first batch
         checkpoint_dir = output_path("checkpoint_dir", checkpoint_dir, folder=True)
     frames = frames if isinstance(frames, Frames) else read(frames)
-    if isinstance(models, (list, tuple)) and not models:  # before the frames' labels are checked
-        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
-                         "calculator); got an empty list")
+    specs = model_specs(models)  # before the frames' labels are checked
     check_batch_size(batch_size)
-    loaded = resolve_models(models, device)
+    loaded = resolve_models(specs, device)
 
     def checkpoint(name: str) -> Path | None:
         if checkpoint_dir is None:

@@ -135,16 +135,13 @@ def evaluate(sources: StructuresLike | list[str | Path], models: ModelsSpec, ref
     ModelNotAvailableError
         A model that cannot be loaded here.
     """
-    from ..models import resolve_device, resolve_models, resolve_reference
+    from ..models import model_specs, resolve_device, resolve_models, resolve_reference
     from ..models.batching import check_batch_size
 
     # every argument checked before any source is opened, model loaded or worker started
     chunk_frames = whole_number("chunk_frames", chunk_frames, minimum=1)
     store = output_path("store", store)
-    specs: list[Any] = list(models) if isinstance(models, (list, tuple)) else [models]
-    if not specs:
-        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
-                         "calculator); got an empty list")
+    specs: list[Any] = model_specs(models)
     if reference is True or reference is False:
         raise ArgumentTypeError(f"reference={reference}: evaluate compares against a reference, None (the "
                                 "files' labels) or a model or calculator; for models side by side without "

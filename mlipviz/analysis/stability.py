@@ -15,7 +15,6 @@ from ase.neighborlist import neighbor_list
 
 from .. import checks
 from ..display import Showable
-from ..errors import InputError
 from ..frames import Frames
 from ..units import FS
 
@@ -92,11 +91,9 @@ def md_stability(models: ModelsSpec, atoms: StructureLike, temperature: float = 
         A model that cannot be loaded here.
     """
     from ..io import frames_from_atoms, one_structure
-    from ..models import resolve_device, resolve_models
+    from ..models import model_specs, resolve_device, resolve_models
 
-    if isinstance(models, (list, tuple)) and not models:
-        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
-                         "calculator); got an empty list")
+    specs = model_specs(models)
     atoms = one_structure(atoms, "atoms")
     temperature = checks.number("temperature", temperature, minimum=0)
     steps = checks.whole_number("steps", steps, minimum=1)
@@ -109,7 +106,7 @@ def md_stability(models: ModelsSpec, atoms: StructureLike, temperature: float = 
     max_energy_change = checks.number("max_energy_change", max_energy_change, minimum=0, above=True)
     resolve_device(device)
     rows, trajectories = [], {}
-    for model in resolve_models(models, device):  # each loaded once, before any dynamics
+    for model in resolve_models(specs, device):  # each loaded once, before any dynamics
         row, samples = _run(model, atoms, temperature, steps, timestep, friction, seed, sample_every,
                             min_distance, max_force, max_energy_change)
         rows.append(row)

@@ -42,6 +42,7 @@ __all__ = [
     "available_models",
     "backends",
     "load_model",
+    "model_specs",
     "preload",
     "resolve_device",
     "resolve_models",
@@ -99,6 +100,22 @@ def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "float32", ba
     return model if embedding_layer is None else model.use_embedding_layer(embedding_layer)
 
 
+def model_specs(models: ModelSpec | Sequence[ModelSpec]) -> list[ModelSpec]:
+    """``models`` as a list of specs (a list or tuple is several models; anything else is one,
+    and `load_model` says what it cannot load), checked before anything loads.
+
+    Raises
+    ------
+    InputError
+        An empty list.
+    """
+    specs = list(models) if isinstance(models, (list, tuple)) else [cast("ModelSpec", models)]
+    if not specs:
+        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
+                         "calculator); got an empty list")
+    return specs
+
+
 def resolve_models(models: ModelSpec | Sequence[ModelSpec], device: str = "auto") -> list[Model]:
     """Each of ``models`` (one, or a list of names, weights paths, ASE calculators and `Model`
     objects) as a loaded `Model`, once: what the entry points (`compare`, the scans,
@@ -107,16 +124,11 @@ def resolve_models(models: ModelSpec | Sequence[ModelSpec], device: str = "auto"
     Raises
     ------
     InputError
-        An empty list.
+        An empty list (`model_specs`).
     ModelNotAvailableError, ArgumentTypeError
         As `load_model`.
     """
-    # a list or tuple is several models; anything else is one (load_model says what it cannot load)
-    specs = list(models) if isinstance(models, (list, tuple)) else [cast("ModelSpec", models)]
-    if not specs:
-        raise InputError("models: give at least one model (a name, a weights path, a Model or an ASE "
-                         "calculator); got an empty list")
-    return [load_model(spec, device=device) for spec in specs]
+    return [load_model(spec, device=device) for spec in model_specs(models)]
 
 
 @overload

@@ -406,7 +406,7 @@ class Explorer(widgets.VBox):
 
     def _run(self, job: _Job, specs: list[Any], reference: Any) -> None:
         from ..analysis.compare import compare
-        from ..models import load_model
+        from ..models import resolve_models
 
         def progress(name: str, done: int, total: int) -> None:
             self._progress(job, name, done, total)
@@ -414,7 +414,7 @@ class Explorer(widgets.VBox):
         try:
             with _exclusive([*specs, reference], job.cancel, self.status):
                 self.status.value = "loading models..."
-                models = [load_model(spec, device=self.device.value) for spec in specs]
+                models = resolve_models(specs, self.device.value)
                 comparison = compare(models, job.frames, reference=reference, device=self.device.value,
                                      progress=False, callback=progress, embeddings=True,
                                      checkpoint_dir=Path(self._workdir.name) / job.frames.fingerprint()[:16])
