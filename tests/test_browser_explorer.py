@@ -62,6 +62,14 @@ def _write_cu(path: Path, n: int, seed: int):
     write(path, images)
 
 
+def _open_explorer(page, url: str, token: str, front_end: str):
+    """Open the user folder's explorer notebook in ``front_end`` and wait for the app; returns it."""
+    _open(page, url, token, front_end, "explorer")
+    app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
+    app.wait_for(timeout=120_000)
+    return app
+
+
 def _notebook(path: Path, cells: list[str]):
     import nbformat
 
@@ -147,9 +155,7 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
     page, console_errors, shots = browser_page
     with serve_jupyter(user_folder) as (url, token):
         try:
-            _open(page, url, token, "jupyterlab", "explorer")
-            app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
-            app.wait_for(timeout=120_000)
+            app = _open_explorer(page, url, token, "jupyterlab")
 
             # upload through the app's upload control; a file too large is refused with a pointer
             page.locator(".widget-toggle-button", has_text="upload").click()
@@ -364,9 +370,7 @@ def test_explorer_reports_bad_files_in_the_app(user_folder, browser_page):
     page, console_errors, shots = browser_page
     with serve_jupyter(user_folder) as (url, token):
         try:
-            _open(page, url, token, "jupyterlab", "explorer")
-            app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
-            app.wait_for(timeout=120_000)
+            app = _open_explorer(page, url, token, "jupyterlab")
             page.locator(".widget-toggle-button", has_text="upload").click()
             page.locator(".mlipviz-upload-input").set_input_files(str(user_folder / "broken.extxyz"))
             box = page.locator(".mlipviz-error:visible").first
@@ -399,9 +403,7 @@ def test_explorer_in_notebook7(user_folder, browser_page):
     with serve_jupyter(user_folder) as (url, token):
         try:
             baseline = baseline_errors(page, url, token, "notebook7")
-            _open(page, url, token, "notebook7", "explorer")
-            app = page.locator(".widget-vbox", has_text="mlipviz Explorer").first
-            app.wait_for(timeout=120_000)
+            app = _open_explorer(page, url, token, "notebook7")
             _open_on_server(page, app, "on_server.extxyz", "96 in all, 32 per frame")
             page.get_by_role("checkbox", name="chgnet", exact=True).check()
             page.locator("button.widget-button[title='run']").click()
