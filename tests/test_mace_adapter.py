@@ -300,3 +300,17 @@ def test_importing_mace_leaves_torch_safe_loading_on():
     imported, kept, unguarded = out.stdout.split()[-3:]
     assert (imported, kept) == ("True", "None")  # imported by load, the setting restored
     assert unguarded == "1"  # what importing mace does without the guard
+
+
+def test_a_card_names_the_head_of_a_multi_head_model(no_weights, small_model_path):
+    models, _ = no_weights
+    card = registry.get_card("mace-mh-1")
+    assert card.option("head") == "omat_pbe"
+    # the test-built single-head stand-in file under MACE-MH-1's name, NOT the real MACE-MH-1:
+    # the card's head is looked for, and its absence named with the heads the file has
+    shutil.copy(small_model_path, models / card.filenames[0])
+    with pytest.raises(ModelNotAvailableError, match=r"has heads \['Default'\], not 'omat_pbe'"):
+        mlipviz.load_model("mace-mh-1", device="cpu", dtype="float64")
+    # a card without a head option runs the file's only head
+    shutil.copy(small_model_path, models / registry.get_card("mace-omat-0").filenames[0])
+    assert mlipviz.load_model("mace-omat-0", device="cpu").meta["head"] == "Default"

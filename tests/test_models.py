@@ -14,8 +14,11 @@ from mlipviz.errors import ModelNotAvailableError
 from mlipviz.models import CARDS, registry, resolve_device
 from mlipviz.models.ase_adapter import CalculatorModel
 
-NAMES = ["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "mace-mp-0", "mace-mp-0-small", "mace-mpa-0",
-         "m3gnet", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "sevennet-0", "sevennet-l3i5"]
+NAMES = ["chgnet", "chgnet-0.2.0", "chgnet-r2scan", "mace-mp-0", "mace-mp-0-small", "mace-mpa-0", "mace-omat-0",
+         "mace-matpes-pbe-0", "mace-matpes-r2scan-0", "mace-mh-1", "m3gnet", "m3gnet-matpes-pbe",
+         "tensornet-matpes-pbe", "sevennet-0", "sevennet-l3i5", "orb-v3-conservative-inf-omat",
+         "orb-v3-conservative-inf-mpa", "orb-v3-direct-20-omat", "pet-mad-s", "mattersim-v1-1m", "mattersim-v1-5m",
+         "uma-s-1p1", "uma-m-1p1", "esen-sm-conserving-omol"]
 
 
 @pytest.fixture

@@ -208,7 +208,9 @@ def _availability(card: ModelCard) -> tuple[bool, str, str]:
     """(can load here, why, the same in a few words)."""
     found = get_backend(card.backend)
     if not found.installed:
-        return (False, f"package '{found.pip}' not installed: {found.install_hint}", f"needs {found.install_hint}")
+        short = (f"needs its own environment: pip install 'mlipviz[{found.extra}]'" if found.coexist
+                 else f"needs {found.install_hint}")
+        return False, f"package '{found.pip}' not installed: {found.install_hint}", short
     weights, looked = find_local_weights(card, found.package_weights(card))
     if weights is not None:
         return True, f"weights at {shown(weights)}", "weights on this machine"
@@ -224,16 +226,21 @@ def _availability(card: ModelCard) -> tuple[bool, str, str]:
 def available_models() -> pd.DataFrame:
     """Every registered model, whether it can load on this machine, and why (not).
 
-    Columns: ``available``, ``reason`` (where the weights are or every place looked),
+    Columns: ``available``, ``reason`` (where the weights are or every place looked; for a
+    package that cannot be installed next to mlipviz's other model packages, why),
     ``short_reason`` (the same in a few words, for lists), ``description``,
-    ``training_data``, ``package``, ``citation``.
+    ``training_data``, ``package``, ``runs`` (``"batched"``: mlipviz's own adapter, with
+    embeddings and attributions; ``"calculator"``: the package's ASE calculator, one
+    structure at a time), ``citation``.
     """
     rows = []
     for card in cards():
         ok, why, short = _availability(card)
+        found = get_backend(card.backend)
         rows.append({"name": card.name, "available": ok, "reason": why, "short_reason": short,
                      "description": card.description, "training_data": card.training_data,
-                     "package": get_backend(card.backend).pip, "citation": card.citation})
+                     "package": found.pip, "runs": "calculator" if found.calculator_only else "batched",
+                     "citation": card.citation})
     return pd.DataFrame(rows).set_index("name")
 
 

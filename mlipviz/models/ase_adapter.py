@@ -1,11 +1,16 @@
-"""Any ASE calculator as a `Model`: one structure at a time, no batching."""
+"""Any ASE calculator as a `Model`: one structure at a time, no batching; and the named models
+that mlipviz runs through their package's own calculator (`PackageCalculatorModel`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import BaseCalculator
 
 from ..frames import Frames
+from .backend import Backend, ModelCard
 from .base import Model
 
 
@@ -41,3 +46,28 @@ class CalculatorModel(Model):
         return {"energy": np.array(out["energy"]), "forces": np.concatenate(out["forces"]),
                 "stress": np.array(out["stress"]) if self.has_stress else None,
                 "energies": np.concatenate(out["energies"]) if self.has_energies else None}
+
+
+class PackageCalculatorModel(CalculatorModel):
+    """A named pretrained model run through its package's own ASE calculator (a `Backend` with
+    ``calculator_only``): `predict` evaluates one structure at a time; no embeddings, no
+    attributions, since the package does not hand its network to mlipviz.
+
+    Parameters
+    ----------
+    calc
+        The package's calculator, already built on ``device`` in ``dtype``.
+    backend, card, weights
+        What it is (`Model._describe` records them in ``meta``; the card names it).
+    device, dtype
+        Where and in what precision the calculator runs.
+    **meta
+        The backend's own entries of ``meta`` (a UMA task, an ORB precision ...).
+    """
+
+    def __init__(self, calc: BaseCalculator, backend: Backend[Model], card: ModelCard | None,
+                 weights: str | Path | None, device: str, dtype: str, **meta: Any) -> None:
+        super().__init__(calc)
+        self.device, self.dtype = device, dtype
+        name = Path(weights).stem if weights is not None else self.name
+        self._describe(backend, card, weights, name, calculator=type(calc).__name__, **meta)

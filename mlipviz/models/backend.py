@@ -32,8 +32,9 @@ class ModelCard:
 
     ``backend``: the `Backend` name whose package reads it; ``version``: the model's own id,
     passed to its package; ``filenames``: names looked for in ``$MLIPVIZ_MODELS``; ``url``:
-    download address, where the package downloads by URL. Its package and extra are its
-    backend's (`mlipviz.models.registry.backend`).
+    download address, where the package downloads by URL; ``options``: (name, value) pairs the
+    backend's loader passes on (a multi-head model's ``head``, a UMA ``task``). Its package and
+    extra are its backend's (`mlipviz.models.registry.backend`).
     """
 
     name: str
@@ -45,6 +46,11 @@ class ModelCard:
     url: str | None = None
     citation: str = ""
     aliases: tuple[str, ...] = field(default=())
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        """The value of option ``name`` (`options`), or ``default``."""
+        return dict(self.options).get(name, default)
 
 
 def _no_weights(card: ModelCard | None) -> list[Path]:
@@ -85,6 +91,13 @@ class Backend(Generic[ModelT]):
         None where importing it has side effects that should wait (MACE).
     cards
         Its named pretrained models.
+    coexist
+        Why its package cannot be installed next to mlipviz's other model packages (a pin on
+        torch or e3nn), or ``""``; such a backend stays out of ``mlipviz[all]``, and
+        ``available_models()`` and the install error say why.
+    calculator_only
+        Runs through its package's own ASE calculator: one structure at a time, with no
+        embeddings or attributions (the package does not expose its network to mlipviz).
     """
 
     name: str
@@ -101,6 +114,8 @@ class Backend(Generic[ModelT]):
     dtype_note: str = ""
     import_package: Callable[[], None] | None = None
     cards: tuple[ModelCard, ...] = ()
+    coexist: str = ""
+    calculator_only: bool = False
 
     @property
     def installed(self) -> bool:
@@ -109,8 +124,10 @@ class Backend(Generic[ModelT]):
 
     @property
     def install_hint(self) -> str:
-        """The pip command that installs its package, as mlipviz's extra."""
-        return f"pip install 'mlipviz[{self.extra}]'"
+        """The pip command that installs its package, as mlipviz's extra (in an environment of
+        its own where it cannot be installed next to the other model packages)."""
+        hint = f"pip install 'mlipviz[{self.extra}]'"
+        return f"{hint} in an environment of its own ({self.coexist})" if self.coexist else hint
 
     def require_installed(self, what: str) -> None:
         """A `ModelNotAvailableError` with the install command unless the package is here."""

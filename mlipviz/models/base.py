@@ -167,8 +167,15 @@ class Model:
         and its version), then the backend's own ``meta``; for a bare weights path without a
         card, ``meta`` may give ``version`` and ``training_data``."""
         import importlib
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed_version
 
         package = importlib.import_module(backend.package)
+        package_version: str | None
+        try:  # the distribution's version: some packages (fairchem's namespace) have no __version__
+            package_version = installed_version(backend.pip)
+        except PackageNotFoundError:
+            package_version = getattr(package, "__version__", None)
         version, training_data = meta.pop("version", None), meta.pop("training_data", None)
         self.name = card.name if card is not None else name
         self.card = card
@@ -179,7 +186,7 @@ class Model:
             "weights": None if weights is None else str(weights),
             "training_data": card.training_data if card is not None else training_data,
             "package": backend.pip,
-            "package_version": getattr(package, "__version__", None),
+            "package_version": package_version,
             **meta,
         }
 

@@ -1,4 +1,5 @@
-"""MACE backend (package ``mace-torch``): MACE-MP-0, MACE-MPA-0, or any MACE ``.model`` file.
+"""MACE backend (package ``mace-torch``): the MACE foundation models (MP-0, MPA-0, OMAT-0,
+MATPES-0, MH-1) or any MACE ``.model`` file.
 
 Evaluation batches for real: each frame's neighbour list comes from mace's own
 ``get_neighborhood`` (what ``AtomicData.from_config`` calls), the frames' graphs are joined
@@ -42,6 +43,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
 _SHIPPED = "mace-mpa-0-medium.model"
 MACE_MP_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
+MACE_FOUNDATIONS = "https://github.com/ACEsuit/mace-foundations/releases/download"
 
 
 def _cache_dir() -> Path:
@@ -109,14 +111,17 @@ def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype:
             f"MACE model {weights} embeds per-structure inputs ({', '.join(specs)}), "
             "which mlipviz's batched graphs do not carry; wrap its MACECalculator instead: "
             "mlipviz.load_model(MACECalculator(model_paths=...))")
-    return MACEModel(net, weights=weights, card=card, device=device, dtype=dtype)
+    return MACEModel(net, weights=weights, card=card, device=device, dtype=dtype,
+                     head=None if card is None else card.option("head"))
 
 
 class MACEModel(Model):
     """A MACE energy model (``MACE`` / ``ScaleShiftMACE``) evaluated on batched graphs.
 
     ``net``: the network as ``torch.load`` unpickles it, a ``torch.nn.Module`` whose buffers
-    (``r_max``, ``atomic_numbers``, ``num_interactions``) and blocks are read by name.
+    (``r_max``, ``atomic_numbers``, ``num_interactions``) and blocks are read by name. ``head``:
+    which head of a multi-head model to run (default: its only head, or the one called
+    "default").
     """
 
     has_stress = True
@@ -127,7 +132,7 @@ class MACEModel(Model):
     cost_per_batch = 4000
 
     def __init__(self, net: Any, weights: str | Path, card: ModelCard | None = None, device: str = "cpu",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", head: str | None = None) -> None:
         super().__init__()
         from e3nn import o3
         from mace.tools import utils as mace_utils
@@ -141,7 +146,10 @@ class MACEModel(Model):
         self.elements = frozenset(int(z) for z in net.atomic_numbers)
 
         heads = list(getattr(net, "heads", None) or ["Default"])
-        if len(heads) == 1:
+        if head is not None:  # a multi-head model's card names its head
+            if head not in heads:
+                raise ModelNotAvailableError(f"MACE model {weights} has heads {heads}, not {head!r}")
+        elif len(heads) == 1:
             head = heads[0]
         else:
             named = [h for h in heads if h.lower() == "default"]
@@ -275,7 +283,7 @@ class MACEModel(Model):
 
     def calculator(self) -> BaseCalculator:
         """``MACECalculator`` reading the same weights file, in this model's dtype and device."""
-        kwargs = {"head": self._head} if len(self._heads) > 1 else {}
+        kwargs: dict[str, Any] = {"head": self._head} if len(self._heads) > 1 else {}
         # mace's calculator unpickles the file (already vetted by `load`) through torch's
         # process-wide setting: on for this call only
         with process_setting_kept():
@@ -288,6 +296,7 @@ class MACEModel(Model):
 
 _CITATION = "Batatia et al., arXiv 2401.00096 (2023)"
 _MPTRJ = "MPtrj (Materials Project, PBE/PBE+U)"
+_OMAT = "OMat24 (off-equilibrium bulk: rattled and AIMD structures, PBE/PBE+U)"
 
 BACKEND = Backend(
     name="mace", package="mace", pip="mace-torch", extra="mace", load=load,
@@ -308,5 +317,24 @@ BACKEND = Backend(
         ModelCard("mace-mpa-0", "mace", "medium-mpa-0", "MACE-MPA-0 medium", "MPtrj + sAlex (PBE/PBE+U)",
                   ("mace-mpa-0-medium.model",), url=f"{MACE_MP_RELEASES}/mace_mpa_0/mace-mpa-0-medium.model",
                   citation=_CITATION),
+        ModelCard("mace-omat-0", "mace", "medium-omat-0", "MACE-OMAT-0 medium (Academic Software License)",
+                  _OMAT, ("mace-omat-0-medium.model",),
+                  url=f"{MACE_MP_RELEASES}/mace_omat_0/mace-omat-0-medium.model", citation=_CITATION),
+        ModelCard("mace-matpes-pbe-0", "mace", "mace-matpes-pbe-0",
+                  "MACE-MATPES-PBE-0 (OMAT-0 fine-tuned on MatPES-PBE; Academic Software License)",
+                  "OMat24, then MatPES-PBE (MD-sampled, PBE without +U)", ("MACE-matpes-pbe-omat-ft.model",),
+                  url=f"{MACE_FOUNDATIONS}/mace_matpes_0/MACE-matpes-pbe-omat-ft.model", citation=_CITATION),
+        ModelCard("mace-matpes-r2scan-0", "mace", "mace-matpes-r2scan-0",
+                  "MACE-MATPES-r2SCAN-0 (OMAT-0 fine-tuned on MatPES-r2SCAN; Academic Software License)",
+                  "OMat24, then MatPES-r2SCAN (MD-sampled, r2SCAN)", ("MACE-matpes-r2scan-omat-ft.model",),
+                  url=f"{MACE_FOUNDATIONS}/mace_matpes_0/MACE-matpes-r2scan-omat-ft.model", citation=_CITATION),
+        ModelCard("mace-mh-1", "mace", "mh-1",
+                  "MACE-MH-1, multi-head; its head 'omat_pbe' (inorganic materials)",
+                  "OMat24, OMol25, OC20, MATPES, SPICE (one head each); head 'omat_pbe': OMat24, PBE/PBE+U",
+                  ("mace-mh-1.model",), url=f"{MACE_FOUNDATIONS}/mace_mh_1/mace-mh-1.model",
+                  citation="Batatia et al., Cross learning between electronic structure theories for unifying "
+                           "molecular, surface, and inorganic crystal foundation force fields, arXiv 2510.25380 "
+                           "(2025)",
+                  options=(("head", "omat_pbe"),)),
     ),
 )

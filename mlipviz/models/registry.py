@@ -30,7 +30,8 @@ __all__ = ["ADAPTERS", "Backend", "ModelCard", "backend", "backends", "cards", "
 
 #: the adapter modules of mlipviz.models, each defining one ``BACKEND`` (`Backend`): a new
 #: backend is its module plus its name here. Their named models are listed in this order.
-ADAPTERS = ("chgnet_adapter", "mace_adapter", "matgl_adapter", "sevenn_adapter")
+ADAPTERS = ("chgnet_adapter", "mace_adapter", "matgl_adapter", "sevenn_adapter", "orb_adapter", "upet_adapter",
+            "mattersim_adapter", "fairchem_adapter")
 
 _BACKENDS: dict[str, Backend[Model]] = {}
 _BY_NAME: dict[str, ModelCard] = {}
