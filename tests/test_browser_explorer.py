@@ -169,8 +169,9 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             _open_on_server(page, app, "on_server.extxyz", "96 in all, 32 per frame")
             assert "energy, forces" in app.inner_text()
 
-            # tick a model, choose another model as the reference, run
+            # tick two models, choose another model as the reference, run
             page.get_by_role("checkbox", name="chgnet", exact=True).check()
+            page.get_by_role("checkbox", name="m3gnet", exact=True).check()
             page.locator(".widget-dropdown", has_text="reference").locator("select").select_option(
                 label="model: sevennet-0")
             page.locator("button.widget-button[title='run']").click()
@@ -181,6 +182,14 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             # every tab: its canvas draws, its plots render, its action works
             summary = _tab(page, "summary")
             assert "force_mae_eV_A" in summary.inner_text()
+            # the model choice: both models in its table and as points of its plot, device named
+            choice = summary.locator(".mlipviz-model-choice")
+            assert "chgnet" in choice.inner_text() and "m3gnet" in choice.inner_text()
+            plot = summary.locator(".js-plotly-plot").first
+            plot.wait_for(timeout=60_000)
+            _wait_for(lambda: plot.locator(".scatterlayer .point").count() == 2 or None, 60,
+                      "the model choice plot to draw both models", page)
+            assert "cpu" in plot.locator(".gtitle").text_content()
             summary.screenshot(path=str(shots / "explorer_summary.png"))
 
             emap = _tab(page, "error map")

@@ -504,6 +504,83 @@ class Comparison(Showable):
                              **softening_fit(_forces(pred)[mask], _forces(reference)[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
 
+    # -- model choice -------------------------------------------------------------
+    def model_choice(self, rare_events: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Accuracy on these frames against speed measured in the same run: which model to
+        choose for this data on this machine (Jacobs et al. 2025, execution speed and model choice).
+
+        Parameters
+        ----------
+        rare_events : dict, optional
+            Keyword arguments of `rare_events` that choose the rare-event atoms (``atoms``,
+            ``threshold``); default: atoms displaced more than 1 Å from the first frame. Where
+            the frames allow no such choice (different structures), the rare-event columns are
+            NaN and ``attrs["rare_events"]`` says why.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per model (index ``model``): ``force_mae_eV_A``, ``energy_mae_eV_atom``
+            (where the reference has energies), ``softening_slope`` (Deng et al. 2025; 1 is no
+            softening), ``rare_event_force_error_eV_A`` (mean |ΔF| on the rare-event atoms, Liu,
+            He & Mo 2023) and ``n_rare_event_atoms``; ``atoms_per_second`` (atoms evaluated per
+            second of the model's forward passes in this comparison, graph building included),
+            ``seconds``, ``peak_memory_MiB`` (its largest forward pass: the CUDA allocator's peak
+            above what was allocated before it on a GPU; on CPU the tensors autograd saved for the
+            forces, which unlike the process's resident memory does not depend on what ran
+            before; NaN for a calculator that runs no torch autograd), ``device``, ``dtype``;
+            and ``best_tradeoff``: no other model is both faster and more accurate in forces
+            (the Pareto front). NaN speed where a model's predictions were read back from a
+            checkpoint or a file written before speeds were recorded. ``attrs`` holds
+            ``device``, ``dtype`` and ``rare_events`` (how the atoms were chosen).
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        InputError, ArgumentTypeError
+            ``rare_events`` that `rare_events` refuses (its errors), or not a dict.
+        """
+        self._require_reference("model_choice()")
+        if rare_events is not None and not isinstance(rare_events, dict):
+            raise ArgumentTypeError(f"rare_events must be a dict of rare_events() arguments or None, "
+                                    f"got {type(rare_events).__name__}")
+        summary, slopes = self.summary(), self.softening()["slope"]
+        table = pd.DataFrame(index=pd.Index(self.models, name="model"))
+        table["force_mae_eV_A"] = summary["force_mae_eV_A"]
+        if "energy_mae_eV_atom" in summary:
+            table["energy_mae_eV_atom"] = summary["energy_mae_eV_atom"]
+        table["softening_slope"] = slopes
+        how = "atoms displaced more than 1 Å from the first frame" if not rare_events else \
+            "rare_events(" + ", ".join(f"{k}={v!r}" for k, v in rare_events.items()) + ")"
+        try:
+            rare = self.rare_events(**(rare_events or {})).summary
+        except InputError as exc:
+            if rare_events:  # the user's own selection: their error
+                raise
+            rare, how = None, f"none: {exc}"
+        table["rare_event_force_error_eV_A"] = np.nan
+        table["n_rare_event_atoms"] = 0
+        if rare is not None:
+            for name in self.models:
+                if (name, "rare-event") in rare.index:
+                    table.loc[name, "rare_event_force_error_eV_A"] = rare.loc[(name, "rare-event"), "force_error_mean"]
+                    table.loc[name, "n_rare_event_atoms"] = rare.loc[(name, "rare-event"), "n_atoms"]
+            if not table["n_rare_event_atoms"].any():
+                how += " (none found)"
+        for name, pred in self.predictions.items():
+            meta = pred.meta
+            table.loc[name, "atoms_per_second"] = meta.get("atoms_per_second", np.nan)
+            table.loc[name, "seconds"] = meta.get("seconds", np.nan)
+            peak = meta.get("peak_memory_bytes")
+            table.loc[name, "peak_memory_MiB"] = np.nan if peak is None else peak / 2 ** 20
+            table.loc[name, "device"] = str(meta.get("device", "unknown"))
+            table.loc[name, "dtype"] = str(meta.get("dtype", "unknown"))
+        table["best_tradeoff"] = _pareto(table["force_mae_eV_A"].to_numpy(), table["atoms_per_second"].to_numpy())
+        table.attrs.update(device=", ".join(sorted(set(table["device"]))),
+                           dtype=", ".join(sorted(set(table["dtype"]))), rare_events=how)
+        return table
+
     def _frame_groups(self, by: str | None) -> dict[Any, np.ndarray]:
         n = len(self.frames)
         if by is None:
@@ -854,6 +931,22 @@ def _angle_thresholds(values: Any) -> list[float]:
     out = [number(f"angle_thresholds[{k}]", deg, minimum=0, maximum=180) for k, deg in enumerate(values)]
     if any(b <= a for a, b in itertools.pairwise(out)):  # one column per threshold, in order
         raise InputError(f"angle_thresholds must increase, got {tuple(values)!r}")
+    return out
+
+
+def _pareto(error: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    """True for the models no other model beats in both (lower ``error`` and higher ``speed``,
+    one of them strictly); a model without a measured speed is on the front only if its error is
+    the lowest."""
+    out = np.zeros(len(error), dtype=bool)
+    for i in range(len(error)):
+        if not np.isfinite(error[i]):
+            continue
+        if not np.isfinite(speed[i]):
+            out[i] = bool(error[i] <= np.nanmin(error))
+            continue
+        dominated = (error <= error[i]) & (speed >= speed[i]) & ((error < error[i]) | (speed > speed[i]))
+        out[i] = not dominated.any()
     return out
 
 

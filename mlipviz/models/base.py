@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -278,11 +279,17 @@ class Model:
         bar = tqdm(total=len(frames), initial=len(frames) - len(todo), unit="frame",
                    desc=f"{self.name} ({self.device})", disable=not progress)
         start = 0
+        # the speed and memory of this run (`Comparison.model_choice`): the passes' wall time, and
+        # the largest pass's memory as `MemoryMeter` measures it (on a GPU the allocator's peak;
+        # on CPU the tensors autograd saves, which does not depend on what ran before, unlike the
+        # process's resident memory)
+        seconds, timed_atoms, peak = 0.0, 0, 0.0
         try:
             while start < len(todo):
                 stop = plan.stop(start)
                 ids = todo[start:stop]
                 out = None
+                began = time.perf_counter()
                 try:
                     with meter.measure():
                         out = self._evaluate(frames[ids], return_embeddings)
@@ -295,6 +302,9 @@ class Model:
                     plan.split(start, stop)
                     _release_memory(self.device)
                     continue
+                seconds += time.perf_counter() - began
+                timed_atoms += int(frames.n_atoms[ids].sum())
+                peak = max(peak, meter.nbytes or 0.0)
                 plan.measured(start, stop, meter.nbytes)
                 part = self._to_prediction(frames.n_atoms[ids], out, frames.pbc[ids].all(axis=1))
                 for k, i in enumerate(ids):
@@ -311,10 +321,13 @@ class Model:
         result.meta = dict(self.meta, model=self.name, device=self.device, dtype=self.dtype,
                            embedding_layer=self.embedding_layer if return_embeddings else None)
         result.meta.update(passes=plan.passes, largest_pass_atoms=plan.largest_pass_atoms)
-        if plan.largest_pass_bytes:  # measured: on a GPU, or on CPU under a memory budget
+        if plan.largest_pass_bytes:  # measured (on CPU: the tensors autograd saved; none without autograd)
             result.meta["largest_pass_bytes"] = plan.largest_pass_bytes
         if plan.splits:
             result.meta["out_of_memory_splits"] = plan.splits
+        if timed_atoms:  # frames evaluated in this call (not read back from a checkpoint)
+            result.meta.update(seconds=seconds, timed_atoms=timed_atoms, atoms_per_second=timed_atoms / seconds,
+                               peak_memory_bytes=peak or None)  # None: nothing measured (no torch autograd)
         return result
 
     def _failure(self, frames: Frames, ids: np.ndarray, exc: Exception, checkpoint: str | Path | None) -> MlipvizError:

@@ -121,15 +121,14 @@ class MemoryMeter:
 
     @contextmanager
     def measure(self) -> Iterator[MemoryMeter]:
-        """Measure the pass run inside the block: ``nbytes`` is set when it ends (None on CPU
-        without a budget); with ``enforce``, a pass over the budget raises ``torch.OutOfMemoryError``."""
+        """Measure the pass run inside the block: ``nbytes`` is set when it ends (on CPU, the
+        bytes of the tensors autograd saved, which a pass's memory grows with; 0 for a pass
+        that runs no autograd); with ``enforce``, a pass over the budget raises
+        ``torch.OutOfMemoryError``."""
         import torch
 
         self.nbytes = None
         cuda = str(self.device).startswith("cuda")
-        if not cuda and self.budget is None:
-            yield self
-            return
         seen: set[int] = set()
         saved = [0]
 

@@ -1,7 +1,10 @@
 """PET-MAD backend (package ``upet``, the Laboratory of Computational Science and Modelling,
 EPFL): the PET-MAD universal potential and its UPET siblings, run through the package's own
 ``UPETCalculator`` (``upet`` succeeds the ``pet-mad`` package, whose metatrain pin needs
-torch < 2.11).
+torch < 2.11). upet can be installed next to mlipviz's other model packages, but it brings
+``nvalchemi-toolkit-ops``, and with that MatGL builds TensorNet with warp kernels instead of the
+PyG layers mlipviz reads (embeddings, attributions), so it is not part of ``mlipviz[all]``:
+install ``mlipviz[pet-mad]`` in an environment of its own.
 
 upet downloads its checkpoints from the Hugging Face repository ``lab-cosmo/upet`` into the
 Hugging Face cache (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``). A checkpoint is a
@@ -77,6 +80,8 @@ BACKEND = Backend(
     name="upet", package="upet", pip="upet", extra="pet-mad", load=load,
     package_weights=package_weights, download_source=download_source,
     suffixes=(), name_hint="pet-", dtypes=("float32", "float64"),
+    coexist="upet brings nvalchemi-toolkit-ops and warp-lang, with which MatGL silently switches TensorNet to "
+            "warp kernels that mlipviz's TensorNet adapter does not read, and prints kernel-loading logs",
     calculator_only=True,
     cards=(
         ModelCard("pet-mad-s", "upet", "1.6.0", "PET-MAD v1.6.0, size S (Point-Edge Transformer)",
