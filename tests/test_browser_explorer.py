@@ -169,6 +169,18 @@ def test_explorer_as_a_user_in_jupyterlab(user_folder, browser_page):
             _open_on_server(page, app, "on_server.extxyz", "96 in all, 32 per frame")
             assert "energy, forces" in app.inner_text()
 
+            # the models that cannot load here wait in a closed note; opened, it shows them greyed
+            # out with their reasons
+            note = page.locator(".lm-AccordionPanel-title, .p-Accordion-title, .jupyter-widget-Collapse-header",
+                                has_text="cannot load here").first
+            assert not page.get_by_role("checkbox", name="mattersim-v1-1m", exact=True).is_visible()
+            note.click()
+            greyed = page.get_by_role("checkbox", name="mattersim-v1-1m", exact=True)
+            greyed.wait_for(timeout=30_000)
+            assert greyed.is_disabled() and app.get_by_text("needs its own environment").first.is_visible()
+            app.screenshot(path=str(shots / "explorer_models.png"))
+            note.click()
+
             # tick two models, choose another model as the reference, run
             page.get_by_role("checkbox", name="chgnet", exact=True).check()
             page.get_by_role("checkbox", name="m3gnet", exact=True).check()

@@ -158,27 +158,29 @@ class Explorer(widgets.VBox):
         self.source_box = widgets.VBox()
         self._show_source()
 
-        # models: every registry entry; those that cannot load here disabled, with a short reason
-        # in the list and the whole one (where it looked) on hover and in the note below
+        # models: every registry entry that loads here as a checkbox; those that cannot load here
+        # (most of a long registry on a given machine) greyed out in the note below, closed, with a
+        # short reason each, and the whole one (where it looked) on hover and in the list under them
         table = available_models()
         self.model_boxes: dict[str, widgets.Checkbox] = {}
         rows: list[widgets.Widget] = []
+        greyed: list[widgets.Widget] = []
         for name, row in table.iterrows():
             box = widgets.Checkbox(False, description=name, disabled=not row["available"], indent=False,
-                                   layout={"width": "180px"}, tooltip=row["reason"])
+                                   layout={"width": "250px"}, tooltip=row["reason"])
             self.model_boxes[name] = box
             note = "" if row["available"] else row["short_reason"]
-            rows.append(widgets.HBox([box, widgets.HTML(
+            (rows if row["available"] else greyed).append(widgets.HBox([box, widgets.HTML(
                 f"<span title='{html.escape(row['reason'], quote=True)}' style='color:#666;font-size:12px'>"
                 f"{html.escape(row['description'])}{' &middot; ' + html.escape(note) if note else ''}</span>")]))
         for name in self._extra_models:
             self.model_boxes[name] = widgets.Checkbox(True, description=name, indent=False)
             rows.append(self.model_boxes[name])
         self.unavailable = {name: row["reason"] for name, row in table.iterrows() if not row["available"]}
-        self.model_note = widgets.Accordion([widgets.HTML(
+        self.model_note = widgets.Accordion([widgets.VBox(greyed + [widgets.HTML(
             "<ul style='font-size:12px'>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(r)}</li>"
-                                                     for n, r in self.unavailable.items()) + "</ul>")])
-        self.model_note.set_title(0, f"why {len(self.unavailable)} model(s) cannot load here")
+                                                     for n, r in self.unavailable.items()) + "</ul>")])])
+        self.model_note.set_title(0, f"{len(self.unavailable)} more model(s) cannot load here: which, and why")
         self.model_note.selected_index = None
         loadable = [n for n, b in self.model_boxes.items() if not b.disabled]
         self._preload = threading.Thread(target=_preload, args=(loadable,), daemon=True)
