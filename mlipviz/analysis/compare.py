@@ -16,16 +16,24 @@ from ase.data import chemical_symbols
 
 from ..checks import flag, number, output_path
 from ..display import Showable
-from ..errors import ArgumentTypeError, InputError, MissingLabelsError, ReadError, UnknownNameError
+from ..errors import (
+    ArgumentTypeError,
+    InputError,
+    MissingLabelsError,
+    ModelNotAvailableError,
+    ReadError,
+    UnknownNameError,
+)
 from ..frames import Frames
 from ..io import read
-from ..models.base import Prediction
+from ..models.base import Model, Prediction
 from ..storage import hdf5_in_memory, hdf5_reason, replacing
 from ..units import EV_A3_IN_GPA
 from ..version import __version__
 from .metrics import ANGLE_MIN_FORCE, force_errors, minimum_image_displacement, row_norms, softening_fit
 
 if TYPE_CHECKING:
+    from ..models.corrected import CorrectedModel
     from ._types import ModelSpec, ModelsSpec, StructuresLike
 
 #: atoms per block when measuring displacements from the first frame (bounds the memory
@@ -130,7 +138,9 @@ def compare(models: ModelsSpec, frames: StructuresLike, reference: ModelSpec | b
         predictions[name] = model.predict(frames, batch_size=batch_size, progress=progress,
                                           checkpoint=checkpoint(name), callback=_named(callback, name),
                                           return_embeddings=embeddings and model.embedding_layer is not None)
-    return Comparison(frames, predictions, ref, angle_min_force=angle_min_force)
+    result = Comparison(frames, predictions, ref, angle_min_force=angle_min_force)
+    result.loaded_models = dict(zip(predictions, loaded))  # for corrected(): the models themselves
+    return result
 
 
 def reference_from_labels(frames: Frames) -> Prediction:
@@ -246,6 +256,8 @@ class Comparison(Showable):
         self.reference = reference
         self.angle_min_force = number("angle_min_force", angle_min_force, minimum=0)
         self._atom_errors: dict[str, dict[str, np.ndarray]] = {}
+        #: the models behind the predictions, where this process made them (`compare`); not saved
+        self.loaded_models: dict[str, Model] = {}
 
     @property
     def models(self) -> list[str]:
@@ -503,6 +515,78 @@ class Comparison(Showable):
                 rows.append({"model": name, **({by: group} if by else {}),
                              **softening_fit(_forces(pred)[mask], _forces(reference)[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
+
+    # -- correction ---------------------------------------------------------------
+    def corrected(self, model: str, by: str | None = None, base: ModelSpec | None = None) -> CorrectedModel:
+        """The linear softening correction of ``model`` (Deng et al. 2025) as a model of its own:
+        forces, stress and energy differences scaled by c = 1/s, s its softening scale on these
+        frames against this reference (`softening`), optionally per group of frames.
+
+        The result works wherever a model does (`compare`, the scans, `md_stability`, the
+        Explorer) and as an ASE calculator (``.calculator()``); its card says what it is and
+        what the correction was fitted on. Judge it on frames it was not fitted on.
+
+        Parameters
+        ----------
+        model : str
+            A model of this comparison.
+        by : str, optional
+            None: one c for all frames; or a key of the frames' ``info`` (e.g. ``"material_id"``):
+            one c per value, chosen for each frame it is run on from the same key (a frame whose
+            value has no fit is refused).
+        base : Model, str, Path or ASE calculator, optional
+            The model itself, where this comparison does not hold it (one read from a file, or
+            made from predictions); default: the model `compare` loaded, or the registry model of
+            that name.
+
+        Returns
+        -------
+        mlipviz.models.corrected.CorrectedModel
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        UnknownNameError
+            ``model`` is not in this comparison, or ``by`` an ``info`` key some frames lack.
+        InputError
+            A slope that is not positive (forces that do not follow the reference at all).
+        ModelNotAvailableError
+            ``base`` not given, and no model of that name can be loaded.
+        """
+        from ..models import get_card, load_model
+        from ..models.corrected import CorrectedModel
+
+        pred = self.prediction(model)
+        fits = self.softening(by)
+        if base is not None:
+            underlying = load_model(base)
+        elif model in self.loaded_models:
+            underlying = self.loaded_models[model]
+        elif get_card(model) is not None:
+            underlying = load_model(model)
+        else:
+            raise ModelNotAvailableError(f"corrected({model!r}): this comparison does not hold that model (it was "
+                                         "read from a file or built from predictions); pass it as base=")
+        groups = self._frame_groups(by)
+        per_atom = cast(np.ndarray, pred.energy) / self.frames.n_atoms
+        scales, anchors = {}, {}
+        for group, frame_ids in groups.items():
+            slope = float(fits.loc[(model, group) if by else model, "slope"])
+            if not (np.isfinite(slope) and slope > 0):
+                raise InputError(f"corrected({model!r}): its softening slope{f' for {by}={group!r}' if by else ''} "
+                                 f"is {slope:.3g}: its forces do not follow the reference, and no scaling fixes that")
+            key = None if by is None else group
+            scales[key], anchors[key] = 1.0 / slope, float(np.min(per_atom[frame_ids]))
+        if self.reference is not None and self.reference.meta.get("model"):  # a reference model
+            against = f"model {self.reference.meta['model']}"
+        else:  # the frames' labels, at the level of theory they record
+            against = "; ".join(sorted({str(i["reference"]) for i in self.frames.info if "reference" in i})) \
+                or "the frames' labels"
+        source = f" of {Path(str(self.frames.source)).name}" if self.frames.source else ""
+        fitted_on = f"{len(self.frames)} frames{source} against {against}"
+        return CorrectedModel(underlying, scales if by else scales[None], anchors if by else anchors[None], by=by,
+                              fitted_on=fitted_on)
 
     # -- model choice -------------------------------------------------------------
     def model_choice(self, rare_events: dict[str, Any] | None = None) -> pd.DataFrame:
