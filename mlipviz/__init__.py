@@ -26,6 +26,7 @@ _LAZY = {
     "load_comparison": ".analysis.compare", "evaluate": ".analysis.evaluate", "md_stability": ".analysis.stability",
     "attribute": ".analysis.attribution", "site_energies": ".analysis.attribution", "show": ".display",
     "Frames": ".frames", "read": ".io", "available_models": ".models", "load_model": ".models",
+    "finetune": ".models.finetune",
     "Model": ".models.base", "Prediction": ".models.base", "view": ".widgets", "Explorer": ".widgets",
 }
 #: public submodules, imported on first use
@@ -47,6 +48,7 @@ __all__ = [
     "errors",
     "evaluate",
     "examples",
+    "finetune",
     "latent",
     "load_comparison",
     "load_model",
@@ -71,6 +73,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .io import read
     from .models import available_models, load_model
     from .models.base import Model, Prediction
+    from .models.finetune import finetune
     from .widgets import Explorer, view
 
 

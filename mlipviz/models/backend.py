@@ -17,7 +17,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..errors import InputError, ModelNotAvailableError
 
@@ -98,6 +98,10 @@ class Backend(Generic[ModelT]):
     calculator_only
         Runs through its package's own ASE calculator: one structure at a time, with no
         embeddings or attributions (the package does not expose its network to mlipviz).
+    finetuner, finetune_defaults
+        ``finetuner(model, train, validation, settings) -> Tuner``: the package's training code
+        on a copy of the model's network (`mlipviz.models.finetune`), and its default
+        ``epochs``, ``learning_rate`` and ``batch_size``; None where mlipviz cannot fine-tune it.
     """
 
     name: str
@@ -116,6 +120,8 @@ class Backend(Generic[ModelT]):
     cards: tuple[ModelCard, ...] = ()
     coexist: str = ""
     calculator_only: bool = False
+    finetuner: Callable[..., Any] | None = None
+    finetune_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def installed(self) -> bool:

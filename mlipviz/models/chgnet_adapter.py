@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from chgnet.model import CHGNet
     from chgnet.model.composition_model import AtomRef
     from chgnet.model.model import BatchedGraph
+
+    from .finetune import FineTuneSettings
 
 _WEIGHT_FILES = {
     "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
@@ -109,7 +111,9 @@ def _load_network(card: ModelCard | None, weights: str | Path | None, device: st
             # CHGNet.load sets mlp_out_bias for 0.2.0; tell it from the weights themselves.
             bias = any(k.endswith("mlp_out.layers.1.bias") for k in state["state_dict"])
             version = card.version if card is not None else _version_from_path(weights)
-            net = CHGNet.from_dict(state, mlp_out_bias=bias, version=version)
+            # a checkpoint written by CHGNet.as_dict() names them in its model arguments already
+            told = {"mlp_out_bias": bias, "version": version}
+            net = CHGNet.from_dict(state, **{k: v for k, v in told.items() if k not in state.get("model_args", {})})
     return net
 
 
@@ -138,7 +142,8 @@ class CHGNetModel(Model):
     #: the autograd graph of a batch takes ~3 MB per atom in dense solids (6 Å cutoff).
     atoms_per_batch = 512
 
-    def __init__(self, net: CHGNet, card: ModelCard | None, weights: str | Path | None, device: str) -> None:
+    def __init__(self, net: CHGNet, card: ModelCard | None, weights: str | Path | None, device: str,
+                 name: str | None = None) -> None:
         super().__init__()
         from chgnet.model.composition_model import AtomRef
 
@@ -157,8 +162,8 @@ class CHGNetModel(Model):
         weights_path = Path(weights) if weights is not None else next(iter(package_weights(card)), None)
         if card is not None:
             name = card.name
-        else:
-            assert weights_path is not None  # no card: a weights path was given
+        elif name is None:
+            assert weights_path is not None  # no card and no name: a weights path was given
             name = _stem(weights_path)
         comp = str(net.model_args.get("composition_model"))  # a dataset name, or None
         training_data = _TRAINING_DATA.get(comp, f"unknown (composition model {comp})")
@@ -474,6 +479,121 @@ def import_package() -> None:
 _CITATION = "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)"
 _MPTRJ = "MPtrj (Materials Project, PBE/PBE+U)"
 
+# -- fine-tuning -----------------------------------------------------------------
+#: the layers chgnet's fine-tuning example keeps fixed (embeddings, basis expansions, the first
+#: three atom convolutions, bond and angle layers), and the composition model (AtomRef), which
+#: chgnet's Trainer trains only when asked
+FREEZE = ("composition_model", "atom_embedding", "bond_embedding", "angle_embedding", "bond_basis_expansion",
+          "angle_basis_expansion", "atom_conv_layers.0.", "atom_conv_layers.1.", "atom_conv_layers.2.",
+          "bond_conv_layers", "angle_layers")
+FINETUNE_DEFAULTS = {"epochs": 50, "learning_rate": 1e-3, "batch_size": 4}
+
+
+class CHGNetTuner:
+    """chgnet's own ``Trainer`` on a copy of a `CHGNetModel`'s network, one epoch at a time
+    (`mlipviz.models.finetune.Tuner`): its loss (MSE of energy per atom, forces, stress in GPa),
+    Adam and cosine learning-rate schedule, and its ``StructureData`` graphs."""
+
+    def __init__(self, model: CHGNetModel, train: Frames, validation: Frames, settings: FineTuneSettings) -> None:
+        import copy
+        import io
+        from contextlib import redirect_stdout
+
+        from chgnet.trainer import Trainer
+
+        torch.manual_seed(settings.seed)
+        self.net = net = copy.deepcopy(model.net)
+        frozen = FREEZE if settings.freeze == "default" else () if settings.freeze == "none" else settings.freeze
+        for name, parameter in net.named_parameters():
+            parameter.requires_grad = not any(name.startswith(prefix) for prefix in frozen)
+        self.settings, self.device = settings, model.device
+        self.targets: Literal["ef", "efs"] = "efs" if settings.stress_weight > 0 else "ef"
+        with redirect_stdout(io.StringIO()):  # chgnet prints its set-up and every epoch
+            self.trainer = Trainer(model=net, targets=self.targets, energy_loss_ratio=settings.energy_weight,
+                                   force_loss_ratio=settings.force_weight, stress_loss_ratio=settings.stress_weight,
+                                   optimizer="Adam", scheduler="CosLR", criterion="MSE", epochs=settings.epochs,
+                                   learning_rate=settings.learning_rate, use_device=model.device,
+                                   print_freq=10**9, torch_seed=settings.seed)
+        self._train_data, self._val_data = self._dataset(train), self._dataset(validation)
+
+    def _dataset(self, frames: Frames) -> Any:
+        """The ``StructureData`` of chgnet for ``frames`` (energies per atom; stress as VASP writes
+        it, kBar with the opposite sign, which chgnet turns into its GPa)."""
+        import io
+        from contextlib import redirect_stdout
+
+        from chgnet.data.dataset import StructureData
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = [frames.to_atoms(i) for i in range(len(frames))]
+        energies = cast(np.ndarray, frames.energy) / frames.n_atoms
+        forces = [cast(np.ndarray, frames.forces)[frames.atoms_of(i)].tolist() for i in range(len(frames))]
+        stresses = None if self.targets == "ef" else [(-10 * s * EV_A3_IN_GPA).tolist()
+                                                      for s in cast(np.ndarray, frames.stress)]
+        with redirect_stdout(io.StringIO()):  # it prints how many structures it took
+            return StructureData([AseAtomsAdaptor.get_structure(a) for a in atoms], list(energies), forces,
+                                 stresses=stresses, graph_converter=self.net.graph_converter, shuffle=False)
+
+    def _loader(self, data: Any, epoch: int | None) -> Any:
+        """Batches of ``data``; shuffled in an order fixed by the seed and ``epoch`` (so that a
+        resumed run sees what an uninterrupted one saw), or in order (None)."""
+        from chgnet.data.dataset import collate_graphs
+        from torch.utils.data import DataLoader
+
+        order = None if epoch is None else torch.Generator().manual_seed(self.settings.seed * 100_003 + epoch)
+        return DataLoader(data, batch_size=self.settings.batch_size, shuffle=epoch is not None, generator=order,
+                          collate_fn=collate_graphs)
+
+    def _errors(self, mae: dict[str, float]) -> dict[str, float]:
+        names = {"e": "energy_mae", "f": "force_mae", "s": "stress_mae_GPa"}
+        return {names[k]: float(v) for k, v in mae.items() if k in names}
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of chgnet's ``Trainer._train`` over the training frames."""
+        import io
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(io.StringIO()):
+            return self._errors(self.trainer._train(self._loader(self._train_data, epoch), epoch))
+
+    def validate(self) -> dict[str, float]:
+        """The errors of chgnet's ``Trainer._validate`` on the validation frames."""
+        import io
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(io.StringIO()):
+            return self._errors(self.trainer._validate(self._loader(self._val_data, None)))
+
+    def state(self) -> dict[str, Any]:
+        """The network's, optimizer's and scheduler's states."""
+        return {"network": self.net.state_dict(), "optimizer": self.trainer.optimizer.state_dict(),
+                "scheduler": self.trainer.scheduler.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from `state`."""
+        self.net.load_state_dict(state["network"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.scheduler.load_state_dict(state["scheduler"])
+
+    def weights(self) -> dict[str, Any]:
+        """A copy of the network's parameters and buffers."""
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        """Put `weights` back into the network."""
+        self.net.load_state_dict(weights)
+
+    def save(self, path: Path) -> None:
+        """``CHGNet.as_dict()`` (state dictionary and model arguments), which `load_model` reads."""
+        torch.save(self.net.as_dict(), path)
+
+    def model(self, weights: Path | None) -> CHGNetModel:
+        """The trained network as a `CHGNetModel` (frozen, in evaluation mode)."""
+        import copy
+
+        return CHGNetModel(copy.deepcopy(self.net), None, weights, self.device, name="chgnet-finetuned")
+
+
 BACKEND = Backend(
     name="chgnet", package="chgnet", pip="chgnet", extra="chgnet", load=load,
     package_weights=package_weights, download_source=download_source,
@@ -481,6 +601,7 @@ BACKEND = Backend(
     dtypes=("float32",),
     dtype_note="chgnet hard-codes torch.float32 in its graph converter and batching",
     import_package=import_package,
+    finetuner=CHGNetTuner, finetune_defaults=FINETUNE_DEFAULTS,
     cards=(
         ModelCard("chgnet", "chgnet", "0.3.0", "CHGNet v0.3.0 (412.5k parameters)", _MPTRJ, ("chgnet-0.3.0",),
                   citation=_CITATION, aliases=("chgnet-0.3.0",)),

@@ -1,0 +1,111 @@
+"""mlipviz.finetune: real CHGNet fine-tuned with chgnet's own trainer on a few of the bundled
+high-energy Si snapshots (GPAW PBE labels), a few epochs each. Checked: the error on the training
+frames goes down, the validation frames are never trained on, an interrupted run resumed from its
+checkpoint ends with the same weights as an uninterrupted one, the saved weights reload through
+`load_model` and predict the same numbers, and bad input is refused with mlipviz's own errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mlipviz
+from mlipviz.errors import InputError, MissingLabelsError, MlipvizError, UnsupportedElementError
+
+SETTINGS = {"epochs": 3, "patience": None, "seed": 7, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def si_frames():
+    frames = mlipviz.examples.load("high-energy-states")
+    si = [i for i, info in enumerate(frames.info) if info["material_id"].startswith("Si (")]
+    return frames[si[:4]]
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    return mlipviz.load_model("chgnet", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tuned(chgnet, si_frames):
+    return mlipviz.finetune(chgnet, si_frames, validation=[3], **SETTINGS)
+
+
+def _force_mae(model, frames):
+    pred = model.predict(frames, progress=False)
+    return float(np.mean(np.abs(pred.forces - frames.forces)))
+
+
+def test_training_lowers_the_error_on_the_training_frames(chgnet, tuned, si_frames):
+    train = si_frames[tuned.meta["finetune"]["train_frames"]]
+    assert _force_mae(tuned, train) < _force_mae(chgnet, train)
+    history = tuned.meta["finetune"]["history"]
+    assert len(history) == SETTINGS["epochs"] and history[-1]["train_force_mae"] < history[0]["train_force_mae"]
+
+
+def test_validation_frames_are_never_trained_on(tuned, si_frames):
+    meta = tuned.meta["finetune"]
+    assert meta["validation_frames"] == [3] and meta["train_frames"] == [0, 1, 2]
+    assert meta["n_train_frames"] == 3 and meta["n_validation_frames"] == 1
+    # a share: at least one frame held out, chosen by the seed, disjoint from the training frames
+    split = mlipviz.finetune("chgnet", si_frames, validation=0.25, epochs=1, progress=False, seed=3).meta["finetune"]
+    assert len(split["validation_frames"]) == 1
+    assert sorted(split["train_frames"] + split["validation_frames"]) == [0, 1, 2, 3]
+    assert not set(split["train_frames"]) & set(split["validation_frames"])
+
+
+def test_result_is_a_model_with_a_description(tuned, chgnet):
+    assert tuned.name == "chgnet-finetuned" and tuned is not chgnet
+    assert tuned.meta["finetune"]["base_model"] == "chgnet"
+    assert tuned.meta["finetune"]["settings"]["learning_rate"] > 0
+    # the original is untouched: its network still predicts as before
+    assert not any(p.requires_grad for p in chgnet.net.parameters())
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(chgnet, si_frames, tuned, tmp_path):
+    path = tmp_path / "run.pt"
+
+    def stop_after_first(epoch, errors):
+        if epoch == 0:
+            raise KeyboardInterrupt("interrupted by the test")
+
+    with pytest.raises(KeyboardInterrupt):
+        mlipviz.finetune(chgnet, si_frames, validation=[3], checkpoint=path, callback=stop_after_first, **SETTINGS)
+    assert path.exists()
+    resumed = mlipviz.finetune(chgnet, si_frames, validation=[3], checkpoint=path, **SETTINGS)
+    assert [h["epoch"] for h in resumed.meta["finetune"]["history"]] == [0, 1, 2]
+    for (name, a), b in zip(tuned.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    # another run's checkpoint is not resumed by mistake
+    with pytest.raises(InputError, match="another fine-tuning run"):
+        mlipviz.finetune(chgnet, si_frames, validation=[2], checkpoint=path, **SETTINGS)
+
+
+def test_saved_weights_reload_and_predict_the_same(chgnet, si_frames, tmp_path):
+    path = tmp_path / "chgnet-si.pth.tar"
+    model = mlipviz.finetune(chgnet, si_frames, validation=[3], save=path, **{**SETTINGS, "epochs": 1})
+    again = mlipviz.load_model(path, device="cpu")
+    a, b = model.predict(si_frames, progress=False), again.predict(si_frames, progress=False)
+    np.testing.assert_array_equal(a.energy, b.energy)
+    np.testing.assert_array_equal(a.forces, b.forces)
+    assert model.meta["weights"] == str(path)
+
+
+def test_bad_input(chgnet, si_frames):
+    with pytest.raises(InputError, match="at least 2 labelled frames"):
+        mlipviz.finetune(chgnet, si_frames[:1], progress=False)
+    with pytest.raises(InputError, match="fewer than all"):
+        mlipviz.finetune(chgnet, si_frames, validation=[0, 1, 2, 3], progress=False)
+    unlabelled = si_frames[[0, 1, 2, 3]]  # a copy: indexing with a list copies the arrays
+    unlabelled.forces[unlabelled.atoms_of(2)] = np.nan
+    with pytest.raises(MissingLabelsError, match="frame"):
+        mlipviz.finetune(chgnet, unlabelled, validation=[3], progress=False)
+    atoms = [si_frames.to_atoms(i) for i in range(2)]
+    atoms[1].numbers[0] = 95  # Am: beyond CHGNet's element embedding
+    with pytest.raises(UnsupportedElementError):
+        mlipviz.finetune(chgnet, mlipviz.Frames.from_atoms(atoms), progress=False)
+    with pytest.raises(MlipvizError, match="cannot fine-tune sevenn"):
+        mlipviz.finetune("sevennet-0", si_frames, progress=False)
