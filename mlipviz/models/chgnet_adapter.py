@@ -38,6 +38,7 @@ from ..units import EV_A3_IN_GPA, GPA
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import to_device
+from .finetune import TorchTuner
 from .registry import package_dir
 from .safety import load_state
 
@@ -489,7 +490,7 @@ FREEZE = ("composition_model", "atom_embedding", "bond_embedding", "angle_embedd
 FINETUNE_DEFAULTS = {"epochs": 50, "learning_rate": 1e-3, "batch_size": 4}
 
 
-class CHGNetTuner:
+class CHGNetTuner(TorchTuner):
     """chgnet's own ``Trainer`` on a copy of a `CHGNetModel`'s network, one epoch at a time
     (`mlipviz.models.finetune.Tuner`): its loss (MSE of energy per atom, forces, stress in GPa),
     Adam and cosine learning-rate schedule, and its ``StructureData`` graphs."""
@@ -503,9 +504,7 @@ class CHGNetTuner:
 
         torch.manual_seed(settings.seed)
         self.net = net = copy.deepcopy(model.net)
-        frozen = FREEZE if settings.freeze == "default" else () if settings.freeze == "none" else settings.freeze
-        for name, parameter in net.named_parameters():
-            parameter.requires_grad = not any(name.startswith(prefix) for prefix in frozen)
+        self.freeze(settings, FREEZE)
         self.settings, self.device = settings, model.device
         self.targets: Literal["ef", "efs"] = "efs" if settings.stress_weight > 0 else "ef"
         with redirect_stdout(io.StringIO()):  # chgnet prints its set-up and every epoch
@@ -514,6 +513,7 @@ class CHGNetTuner:
                                    optimizer="Adam", scheduler="CosLR", criterion="MSE", epochs=settings.epochs,
                                    learning_rate=settings.learning_rate, use_device=model.device,
                                    print_freq=10**9, torch_seed=settings.seed)
+        self.optimizer, self.scheduler = self.trainer.optimizer, self.trainer.scheduler
         self._train_data, self._val_data = self._dataset(train), self._dataset(validation)
 
     def _dataset(self, frames: Frames) -> Any:
@@ -535,14 +535,12 @@ class CHGNetTuner:
                                  stresses=stresses, graph_converter=self.net.graph_converter, shuffle=False)
 
     def _loader(self, data: Any, epoch: int | None) -> Any:
-        """Batches of ``data``; shuffled in an order fixed by the seed and ``epoch`` (so that a
-        resumed run sees what an uninterrupted one saw), or in order (None)."""
+        """Batches of ``data`` in the order of `TorchTuner.shuffled`."""
         from chgnet.data.dataset import collate_graphs
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Subset
 
-        order = None if epoch is None else torch.Generator().manual_seed(self.settings.seed * 100_003 + epoch)
-        return DataLoader(data, batch_size=self.settings.batch_size, shuffle=epoch is not None, generator=order,
-                          collate_fn=collate_graphs)
+        order = Subset(data, self.shuffled(len(data), self.settings, epoch))
+        return DataLoader(order, batch_size=self.settings.batch_size, shuffle=False, collate_fn=collate_graphs)
 
     def _errors(self, mae: dict[str, float]) -> dict[str, float]:
         names = {"e": "energy_mae", "f": "force_mae", "s": "stress_mae_GPa"}
@@ -564,28 +562,12 @@ class CHGNetTuner:
         with redirect_stdout(io.StringIO()):
             return self._errors(self.trainer._validate(self._loader(self._val_data, None)))
 
-    def state(self) -> dict[str, Any]:
-        """The network's, optimizer's and scheduler's states."""
-        return {"network": self.net.state_dict(), "optimizer": self.trainer.optimizer.state_dict(),
-                "scheduler": self.trainer.scheduler.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from `state`."""
-        self.net.load_state_dict(state["network"])
-        self.trainer.optimizer.load_state_dict(state["optimizer"])
-        self.trainer.scheduler.load_state_dict(state["scheduler"])
-
-    def weights(self) -> dict[str, Any]:
-        """A copy of the network's parameters and buffers."""
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def set_weights(self, weights: dict[str, Any]) -> None:
-        """Put `weights` back into the network."""
-        self.net.load_state_dict(weights)
-
     def save(self, path: Path) -> None:
         """``CHGNet.as_dict()`` (state dictionary and model arguments), which `load_model` reads."""
-        torch.save(self.net.as_dict(), path)
+        from ..storage import replacing
+
+        with replacing(path) as tmp:
+            torch.save(self.net.as_dict(), tmp)
 
     def model(self, weights: Path | None) -> CHGNetModel:
         """The trained network as a `CHGNetModel` (frozen, in evaluation mode)."""

@@ -96,12 +96,57 @@ class Tuner(Protocol):
         ...
 
     def save(self, path: Path) -> None:
-        """Write the network in its package's checkpoint format, which `load_model` reads."""
+        """Write the network in its package's checkpoint format (a file, or a folder for a
+        backend whose weights are folders), which `load_model` reads; whole or not at all."""
         ...
 
     def model(self, weights: Path | None) -> Model:
         """The trained network as a `Model` (``weights``: where it was saved, or None)."""
         ...
+
+
+class TorchTuner:
+    """What every `Tuner` over a torch network does alike: its state (network, optimizer,
+    scheduler) for checkpoints, and copies of its weights for the best epoch. A backend's tuner
+    sets ``net``, ``optimizer`` and ``scheduler`` and writes the rest."""
+
+    net: Any
+    optimizer: Any
+    scheduler: Any
+
+    def state(self) -> dict[str, Any]:
+        """The network's, optimizer's and scheduler's states."""
+        return {"network": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from what `state` returned."""
+        self.net.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def weights(self) -> dict[str, Any]:
+        """A copy of the network's parameters and buffers."""
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        """Put `weights` back into the network."""
+        self.net.load_state_dict(weights)
+
+    def freeze(self, settings: FineTuneSettings, recipe: Sequence[str]) -> None:
+        """Train every parameter of ``net`` but those whose names start with a frozen prefix
+        (``recipe`` for ``freeze="default"``)."""
+        frozen = recipe if settings.freeze == "default" else () if settings.freeze == "none" else settings.freeze
+        for name, parameter in self.net.named_parameters():
+            parameter.requires_grad = not any(name.startswith(prefix) for prefix in frozen)
+
+    @staticmethod
+    def shuffled(count: int, settings: FineTuneSettings, epoch: int | None) -> list[int]:
+        """The order of ``count`` frames in ``epoch`` (fixed by the seed and the epoch, so that a
+        resumed run sees what an uninterrupted one saw), or in order for None."""
+        if epoch is None:
+            return list(range(count))
+        return [int(i) for i in np.random.default_rng([settings.seed, epoch]).permutation(count)]
 
 
 def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Frames = 0.2,
@@ -239,9 +284,8 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
         tuner.set_weights(best.weights)
     saved = None
     if save is not None:
-        saved = Path(checks.output_path("save", save))
-        with replacing(saved) as tmp:
-            tuner.save(Path(tmp))
+        saved = Path(checks.output_path("save", save, folder=found.folder_marker is not None))
+        tuner.save(saved)
     result = tuner.model(saved)
     result.name = name or f"{model.name}-finetuned"
     result.meta["finetune"] = {

@@ -21,7 +21,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -34,9 +34,12 @@ from ..units import GPA
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device, to_device
+from .finetune import TorchTuner
 
 if TYPE_CHECKING:
     from matgl.apps.pes import Potential
+
+    from .finetune import FineTuneSettings
 
 #: matgl's Hugging Face organisation for pretrained models (``matgl.utils.io.HF_MATGL_ORG``).
 HF_ORG = "materialyze"
@@ -132,7 +135,7 @@ class MatGLModel(Model):
     has_stress = True
 
     def __init__(self, potential: Potential, card: ModelCard | None, folder: Path | None, device: str,
-                 dtype: str) -> None:
+                 dtype: str, name: str | None = None) -> None:
         super().__init__()
         from ase.data import atomic_numbers
         from matgl.ext.ase import Atoms2Graph
@@ -167,7 +170,10 @@ class MatGLModel(Model):
                               "message between i and j scales with it; and each site energy times g_i")
         elif not is_m3gnet:  # another matgl architecture: no gate written for it
             self.atom_gate = None
-        if card is None:  # a bare model folder: its name and README say what it is
+        if card is None and folder is None:  # a network made in this process (fine-tuned), not saved
+            source, version, training_data = None, None, None
+            name = name or type(net).__name__
+        elif card is None:  # a bare model folder: its name and README say what it is
             assert folder is not None  # no card: a folder was given
             source, name, version, training_data = str(folder), folder.name, folder.name, _training_data(folder)
         else:
@@ -381,12 +387,128 @@ def import_package() -> None:
 
 _M3GNET = "Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)"
 
+# -- fine-tuning -----------------------------------------------------------------
+#: matgl's fine-tuning example's learning rate: the whole network trains, so a small step (1e-3
+#: overshot on the bundled Si snapshots after one epoch, M3GNet and TensorNet alike)
+FINETUNE_DEFAULTS = {"epochs": 50, "learning_rate": 1e-4, "batch_size": 4}
+
+
+class MatGLTuner(TorchTuner):
+    """matgl's training module (``PotentialLightningModule``: its loss, per-atom energy, forces
+    and stress in GPa, its Adam and cosine schedule) stepped one epoch at a time on a copy of a
+    `MatGLModel`'s ``Potential`` (element references, data scaling and all), on the same graphs
+    `MatGLModel.predict` builds (matgl's ``Atoms2Graph``), batched by matgl's ``collate_fn_pes``.
+    Nothing is frozen by default: matgl's own fine-tuning example trains the whole network."""
+
+    def __init__(self, model: MatGLModel, train: Frames, validation: Frames, settings: FineTuneSettings) -> None:
+        import copy
+
+        from matgl.utils.training import PotentialLightningModule
+
+        torch.manual_seed(settings.seed)
+        potential = copy.deepcopy(model.potential)
+        potential.calc_stresses = settings.stress_weight > 0  # the loss has a stress term only then
+        module = PotentialLightningModule(model=potential.model, energy_weight=settings.energy_weight,
+                                          force_weight=settings.force_weight, stress_weight=settings.stress_weight,
+                                          lr=settings.learning_rate, decay_steps=settings.epochs)
+        module.model = potential  # the pretrained Potential itself, not one rebuilt with default scaling
+        self.module, self.net, self.model_ref = module.to(model.device), potential, model
+        self.freeze(settings, ())
+        (self.optimizer,), (self.scheduler,) = module.configure_optimizers()
+        self.settings, self.device = settings, model.device
+        self._train_data, self._val_data = self._items(train), self._items(validation)
+
+    def _items(self, frames: Frames) -> list[tuple[Any, ...]]:
+        """What matgl's ``MGLDataset`` yields per frame: graph, lattice, state, labels (total
+        energy, forces, stress in GPa with ASE's sign, which is matgl's)."""
+        from ase import Atoms
+
+        items = []
+        for i in range(len(frames)):
+            rows = frames.atoms_of(i)
+            atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows], cell=frames.cells[i],
+                          pbc=frames.pbc[i])
+            graph, lattice, state = self.model_ref._converter.get_graph(atoms)
+            labels = {"energies": torch.tensor(float(cast(np.ndarray, frames.energy)[i])),
+                      "forces": torch.tensor(cast(np.ndarray, frames.forces)[rows], dtype=torch.float32)}
+            if self.settings.stress_weight > 0:
+                labels["stresses"] = torch.tensor(cast(np.ndarray, frames.stress)[i] / GPA, dtype=torch.float32)
+            items.append((graph, lattice, torch.as_tensor(np.asarray(state), dtype=torch.float32), labels))
+        return items
+
+    def _epoch(self, items: list[tuple[Any, ...]], epoch: int | None) -> dict[str, float]:
+        """One pass over ``items``: a training epoch (``epoch``) or validation (None)."""
+        from functools import partial
+
+        from matgl.graph.data import collate_fn_pes
+
+        collate = partial(collate_fn_pes, include_stress=self.settings.stress_weight > 0)
+        order = self.shuffled(len(items), self.settings, epoch)
+        self.module.train(epoch is not None)
+        sums: dict[str, float] = {}
+        seen = 0
+        for start in range(0, len(order), self.settings.batch_size):
+            batch = collate([items[k] for k in order[start:start + self.settings.batch_size]])
+            batch = tuple(b.to(self.device) for b in batch)
+            results, size = self.module.step(batch)
+            if epoch is not None:
+                self.optimizer.zero_grad()
+                results["Total_Loss"].backward()
+                self.optimizer.step()
+            for key, name in (("Energy_MAE", "energy_mae"), ("Force_MAE", "force_mae"),
+                              ("Stress_MAE", "stress_mae_GPa")):
+                sums[name] = sums.get(name, 0.0) + float(results[key].detach()) * size
+            seen += size
+        self.net.model.feature_dict = {}  # drop the last batch's tensors
+        if epoch is not None:
+            self.scheduler.step()  # once an epoch, as Lightning steps matgl's scheduler
+        errors = {name: total / seen for name, total in sums.items()}
+        if self.settings.stress_weight == 0:
+            errors.pop("stress_mae_GPa", None)
+        return errors
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of matgl's training step over the training frames."""
+        return self._epoch(self._train_data, epoch)
+
+    def validate(self) -> dict[str, float]:
+        """Matgl's step (no update) on the validation frames."""
+        return self._epoch(self._val_data, None)
+
+    def save(self, path: Path) -> None:
+        """The ``Potential`` in matgl's model folder (``model.json``, ``model.pt``, ``state.pt``),
+        written next to ``path`` and moved there whole."""
+        import shutil
+
+        tmp = path.with_name(f".{path.name}.writing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.net.calc_stresses = True  # a saved potential predicts stress, as the pretrained ones do
+        try:
+            self.net.save(str(tmp))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        finally:
+            self.net.calc_stresses = self.settings.stress_weight > 0
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def model(self, weights: Path | None) -> MatGLModel:
+        """The trained ``Potential`` as a `MatGLModel` (frozen, in evaluation mode)."""
+        import copy
+
+        potential = copy.deepcopy(self.net)
+        potential.calc_stresses = True
+        return MatGLModel(potential, None, weights, self.device, self.model_ref.dtype,
+                          name=f"{self.model_ref.name}-finetuned")
+
+
 BACKEND = Backend(
     name="matgl", package="matgl", pip="matgl", extra="matgl", load=load,
     package_weights=package_weights, download_source=download_source,
     folder_marker="model.json",
     dtypes=("float32", "float64"),
     import_package=import_package,
+    finetuner=MatGLTuner, finetune_defaults=FINETUNE_DEFAULTS,
     cards=(
         ModelCard("m3gnet", "matgl", "M3GNet-MP-2021.2.8-PES", "M3GNet MP-2021.2.8 PES (227.5k parameters), MatGL",
                   "MPF (MP relaxations, 2021.2.8)", ("M3GNet-MP-2021.2.8-PES",), citation=_M3GNET,
