@@ -26,7 +26,7 @@ _LAZY = {
     "load_comparison": ".analysis.compare", "evaluate": ".analysis.evaluate", "md_stability": ".analysis.stability",
     "attribute": ".analysis.attribution", "site_energies": ".analysis.attribution", "show": ".display",
     "Frames": ".frames", "read": ".io", "available_models": ".models", "load_model": ".models",
-    "finetune": ".models.finetune",
+    "finetune": ".models.finetune", "frames_to_label": ".analysis.selection",
     "Model": ".models.base", "Prediction": ".models.base", "view": ".widgets", "Explorer": ".widgets",
 }
 #: public submodules, imported on first use
@@ -49,6 +49,7 @@ __all__ = [
     "evaluate",
     "examples",
     "finetune",
+    "frames_to_label",
     "latent",
     "load_comparison",
     "load_model",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .analysis.attribution import attribute, site_energies
     from .analysis.compare import Comparison, RareEvents, compare, load_comparison
     from .analysis.evaluate import evaluate
+    from .analysis.selection import frames_to_label
     from .analysis.stability import md_stability
     from .display import show
     from .frames import Frames
