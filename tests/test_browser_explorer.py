@@ -548,3 +548,52 @@ def test_stability_view_draws_and_switches_models(tmp_path_factory, browser_page
             print("browser console errors:", console_errors)
             raise
     assert console_errors == [], console_errors
+
+
+FINETUNE = ["""import mlipviz
+
+states = mlipviz.examples.load("high-energy-states")
+si = [i for i, info in enumerate(states.info) if info["material_id"].startswith("Si (")]
+view = mlipviz.compare("chgnet", states[si[:6]], progress=False, device="cpu").show()
+view.finetune.epochs.value = 3
+view"""]
+
+
+def test_fine_tune_from_the_error_map(tmp_path_factory, browser_page):
+    """The error map in JupyterLab: drag over the per-frame curve to select frames, press
+    "fine-tune on these", and the fine-tuned model joins the view (its model list, the 3D map,
+    the before/after table); a clean console."""
+    _needs_browser()
+    folder = tmp_path_factory.mktemp("finetune")
+    _notebook(folder / "finetune.ipynb", FINETUNE)
+    page, console_errors, shots = browser_page
+    with serve_jupyter(folder) as (url, token):
+        try:
+            _open(page, url, token, "jupyterlab", "finetune")
+            output = page.locator(".jp-CodeCell .jp-OutputArea").first
+            output.get_by_text("no frames selected").wait_for(timeout=240_000)
+            _visible_canvas(page, output)
+            curve = output.locator(".js-plotly-plot", has_text="per-frame force error").first
+            area = curve.locator(".nsewdrag").first.bounding_box()
+            # drag a box over the first third of the frames (0 and 1 of 0..5), the whole height
+            page.mouse.move(area["x"] + 2, area["y"] + 2)
+            page.mouse.down()
+            page.mouse.move(area["x"] + area["width"] * 0.3, area["y"] + area["height"] - 2, steps=8)
+            page.mouse.up()
+            output.get_by_text("selected:").wait_for(timeout=30_000)
+            assert "frame(s) (0, 1)" in output.inner_text()
+            output.get_by_role("button", name="fine-tune on these").click()
+            output.get_by_text("done: chgnet-finetuned").wait_for(timeout=300_000)
+            _no_error_box(page)
+            options = output.locator(".widget-dropdown", has_text="model").locator("select").first
+            assert options.input_value() == "chgnet-finetuned"
+            assert "chgnet" in options.inner_text()
+            table = output.locator("table.mlipviz-before-after")
+            assert "chgnet-finetuned" in table.inner_text() and "never trained on" in output.inner_text()
+            _visible_canvas(page, output)  # the 3D map, now of the fine-tuned model
+            output.screenshot(path=str(shots / "error_map_finetuned.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "failure_finetune.png"), full_page=True)
+            print("browser console errors:", console_errors)
+            raise
+    assert console_errors == [], console_errors

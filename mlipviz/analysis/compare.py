@@ -516,6 +516,49 @@ class Comparison(Showable):
                              **softening_fit(_forces(pred)[mask], _forces(reference)[mask])})
         return pd.DataFrame(rows).set_index(["model", by] if by else "model")
 
+    # -- more models, and the reference as labels --------------------------------------
+    def with_model(self, model: ModelSpec, name: str | None = None, progress: bool = False) -> Comparison:
+        """A new `Comparison`: these frames, reference and models, and one more model evaluated on
+        the same frames (the others are not run again).
+
+        Parameters
+        ----------
+        model : Model, str, Path or ASE calculator
+            The model to add (`load_model` takes it).
+        name : str, optional
+            Its name here (default: its own, made unique).
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        Comparison
+        """
+        from ..models import load_model
+
+        loaded = load_model(model)
+        added = _unique(name or loaded.name, self.predictions)
+        pred = loaded.predict(self.frames, progress=progress)
+        result = Comparison(self.frames, {**self.predictions, added: pred}, self.reference,
+                            angle_min_force=self.angle_min_force)
+        result.loaded_models = {**self.loaded_models, added: loaded}
+        return result
+
+    def labelled_frames(self) -> Frames:
+        """The frames with the reference as their labels (energy, forces, stress where it has
+        them): what to fine-tune on when the reference is a model or a live calculation.
+
+        Raises
+        ------
+        MissingLabelsError
+            A models-only comparison.
+        """
+        ref = self._require_reference("labelled_frames()")
+        labels = {"energy": ref.energy, "forces": ref.forces}
+        if ref.stress is not None and np.isfinite(ref.stress).all():
+            labels["stress"] = ref.stress
+        return self.frames.with_labels(**labels)
+
     # -- correction ---------------------------------------------------------------
     def corrected(self, model: str, by: str | None = None, base: ModelSpec | None = None) -> CorrectedModel:
         """The linear softening correction of ``model`` (Deng et al. 2025) as a model of its own:

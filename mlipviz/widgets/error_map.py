@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..analysis.compare import Comparison
 from ..display import register_view
-from ..errors import ArgumentTypeError, MissingLabelsError, UnknownNameError
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, UnknownNameError
 from .common import PLOT, render, table_html
 from .layout import side_by_side
 from .tabs import Run, register_tab
@@ -100,6 +100,7 @@ class ErrorMap(widgets.VBox):
         self.histogram: Any = None
         self.curve: Any = None
         self.summary = widgets.HTML(layout={"width": "360px", "margin": "30px 0 0 10px"})
+        self._selection_callbacks: list[Any] = []
 
         self._show_model()
         self.model_select.observe(lambda _: self._show_model(), "value")
@@ -112,14 +113,47 @@ class ErrorMap(widgets.VBox):
 
         controls = widgets.HBox([self.model_select, self.metric_select])
         arrows = widgets.HBox([*self.arrow_select.values(), self.arrow_scale])
+        from .finetune_panel import FineTunePanel
+
+        #: select frames, fine-tune the shown model on them, see the result here (`FineTunePanel`)
+        self.finetune = FineTunePanel(self)
         super().__init__([
             controls, arrows,
             side_by_side(self.viewer, widgets.VBox([self.curve, self.histogram],
                                                    layout={"width": f"{PLOT['width']}px"})),
             side_by_side(self.parity, self.summary),
+            self.finetune,
         ])
 
     # -- state ---------------------------------------------------------------------
+    def set_comparison(self, comparison: Comparison, model: str | None = None) -> None:
+        """Show ``comparison`` (the same frames, e.g. with one more model) and ``model`` in it."""
+        if not np.array_equal(comparison.frames.n_atoms, self.comparison.frames.n_atoms):
+            raise InputError("set_comparison: the new comparison must hold the same frames")
+        self.comparison = comparison
+        shown = model or self.model
+        shown = shown if shown in comparison.models else comparison.models[0]
+        self.model_select.options = comparison.models
+        if self.model_select.value != shown:
+            self.model_select.value = shown  # its observer redraws
+        else:
+            self._show_model()
+
+    def on_frames_selected(self, callback: Any) -> None:
+        """Call ``callback(frames)`` (a sorted list of frame indices) when the user selects points
+        (box or lasso) in the per-frame curve or the parity plot."""
+        self._selection_callbacks.append(callback)
+
+    def _selected(self, frames: list[int]) -> None:
+        for callback in self._selection_callbacks:
+            callback(sorted(set(frames)))
+
+    def _on_curve_selection(self, trace: Any, points: Any, selector: Any = None) -> None:
+        self._selected([int(trace.x[k]) for k in points.point_inds])
+
+    def _on_parity_selection(self, trace: Any, points: Any, selector: Any = None) -> None:
+        self._selected([int(self._points["frame"][k]) for k in points.point_inds])
+
     @property
     def model(self) -> str:
         """The model shown."""
@@ -207,6 +241,7 @@ class ErrorMap(widgets.VBox):
                               legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.6)"})
         self._points_trace = self.parity.data[-4]
         self._points_trace.on_click(self._on_parity_click)
+        self._points_trace.on_selection(self._on_parity_selection)
 
     def _draw_histogram(self, values: np.ndarray) -> None:
         import plotly.graph_objects as go
@@ -230,11 +265,13 @@ class ErrorMap(widgets.VBox):
         traces = [scatter(x=table["frame"].to_numpy(), y=table[column].to_numpy(),
                           mode="lines" if many else "lines+markers", name=name, marker={"size": 5})
                   for column, name in (("force_error_max", "max |dF|"), ("force_mae", "force MAE"))]
+        # dragging selects frames (to fine-tune on); the tool bar still zooms
         self.curve = render(self.curve, traces, title="per-frame force error", xaxis_title="frame",
                              yaxis_title="eV/Å", legend={"x": 0.02, "y": 0.98}, height=270,
-                             shapes=[_frame_line(self.viewer.frame)])
+                             shapes=[_frame_line(self.viewer.frame)], dragmode="select")
         for trace in self.curve.data:
             trace.on_click(self._on_curve_click)
+            trace.on_selection(self._on_curve_selection)
 
     def _draw_summary(self) -> None:
         soft = self._softening
