@@ -113,3 +113,8 @@ class StoreWriteError(MlipvizError, OSError):
         self.filename = None if path is None else str(path)
 
     __str__ = BaseException.__str__  # the message, not OSError's "[Errno n] None: path"
+
+
+class NotImprovedWarning(UserWarning):
+    """A fine-tuning run in which no epoch lowered the validation force error below the model's
+    own: the model's own weights are returned."""

@@ -120,8 +120,10 @@ def test_bad_input(chgnet, si_frames):
     atoms[1].numbers[0] = 95  # Am: beyond CHGNet's element embedding
     with pytest.raises(UnsupportedElementError):
         mlipviz.finetune(chgnet, mlipviz.Frames.from_atoms(atoms), progress=False)
-    with pytest.raises(MlipvizError, match="cannot fine-tune sevenn"):
-        mlipviz.finetune("sevennet-0", si_frames, progress=False)
+    from ase.calculators.lj import LennardJones
+
+    with pytest.raises(MlipvizError, match="no network mlipviz can train"):
+        mlipviz.finetune(LennardJones(), si_frames, progress=False)
 
 
 def test_matgl_resume_gives_the_weights_of_an_uninterrupted_run(si_frames, tmp_path):
@@ -143,3 +145,14 @@ def test_matgl_resume_gives_the_weights_of_an_uninterrupted_run(si_frames, tmp_p
         if a.dtype.is_floating_point:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
     assert resumed.meta["finetune"]["history"][0] == whole.meta["finetune"]["history"][0]  # read back
+
+
+def test_a_run_that_makes_the_model_worse_returns_it_unchanged(chgnet, si_frames):
+    # a learning rate far too large: every epoch is worse on the validation frame than CHGNet itself
+    with pytest.warns(mlipviz.errors.NotImprovedWarning, match="its own weights are returned"):
+        worse = mlipviz.finetune(chgnet, si_frames, validation=[3], learning_rate=1.0, **{**SETTINGS, "epochs": 2})
+    meta = worse.meta["finetune"]
+    assert meta["best_epoch"] == -1 and not meta["improved"]
+    assert all(h["val_force_mae"] > meta["baseline"]["val_force_mae"] for h in meta["history"])
+    before, after = chgnet.predict(si_frames, progress=False), worse.predict(si_frames, progress=False)
+    np.testing.assert_array_equal(after.forces, before.forces)

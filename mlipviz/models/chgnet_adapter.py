@@ -482,9 +482,11 @@ _MPTRJ = "MPtrj (Materials Project, PBE/PBE+U)"
 
 # -- fine-tuning -----------------------------------------------------------------
 #: the layers chgnet's fine-tuning example keeps fixed (embeddings, basis expansions, the first
-#: three atom convolutions, bond and angle layers), and the composition model (AtomRef), which
-#: chgnet's Trainer trains only when asked
-FREEZE = ("composition_model", "atom_embedding", "bond_embedding", "angle_embedding", "bond_basis_expansion",
+#: three atom convolutions, bond and angle layers). The composition model (AtomRef, one energy per
+#: element) trains: chgnet advises it when the new labels' energy zero differs (other
+#: pseudopotentials, another code such as GPAW), so that the shift goes there and not into the
+#: layers that give the forces
+FREEZE = ("atom_embedding", "bond_embedding", "angle_embedding", "bond_basis_expansion",
           "angle_basis_expansion", "atom_conv_layers.0.", "atom_conv_layers.1.", "atom_conv_layers.2.",
           "bond_conv_layers", "angle_layers")
 FINETUNE_DEFAULTS = {"epochs": 50, "learning_rate": 1e-3, "batch_size": 4}

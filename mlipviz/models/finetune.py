@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import checks
-from ..errors import InputError, MissingLabelsError, MlipvizError
+from ..errors import InputError, MissingLabelsError, MlipvizError, NotImprovedWarning
 from ..frames import Frames
 from ..storage import replacing
 from .base import Model
@@ -161,7 +162,8 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     The defaults suit a few structures: the backend's learning rate and number of epochs, its
     usual layers frozen, energy, force and stress weights 1, 1 and 0.1 (stress only where every
     frame is periodic and labelled), early stopping after 5 epochs without a lower validation
-    force error, the best epoch's weights kept. Everything can be overridden. Runs in float32.
+    force error, the best epoch's weights kept (the model's own, with a `NotImprovedWarning`, when no
+    epoch beats them on the validation frames). Everything can be overridden. Runs in float32.
 
     Parameters
     ----------
@@ -204,7 +206,8 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     -------
     Model
         The fine-tuned model; ``meta["finetune"]`` holds the settings, the training and
-        validation frame indices, every epoch's errors and the best epoch.
+        validation frame indices, the model's own validation errors (``baseline``), every epoch's
+        errors, the best epoch (-1: none beat the model's own weights) and ``improved``.
 
     Raises
     ------
@@ -227,11 +230,14 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
 
     if not isinstance(model, Model):
         model = load_model(model, device=device)
-    found = get_backend(str(model.meta.get("backend")))
+    able = ", ".join(n for n, b in backends().items() if b.finetuner is not None)
+    if model.meta.get("backend") not in backends():  # an ASE calculator, a reference, a corrected model ...
+        raise MlipvizError(f"model {model.name} ({type(model).__name__}) is no network mlipviz can train; it "
+                           f"fine-tunes models of the backends {able}")
+    found = get_backend(str(model.meta["backend"]))
     make_tuner = found.finetuner
     if make_tuner is None:
-        raise MlipvizError(f"model {model.name}: mlipviz cannot fine-tune {found.name} models yet (it can: "
-                           + ", ".join(n for n, b in backends().items() if b.finetuner is not None) + ")")
+        raise MlipvizError(f"model {model.name}: mlipviz cannot fine-tune {found.name} models yet (it can: {able})")
     frames = frames if isinstance(frames, Frames) else read(frames)
     train, held_out, train_ids, val_ids = _split(frames, validation, seed)
     for part in (train, held_out):
@@ -257,14 +263,16 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     fingerprint = _fingerprint(model, frames, held_out, train_ids, val_ids, settings)
     path = None if checkpoint is None else Path(checkpoint)
     history: list[dict[str, Any]] = []
-    start, best = 0, _Best()
     if path is not None and path.exists():
-        start, history, best = _resume(path, fingerprint, tuner)
+        start, history, best, baseline = _resume(path, fingerprint, tuner)
+    else:  # the model as it is is the first candidate: a run that makes it worse returns it unchanged
+        baseline = {f"val_{k}": v for k, v in tuner.validate().items()}
+        start, best = 0, _Best(-1, baseline["val_force_mae"], tuner.weights())
     bar = tqdm(total=settings.epochs, initial=start, unit="epoch", desc=f"fine-tuning {model.name}",
                disable=not progress)
     try:
         for epoch in range(start, settings.epochs):
-            if settings.patience is not None and best.epoch >= 0 and epoch - best.epoch > settings.patience:
+            if settings.patience is not None and epoch - best.epoch > settings.patience:
                 break
             errors = {f"train_{k}": v for k, v in tuner.train_epoch(epoch).items()}
             errors.update({f"val_{k}": v for k, v in tuner.validate().items()})
@@ -272,7 +280,7 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
             if errors["val_force_mae"] < best.force_mae:
                 best = _Best(epoch, errors["val_force_mae"], tuner.weights())
             if path is not None:
-                _write_checkpoint(path, fingerprint, tuner, history, best)
+                _write_checkpoint(path, fingerprint, tuner, history, best, baseline)
             bar.update(1)
             bar.set_postfix(val_force_mae=f"{errors['val_force_mae']:.4f}",
                             val_energy_mae=f"{errors.get('val_energy_mae', np.nan):.4f}")
@@ -282,6 +290,10 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
         bar.close()
     if best.weights is not None:
         tuner.set_weights(best.weights)
+    if best.epoch < 0 and history:
+        warnings.warn(f"fine-tuning {model.name}: no epoch lowered the validation force error below the model's own "
+                      f"({baseline['val_force_mae']:.4g} eV/Å); its own weights are returned (try a smaller "
+                      "learning_rate, other frames, or more of them)", NotImprovedWarning, stacklevel=2)
     saved = None
     if save is not None:
         saved = Path(checks.output_path("save", save, folder=found.folder_marker is not None))
@@ -291,7 +303,8 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     result.meta["finetune"] = {
         "base_model": model.name, "settings": asdict(settings), "train_frames": train_ids, "validation_frames": val_ids,
         "n_train_frames": len(train), "n_validation_frames": len(held_out), "history": history,
-        "best_epoch": best.epoch, "best_val_force_mae": best.force_mae,
+        "baseline": baseline, "best_epoch": best.epoch, "best_val_force_mae": best.force_mae,
+        "improved": best.epoch >= 0,
         "stopped_early": len(history) < settings.epochs and bool(history)}
     return result
 
@@ -377,16 +390,18 @@ def _fingerprint(model: Model, frames: Frames, held_out: Frames, train_ids: Any,
     return digest.hexdigest()
 
 
-def _write_checkpoint(path: Path, fingerprint: str, tuner: Tuner, history: list[dict[str, Any]], best: _Best) -> None:
+def _write_checkpoint(path: Path, fingerprint: str, tuner: Tuner, history: list[dict[str, Any]], best: _Best,
+                      baseline: dict[str, float]) -> None:
     import torch
 
-    state = {"fingerprint": fingerprint, "tuner": tuner.state(), "history": history,
+    state = {"fingerprint": fingerprint, "tuner": tuner.state(), "history": history, "baseline": baseline,
              "best": {"epoch": best.epoch, "force_mae": best.force_mae, "weights": best.weights}}
     with replacing(path) as tmp:
         torch.save(state, tmp)
 
 
-def _resume(path: Path, fingerprint: str, tuner: Tuner) -> tuple[int, list[dict[str, Any]], _Best]:
+def _resume(path: Path, fingerprint: str, tuner: Tuner
+            ) -> tuple[int, list[dict[str, Any]], _Best, dict[str, float]]:
     import torch
 
     try:
@@ -399,4 +414,5 @@ def _resume(path: Path, fingerprint: str, tuner: Tuner) -> tuple[int, list[dict[
                          "settings); pass another path or delete it")
     tuner.load_state(state["tuner"])
     best = state["best"]
-    return len(state["history"]), list(state["history"]), _Best(best["epoch"], best["force_mae"], best["weights"])
+    return (len(state["history"]), list(state["history"]), _Best(best["epoch"], best["force_mae"], best["weights"]),
+            dict(state["baseline"]))
