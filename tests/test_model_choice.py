@@ -133,3 +133,13 @@ def test_summary_tab_table_and_plot(choice):
     assert best == [n for n in choice.index if choice.loc[n, "best_tradeoff"]]
     page = model_choice_html(choice)
     assert all(name in page for name in MODELS) and "precision: float32" in page
+
+
+def test_speed_of_a_run_in_parts_counts_every_part(migration, tmp_path):
+    # mlipviz.evaluate in two chunks: the stored speed covers both, not the first chunk's alone
+    stored = mlipviz.evaluate(migration, "chgnet", store=tmp_path / "run.h5", client=False, chunk_frames=2,
+                              device="cpu", progress=False)
+    meta = stored["chgnet"].meta
+    assert meta["timed_atoms"] == migration.total_atoms
+    assert meta["atoms_per_second"] == pytest.approx(meta["timed_atoms"] / meta["seconds"])
+    assert stored.model_choice().loc["chgnet", "atoms_per_second"] == pytest.approx(meta["atoms_per_second"])

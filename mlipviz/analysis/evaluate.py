@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..checks import flag, number, output_path, whole_number
 from ..errors import ArgumentTypeError, CheckpointMismatchError, CorruptFileWarning, InputError, MlipvizError, ReadError
 from ..frames import Frames, read_info
-from ..models.base import PER_FRAME
+from ..models.base import PER_FRAME, merged_meta
 from ..sources import FrameSource, shifted
 from ..storage import check_space, hdf5_in_memory, hdf5_reason, replacing
 from .compare import (
@@ -433,6 +433,7 @@ class _Parts:
                         rows = len(n_atoms) if per_frame else int(offsets[-1])
                         target.create_dataset(name, shape=(rows, *tail), dtype=dtype)
                 texts = []
+                metas: dict[str, list[dict[str, Any]]] = {}
                 for chunk in chunks:
                     with h5py.File(self.path(chunk), "r") as part:
                         _copy_chunk(part, out, layout, chunk, offsets)
@@ -440,11 +441,13 @@ class _Parts:
                             if many_sources:
                                 info.update(source=chunk.source.name, source_frame=chunk.start + i)
                             texts.append(json.dumps(info, default=str))
-                        if chunk.number == 0:
-                            for src, dst in [("reference", "reference"), *(
-                                    (f"predictions/{k}", f"predictions/{k}") for k in range(len(names)))]:
+                        for src, dst in [("reference", "reference"), *(
+                                (f"predictions/{k}", f"predictions/{k}") for k in range(len(names)))]:
+                            if chunk.number == 0:
                                 out[dst].attrs["model"] = part[src].attrs["model"]
-                                out[dst].attrs["meta"] = part[src].attrs["meta"]
+                            metas.setdefault(dst, []).append(json.loads(part[src].attrs["meta"]))
+                for dst, parts in metas.items():  # the first chunk's, with every chunk's speed
+                    out[dst].attrs["meta"] = json.dumps(merged_meta(parts), default=str)
                 for k, name in enumerate(names):
                     out[f"predictions/{k}"].attrs["model"] = name
                 out["frames"].create_dataset("info", data=texts, dtype=h5py.string_dtype())

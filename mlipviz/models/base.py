@@ -85,9 +85,10 @@ class Prediction:
     @classmethod
     def concatenate(cls, parts: list[Prediction]) -> Prediction:
         """The frames of ``parts`` one after another, as one `Prediction` (model and meta of the
-        first part; an output that some part lacks is None)."""
+        first part, its speed and memory those of all parts, `merged_meta`; an output that some
+        part lacks is None)."""
         first = parts[0]
-        kw: dict[str, Any] = {"model": first.model, "meta": first.meta,
+        kw: dict[str, Any] = {"model": first.model, "meta": merged_meta([p.meta for p in parts]),
                               "n_atoms": np.concatenate([p.n_atoms for p in parts])}
         for name in PER_FRAME + PER_ATOM:
             values = [getattr(p, name) for p in parts]
@@ -109,6 +110,20 @@ class Prediction:
         """Read what `to_hdf5` stored; ``lazy`` maps contiguous arrays (see `Frames.from_hdf5`)."""
         return cls(model=group.attrs["model"], meta=json.loads(group.attrs["meta"]),
                    **{k: mapped(group[k]) if lazy else group[k][()] for k in group})
+
+
+def merged_meta(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The meta of predictions made in parts (batches of a checkpointed run, chunks of
+    `mlipviz.evaluate`): the first part's, with the speed of all of them (seconds and atoms added
+    up, so atoms per second per device) and the largest pass's memory of any."""
+    out = dict(metas[0]) if metas else {}
+    timed = [m for m in metas if m.get("timed_atoms")]
+    if timed:
+        seconds, atoms = sum(m["seconds"] for m in timed), sum(m["timed_atoms"] for m in timed)
+        peaks = [m["peak_memory_bytes"] for m in timed if m.get("peak_memory_bytes")]
+        out.update(seconds=seconds, timed_atoms=atoms, atoms_per_second=atoms / seconds if seconds else None,
+                   peak_memory_bytes=max(peaks) if peaks else None)
+    return out
 
 
 class Model:
