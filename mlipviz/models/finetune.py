@@ -163,7 +163,8 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     usual layers frozen, energy, force and stress weights 1, 1 and 0.1 (stress only where every
     frame is periodic and labelled), early stopping after 5 epochs without a lower validation
     force error, the best epoch's weights kept (the model's own, with a `NotImprovedWarning`, when no
-    epoch beats them on the validation frames). Everything can be overridden. Runs in float32.
+    epoch beats them on the validation frames). Everything can be overridden. Trains in the model's own
+    precision (float32 unless it was loaded in float64).
 
     Parameters
     ----------

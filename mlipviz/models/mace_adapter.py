@@ -33,11 +33,15 @@ from ..frames import Frames
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import to_device
+from .finetune import TorchTuner
 from .registry import package_dir
 from .safety import check_pickle, process_setting_kept, require_file
 
 if TYPE_CHECKING:
     from mace.modules.models import MACE
+    from mace.tools.utils import MetricsLogger
+
+    from .finetune import FineTuneSettings
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the one model file some mace wheels ship (mace.calculators.foundations_models.local_model_path)
@@ -121,7 +125,8 @@ class MACEModel(Model):
     ``net``: the network as ``torch.load`` unpickles it, a ``torch.nn.Module`` whose buffers
     (``r_max``, ``atomic_numbers``, ``num_interactions``) and blocks are read by name. ``head``:
     which head of a multi-head model to run (default: its only head, or the one called
-    "default").
+    "default"). ``weights``: the file it was read from (None for a network made in this process,
+    e.g. fine-tuned and not saved; ``name`` then names it).
     """
 
     has_stress = True
@@ -131,14 +136,14 @@ class MACEModel(Model):
     #: 768-atom passes for MACE-MP-0-small's architecture (docs/scale.md)
     cost_per_batch = 4000
 
-    def __init__(self, net: Any, weights: str | Path, card: ModelCard | None = None, device: str = "cpu",
-                 dtype: str = "float32", head: str | None = None) -> None:
+    def __init__(self, net: Any, weights: str | Path | None, card: ModelCard | None = None, device: str = "cpu",
+                 dtype: str = "float32", head: str | None = None, name: str | None = None) -> None:
         super().__init__()
         from e3nn import o3
         from mace.tools import utils as mace_utils
 
         self.net = net = self._adopt(net, device, dtype)
-        self.weights = Path(weights)
+        self.weights = Path(weights) if weights is not None else None
         self.cutoff = float(net.r_max)
         self._z_table = mace_utils.AtomicNumberTable([int(z) for z in net.atomic_numbers])
         self._z_index = np.full(max(self._z_table.zs) + 1, -1, dtype=np.int64)  # Z -> one-hot column
@@ -169,7 +174,9 @@ class MACEModel(Model):
         self.embedding_layers = self._num_layers
         self._choose_embedding_layer(None)
 
-        self._describe(BACKEND, card, self.weights, self.weights.stem, model_class=type(net).__name__,
+        if name is None:
+            name = self.weights.stem if self.weights is not None else type(net).__name__
+        self._describe(BACKEND, card, self.weights, name, model_class=type(net).__name__,
                        r_max=self.cutoff, num_interactions=self._num_layers, head=head)
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
@@ -282,7 +289,10 @@ class MACEModel(Model):
         return out["node_energy"].reshape(positions.shape[:2])
 
     def calculator(self) -> BaseCalculator:
-        """``MACECalculator`` reading the same weights file, in this model's dtype and device."""
+        """``MACECalculator`` reading the same weights file (on a copy of the network where it was
+        never saved), in this model's dtype and device."""
+        import copy
+
         kwargs: dict[str, Any] = {"head": self._head} if len(self._heads) > 1 else {}
         # mace's calculator unpickles the file (already vetted by `load`) through torch's
         # process-wide setting: on for this call only
@@ -290,8 +300,208 @@ class MACEModel(Model):
             os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
             from mace.calculators import MACECalculator
 
+            if self.weights is None:
+                return MACECalculator(models=[copy.deepcopy(self.net)], device=self.device,
+                                      default_dtype=self.dtype, **kwargs)
             return MACECalculator(model_paths=[str(self.weights)], device=self.device,
                                   default_dtype=self.dtype, **kwargs)
+
+
+# -- fine-tuning -----------------------------------------------------------------
+#: mace's naive fine-tuning example (README, "Finetuning foundation models", and mace-docs'
+#: guide/finetuning: ``mace_run_train --foundation_model=... --lr=0.01 --batch_size=2
+#: --max_num_epochs=6 --ema --ema_decay=0.99 --amsgrad``)
+FINETUNE_DEFAULTS = {"epochs": 6, "learning_rate": 0.01, "batch_size": 2}
+_EMA_DECAY = 0.99
+
+
+class _Discard:
+    """Where ``train_one_epoch`` logs each step's loss (the tuner reports the epoch's errors)."""
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        """Drop one step's entry."""
+
+
+class MACETuner(TorchTuner):
+    """mace's own training code on a copy of a `MACEModel`'s network, one epoch at a time
+    (`mlipviz.models.finetune.Tuner`): ``mace.tools.train.train_one_epoch`` (its ``take_step``:
+    forward with ``training=True``, the loss, gradient clipping at ``mace_run_train``'s 10, the
+    optimizer step, the moving average) and ``evaluate`` for the validation errors; its loss
+    (``WeightedEnergyForcesLoss``: energy per atom and forces, or ``WeightedEnergyForcesStressLoss``
+    with stress); its optimizer (``get_params_options`` and ``get_optimizer``: Adam with AMSGrad and
+    weight decay on the interactions' linear weights and the products, ``mace_run_train``'s defaults),
+    its ``LRScheduler`` (ReduceLROnPlateau on the validation loss, factor 0.8, patience 50) and the
+    exponential moving average of the weights (decay 0.99) that mace's fine-tuning example asks for,
+    which the validation, the best epoch's weights and the saved model use, as mace's checkpoints do.
+    The graphs are mace's ``AtomicData`` (``config_from_atoms``, ``AtomicData.from_config``) batched by
+    its ``torch_geometric`` loader. Nothing frozen by default (``mace_run_train --freeze`` is off);
+    the model's E0s and scale/shift are kept (not re-estimated from the frames). The stress weight
+    applies to stress in GPa, as for the other backends (mace's loss is in eV/Å³: the weight is
+    scaled by 160.2² for it)."""
+
+    def __init__(self, model: MACEModel, train: Frames, validation: Frames, settings: FineTuneSettings) -> None:
+        import copy
+
+        from ..units import EV_A3_IN_GPA
+
+        with process_setting_kept():  # mace's modules may set torch's process-wide setting again
+            from mace import modules
+            from mace.tools import build_default_arg_parser, torch_tools
+            from mace.tools.scripts_utils import LRScheduler, get_optimizer, get_params_options
+            from torch_ema import ExponentialMovingAverage
+
+        torch.manual_seed(settings.seed)
+        self.settings, self.device, self.model_ref = settings, model.device, model
+        self.net = net = copy.deepcopy(model.net)
+        self.freeze(settings, ())
+        # mace_run_train's own defaults (weight decay, AMSGrad, betas, scheduler), with the fine-tuning rate
+        args = build_default_arg_parser().parse_args(["--name", "mlipviz-finetune"])
+        args.lr, args.ema, args.ema_decay = settings.learning_rate, True, _EMA_DECAY
+        self._max_grad_norm = args.clip_grad
+        self.loss_fn: torch.nn.Module
+        with torch_tools.default_dtype(model.dtype):
+            if settings.stress_weight > 0:
+                self.loss_fn = modules.WeightedEnergyForcesStressLoss(
+                    energy_weight=settings.energy_weight, forces_weight=settings.force_weight,
+                    stress_weight=settings.stress_weight * EV_A3_IN_GPA**2)
+            else:
+                self.loss_fn = modules.WeightedEnergyForcesLoss(energy_weight=settings.energy_weight,
+                                                                forces_weight=settings.force_weight)
+        self.loss_fn = self.loss_fn.to(model.device)
+        self.optimizer = get_optimizer(args, get_params_options(args, net))
+        self.scheduler = LRScheduler(self.optimizer, args)
+        self.ema = ExponentialMovingAverage(net.parameters(), decay=args.ema_decay)
+        self._output_args = {"energy": True, "forces": True, "virials": False, "stress": settings.stress_weight > 0,
+                             "dipoles": False, "polarizability": False}
+        self._val_loss: float | None = None  # mace's loss on the validation frames, for the scheduler
+        self._train_data, self._val_data = self._graphs(train), self._graphs(validation)
+
+    def _graphs(self, frames: Frames) -> list[Any]:
+        """Mace's ``AtomicData`` of ``frames`` with their labels (total energy, forces, stress in
+        eV/Å³ with ASE's sign, which is mace's), for the model's head, in its dtype."""
+        from mace.data import AtomicData, KeySpecification, config_from_atoms
+        from mace.tools import torch_tools
+
+        keys = KeySpecification(info_keys={"energy": "REF_energy", "stress": "REF_stress"},
+                                arrays_keys={"forces": "REF_forces"})
+        model = self.model_ref
+        graphs = []
+        with torch_tools.default_dtype(model.dtype):
+            for i in range(len(frames)):
+                rows = frames.atoms_of(i)
+                atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows], cell=frames.cells[i],
+                              pbc=frames.pbc[i])
+                atoms.info["REF_energy"] = float(cast(np.ndarray, frames.energy)[i])
+                atoms.arrays["REF_forces"] = np.array(cast(np.ndarray, frames.forces)[rows], dtype=float)
+                if self.settings.stress_weight > 0:
+                    atoms.info["REF_stress"] = np.array(cast(np.ndarray, frames.stress)[i], dtype=float)
+                config = config_from_atoms(atoms, key_specification=keys, head_name=model._head)
+                graphs.append(AtomicData.from_config(config, z_table=model._z_table, cutoff=model.cutoff,
+                                                     heads=model._heads))
+        return graphs
+
+    def _loader(self, graphs: list[Any], epoch: int | None) -> Any:
+        """Mace's ``torch_geometric`` loader over ``graphs`` in the order of `TorchTuner.shuffled`."""
+        from mace.tools import torch_geometric
+
+        # a list of AtomicData, as mace_run_train passes its data sets
+        ordered: Any = [graphs[k] for k in self.shuffled(len(graphs), self.settings, epoch)]
+        return torch_geometric.dataloader.DataLoader(ordered, batch_size=self.settings.batch_size, shuffle=False,
+                                                     drop_last=False)
+
+    def _errors(self, aux: dict[str, Any]) -> dict[str, float]:
+        """Mace's error summary (``MACELoss.compute``) in `Tuner`'s names and units."""
+        from ..units import EV_A3_IN_GPA
+
+        errors = {"energy_mae": float(aux["mae_e_per_atom"]), "force_mae": float(aux["mae_f"])}
+        if self._output_args["stress"]:
+            errors["stress_mae_GPa"] = float(aux["mae_stress"]) * EV_A3_IN_GPA
+        return errors
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of mace's ``train_one_epoch``; the errors of its steps, taken from each step's
+        forward pass by mace's ``MACELoss`` metric. As in mace's training loop, every epoch but the
+        first starts with a scheduler step on the last validation loss."""
+        from mace.tools.train import MACELoss, train_one_epoch
+
+        if epoch > 0 and self._val_loss is not None:
+            self.scheduler.step(metrics=self._val_loss)
+
+        metrics = MACELoss(loss_fn=self.loss_fn).to(self.device)
+        current: dict[str, Any] = {}
+
+        def batches() -> Any:
+            for batch in self._loader(self._train_data, epoch):
+                current["batch"] = batch  # moved to the device in place by take_step
+                yield batch
+
+        def record(module: torch.nn.Module, inputs: Any, output: dict[str, Any]) -> None:
+            with torch.no_grad():
+                metrics.update(current["batch"], {k: v.detach() if isinstance(v, torch.Tensor) else v
+                                                  for k, v in output.items()})
+
+        self.net.train()
+        hook = self.net.register_forward_hook(record)
+        try:
+            train_one_epoch(model=self.net, loss_fn=self.loss_fn, data_loader=batches(), optimizer=self.optimizer,
+                            epoch=epoch, output_args=self._output_args, max_grad_norm=self._max_grad_norm,
+                            ema=self.ema, logger=cast("MetricsLogger", _Discard()), device=torch.device(self.device),
+                            distributed=False)
+        finally:
+            hook.remove()
+            self.net.eval()
+        _, aux = metrics.compute()
+        return self._errors(aux)
+
+    def validate(self) -> dict[str, float]:
+        """Mace's ``evaluate`` on the validation frames with the averaged weights (its loss kept for
+        the scheduler's next step)."""
+        from mace.tools.train import evaluate
+
+        with self.ema.average_parameters():
+            loss, aux = evaluate(model=self.net, loss_fn=self.loss_fn, data_loader=self._loader(self._val_data, None),
+                                 output_args=self._output_args, device=torch.device(self.device))
+        self._val_loss = float(loss)
+        return self._errors(aux)
+
+    def state(self) -> dict[str, Any]:
+        """The network's, optimizer's, scheduler's and moving average's states, and the last
+        validation loss."""
+        return {**super().state(), "ema": self.ema.state_dict(), "val_loss": self._val_loss}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from what `state` returned."""
+        super().load_state(state)
+        self.ema.load_state_dict(state["ema"])
+        self._val_loss = state["val_loss"]
+
+    def weights(self) -> dict[str, Any]:
+        """A copy of the averaged weights (what mace evaluates and saves)."""
+        with self.ema.average_parameters():
+            return super().weights()
+
+    def _frozen_copy(self) -> Any:
+        """A copy of the network on the CPU, evaluation mode, no gradients (what mace saves)."""
+        import copy
+
+        net = copy.deepcopy(self.net).cpu().eval()
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        return net
+
+    def save(self, path: Path) -> None:
+        """The whole network, ``torch.save(model)`` as mace's training writes its ``.model`` file,
+        which mace's calculator and `load_model` read."""
+        from ..storage import replacing
+
+        with replacing(path) as tmp:
+            torch.save(self._frozen_copy(), tmp)
+
+    def model(self, weights: Path | None) -> MACEModel:
+        """The trained network as a `MACEModel` (frozen, in evaluation mode, the model's head)."""
+        model = self.model_ref
+        return MACEModel(self._frozen_copy(), weights, device=self.device, dtype=model.dtype, head=model._head,
+                         name=f"{model.name}-finetuned")
 
 
 _CITATION = "Batatia et al., arXiv 2401.00096 (2023)"
@@ -305,6 +515,7 @@ BACKEND = Backend(
     dtypes=("float32", "float64"),
     # no import_package: importing mace changes a process-wide torch setting, so it waits until
     # a MACE model is asked for
+    finetuner=MACETuner, finetune_defaults=FINETUNE_DEFAULTS,
     cards=(
         ModelCard("mace-mp-0", "mace", "medium", "MACE-MP-0 medium (2023-12-03, 4.69M parameters)", _MPTRJ,
                   ("2023-12-03-mace-128-L1_epoch-199.model", "mace-mp-0-medium.model"),

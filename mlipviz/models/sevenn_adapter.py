@@ -29,6 +29,7 @@ from ..frames import Frames
 from .backend import Backend, ModelCard
 from .base import Model, edge_gate, geometries
 from .batching import batch_to_device
+from .finetune import TorchTuner
 from .registry import package_dir
 from .safety import check_pickle, require_file
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from sevenn.atom_graph_data import AtomGraphData
     from sevenn.nn.equivariant_gate import EquivariantGate
     from sevenn.nn.sequential import AtomGraphSequential
+
+    from .finetune import FineTuneSettings
 
 #: pretrained names of sevenn -> checkpoint inside the sevenn package (sevenn._const)
 _PRETRAINED = {
@@ -100,7 +103,11 @@ def load(card: ModelCard | None, weights: str | Path | None, device: str, dtype:
 
 
 class SevenNetModel(Model):
-    """A SevenNet (NequIP-style) model evaluated on batched graphs, float32."""
+    """A SevenNet (NequIP-style) model evaluated on batched graphs, float32.
+
+    ``weights``: the checkpoint it was read from (None for a network made in this process, e.g.
+    fine-tuned and not saved; ``name`` then names it).
+    """
 
     has_stress = True
     has_energies = True
@@ -109,15 +116,15 @@ class SevenNetModel(Model):
     #: 768-atom passes (docs/scale.md)
     cost_per_batch = 2000
 
-    def __init__(self, net: AtomGraphSequential, config: dict[str, Any], weights: str | Path,
-                 card: ModelCard | None = None, device: str = "cpu") -> None:
+    def __init__(self, net: AtomGraphSequential, config: dict[str, Any], weights: str | Path | None,
+                 card: ModelCard | None = None, device: str = "cpu", name: str | None = None) -> None:
         super().__init__()
         import sevenn._keys as KEY
 
         self.net = net = self._adopt(net, device)
         net.set_is_batch_data(True)
         self.config = config
-        self.weights = Path(weights)
+        self.weights = Path(weights) if weights is not None else None
         self.cutoff = float(config[KEY.CUTOFF])
         self.elements = frozenset(int(z) for z in config[KEY.TYPE_MAP])
 
@@ -128,7 +135,9 @@ class SevenNetModel(Model):
         self.embedding_layers = len(self._gates)
         self._choose_embedding_layer(None)
 
-        self._describe(BACKEND, card, self.weights, self.weights.stem, trained_with_sevenn=config.get("version"),
+        if name is None:
+            name = self.weights.stem if self.weights is not None else "sevennet"
+        self._describe(BACKEND, card, self.weights, name, trained_with_sevenn=config.get("version"),
                        cutoff=self.cutoff, num_interactions=len(gates))
 
     def _choose_embedding_layer(self, layer: int | None) -> None:
@@ -233,18 +242,168 @@ class SevenNetModel(Model):
         return data[KEY.ATOMIC_ENERGY].reshape(positions.shape[:2])
 
     def calculator(self) -> BaseCalculator:
-        """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32)."""
+        """``SevenNetCalculator`` on the same checkpoint (its own model instance, float32), or on a
+        copy of the network where it was never saved."""
+        import copy
+
         _import_sevenn()
         from sevenn.calculator import SevenNetCalculator
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
+            if self.weights is None:  # the calculator switches its model to one frame at a time: a copy
+                return SevenNetCalculator(model=copy.deepcopy(self.net), file_type="model_instance",
+                                          device=self.device, sevennet_config=self.config)
             return SevenNetCalculator(model=str(self.weights), file_type="checkpoint",
                                       device=self.device)
 
 
 #: what `mlipviz.models.preload` imports ahead of the first load
 import_package = _import_sevenn
+
+
+# -- fine-tuning -----------------------------------------------------------------
+#: sevenn's fine-tuning preset (``sevenn/presets/fine_tune.yaml`` in the wheel, for SevenNet-0):
+#: Adam at 0.004, batches of 4, 100 epochs, an exponential learning-rate decay of 0.99 an epoch
+FINETUNE_DEFAULTS = {"epochs": 100, "learning_rate": 0.004, "batch_size": 4}
+_LR_DECAY = 0.99
+#: the loss of that preset where a checkpoint names none ("keeping original loss function give
+#: better ft result": the pretrained SevenNets were trained with it)
+_DEFAULT_LOSS = ("huber", {"delta": 0.01})
+
+
+def _fixed_by_config(net: AtomGraphSequential, config: dict[str, Any]) -> tuple[str, ...]:
+    """The parameters sevenn keeps fixed when it trains this checkpoint (its fine-tuning preset
+    says ``train_shift_scale: False``, ``train_denominator: False``): the per-element energy shift
+    and scale unless the config trains them, and each convolution's denominator likewise."""
+    import sevenn._keys as KEY
+
+    fixed = []
+    for name, _ in net.named_parameters():
+        last = name.rsplit(".", 1)[-1]
+        if (last in ("shift", "scale") and not config.get(KEY.TRAIN_SHIFT_SCALE)) or \
+                (last == "denominator" and not config.get(KEY.TRAIN_DENOMINTAOR)):
+            fixed.append(name)
+    return tuple(fixed)
+
+
+class SevenNetTuner(TorchTuner):
+    """sevenn's own ``Trainer`` (``sevenn.train.trainer``) on a copy of a `SevenNetModel`'s network,
+    one epoch at a time (``Trainer.run_one_epoch``; `mlipviz.models.finetune.Tuner`): sevenn's loss
+    definitions (``PerAtomEnergyLoss``, ``ForceLoss``, ``StressLoss``) with the checkpoint's own
+    criterion (Huber, delta 0.01, for the pretrained SevenNets), Adam and an exponential decay of the
+    learning rate (sevenn's fine-tuning preset), its ``ErrorRecorder`` for the errors, on labelled
+    graphs from sevenn's ``atoms_to_graph`` batched by ``torch_geometric``'s loader, as sevenn's
+    training script does. Frozen by default: what sevenn keeps fixed (`_fixed_by_config`). The stress
+    term is in GPa, as the other backends' (sevenn's own is in kbar: its preset's weight 0.01 on kbar
+    is about 0.1 on GPa in Huber's linear range, `finetune`'s default)."""
+
+    def __init__(self, model: SevenNetModel, train: Frames, validation: Frames, settings: FineTuneSettings) -> None:
+        import copy
+
+        _import_sevenn()
+        import sevenn._keys as KEY
+        from sevenn.train.loss import ForceLoss, PerAtomEnergyLoss, StressLoss
+        from sevenn.train.optim import loss_dict, optim_dict, scheduler_dict
+        from sevenn.train.trainer import Trainer
+
+        from ..units import EV_A3_IN_GPA
+
+        torch.manual_seed(settings.seed)
+        self.settings, self.device, self.model_ref = settings, model.device, model
+        self.config = copy.deepcopy(model.config)
+        self.net = net = copy.deepcopy(model.net)
+        self.freeze(settings, _fixed_by_config(net, self.config))
+        loss, param = (self.config[KEY.LOSS], self.config.get(KEY.LOSS_PARAM) or {}) if KEY.LOSS in self.config \
+            else _DEFAULT_LOSS
+        criterion = loss_dict[str(loss).lower()](**param)
+        losses: list[tuple[Any, float]] = [(PerAtomEnergyLoss(criterion=criterion), settings.energy_weight),
+                                           (ForceLoss(criterion=criterion), settings.force_weight)]
+        if settings.stress_weight > 0:
+            stress = StressLoss(unit="GPa", criterion=criterion)
+            stress.TO_KB = EV_A3_IN_GPA  # its unit conversion, to GPa instead of kbar
+            losses.append((stress, settings.stress_weight))
+        self.trainer = Trainer(net, losses, optimizer_cls=optim_dict["adam"],
+                               optimizer_args={"lr": settings.learning_rate},
+                               scheduler_cls=scheduler_dict["exponentiallr"], scheduler_args={"gamma": _LR_DECAY},
+                               device=model.device)
+        self.optimizer, self.scheduler = self.trainer.optimizer, self.trainer.scheduler
+        self._train_data, self._val_data = self._graphs(train), self._graphs(validation)
+
+    def _graphs(self, frames: Frames) -> list[Any]:
+        """Sevenn's labelled graphs (``atoms_to_graph``): total energy, forces, stress with sevenn's
+        sign (compression positive) in its order xx, yy, zz, xy, yz, zx."""
+        import sevenn._keys as KEY
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import atoms_to_graph
+
+        graphs = []
+        for i in range(len(frames)):
+            rows = frames.atoms_of(i)
+            atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows], cell=frames.cells[i],
+                          pbc=frames.pbc[i])
+            atoms.info["y_energy"] = float(cast(np.ndarray, frames.energy)[i])
+            atoms.arrays["y_force"] = np.array(cast(np.ndarray, frames.forces)[rows], dtype=float)
+            if self.settings.stress_weight > 0:
+                atoms.info["y_stress"] = -np.asarray(cast(np.ndarray, frames.stress)[i], dtype=float)
+            graph = AtomGraphData.from_numpy_dict(atoms_to_graph(atoms, self.model_ref.cutoff, transfer_info=False))
+            del graph[KEY.INFO]
+            graphs.append(graph)
+        return graphs
+
+    def _epoch(self, graphs: list[Any], epoch: int | None) -> dict[str, float]:
+        """One ``Trainer.run_one_epoch`` over ``graphs``: training in ``epoch``'s order, or
+        validation (None); the mean absolute errors sevenn's recorder took on the way."""
+        from sevenn.error_recorder import ErrorMetric, ErrorRecorder, MAError, get_err_type
+        from torch_geometric.loader import DataLoader
+
+        names = {"Energy": "energy_mae", "Force": "force_mae"}
+        if self.settings.stress_weight > 0:
+            names["Stress_GPa"] = "stress_mae_GPa"
+        metrics: list[ErrorMetric] = [MAError(**get_err_type(kind)) for kind in names]
+        order = self.shuffled(len(graphs), self.settings, epoch)
+        loader = DataLoader([graphs[k] for k in order], batch_size=self.settings.batch_size, shuffle=False)
+        self.trainer.run_one_epoch(loader, is_train=epoch is not None, error_recorder=ErrorRecorder(metrics))
+        if epoch is not None:
+            self.trainer.scheduler_step()  # once an epoch, as sevenn's training loop does
+        return {name: float(metric.get()) for name, metric in zip(names.values(), metrics)}
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of sevenn's ``Trainer`` over the training frames."""
+        return self._epoch(self._train_data, epoch)
+
+    def validate(self) -> dict[str, float]:
+        """Sevenn's ``Trainer`` (evaluation mode, no step) on the validation frames."""
+        return self._epoch(self._val_data, None)
+
+    def save(self, path: Path) -> None:
+        """A sevenn checkpoint as sevenn's training writes it (``Trainer.get_checkpoint_dict``: network,
+        optimizer and scheduler states; the config; the epoch), which ``sevenn.util.model_from_checkpoint``,
+        its calculator and `load_model` read. The config is the model's, its optimizer, scheduler, batch
+        size and epochs those of this run, so that sevenn's ``Trainer.args_from_checkpoint`` builds the
+        optimizer and scheduler that the saved states belong to."""
+        import copy
+
+        import sevenn._keys as KEY
+
+        from ..storage import replacing
+
+        config = copy.deepcopy(self.config)
+        epochs = int(self.scheduler.last_epoch)  # one scheduler step an epoch
+        config.update({KEY.OPTIMIZER: "adam", KEY.OPTIM_PARAM: {"lr": self.settings.learning_rate},
+                       KEY.SCHEDULER: "exponentiallr", KEY.SCHEDULER_PARAM: {"gamma": _LR_DECAY},
+                       KEY.BATCH_SIZE: self.settings.batch_size, KEY.EPOCH: epochs})
+        checkpoint = self.trainer.get_checkpoint_dict()
+        checkpoint.update(config=config, epoch=epochs)
+        with replacing(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def model(self, weights: Path | None) -> SevenNetModel:
+        """The trained network as a `SevenNetModel` (frozen, in evaluation mode)."""
+        import copy
+
+        return SevenNetModel(copy.deepcopy(self.net), copy.deepcopy(self.config), weights, device=self.device,
+                             name=f"{self.model_ref.name}-finetuned")
 
 
 BACKEND = Backend(
@@ -254,6 +413,7 @@ BACKEND = Backend(
     dtypes=("float32",),
     dtype_note="its network casts the one-hot element embedding to float32 internally",
     import_package=import_package,
+    finetuner=SevenNetTuner, finetune_defaults=FINETUNE_DEFAULTS,
     cards=(
         ModelCard("sevennet-0", "sevenn", "7net-0", "SevenNet-0 (11 July 2024)", "MPtrj (Materials Project, PBE/PBE+U)",
                   ("SevenNet-0", "checkpoint_sevennet_0.pth"),

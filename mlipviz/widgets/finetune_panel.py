@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as widgets
 import numpy as np
@@ -17,7 +17,26 @@ from .common import error_html
 
 if TYPE_CHECKING:
     from ..analysis.compare import Comparison
-    from .error_map import ErrorMap
+
+
+class SelectsFrames(Protocol):
+    """What the panel needs of its view (the error map): the comparison and model shown, frame
+    selections, and a way to show a comparison with one more model."""
+
+    comparison: Comparison
+
+    @property
+    def model(self) -> str:
+        """The model shown."""
+        ...
+
+    def on_frames_selected(self, callback: Any) -> None:
+        """Call ``callback(frames)`` when the user selects frames."""
+        ...
+
+    def set_comparison(self, comparison: Comparison, model: str | None = None) -> None:
+        """Show ``comparison`` and ``model`` in it."""
+        ...
 
 #: separate validation frames taken from the frames not selected (evenly spread), at most
 VALIDATION_FRAMES = 5
@@ -37,11 +56,11 @@ class FineTunePanel(widgets.VBox):
 
     Parameters
     ----------
-    error_map : ErrorMap
-        The error map whose selection and model it uses.
+    error_map : SelectsFrames
+        The view (an `ErrorMap`) whose selection and model it uses.
     """
 
-    def __init__(self, error_map: ErrorMap) -> None:
+    def __init__(self, error_map: SelectsFrames) -> None:
         self.error_map = error_map
         self.selected: list[int] = []
         self._stop = threading.Event()
@@ -87,10 +106,11 @@ class FineTunePanel(widgets.VBox):
         self.button.disabled, self.cancel_button.disabled = True, False
         self.status.value, self.result.value = "starting", ""
         self.progress.value, self.progress.max = 0, int(self.epochs.value)
-        self._thread = threading.Thread(target=self._run, args=(self.error_map.model, list(self.selected)),
-                                        daemon=True)
-        self._thread.start()
-        return self._thread
+        # the thread may end (and clear _thread) before start() returns: return it from a local
+        thread = threading.Thread(target=self._run, args=(self.error_map.model, list(self.selected)), daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
 
     def _epoch_done(self, epoch: int, errors: dict[str, float]) -> None:
         self.progress.value = epoch + 1
