@@ -156,3 +156,37 @@ def test_a_run_that_makes_the_model_worse_returns_it_unchanged(chgnet, si_frames
     assert all(h["val_force_mae"] > meta["baseline"]["val_force_mae"] for h in meta["history"])
     before, after = chgnet.predict(si_frames, progress=False), worse.predict(si_frames, progress=False)
     np.testing.assert_array_equal(after.forces, before.forces)
+
+
+def test_labels_with_another_energy_zero_are_moved_to_the_models(chgnet):
+    # all-electron PySCF PBE energies of Si2 (bundled): thousands of eV below the zero CHGNet learned
+    dimers = mlipviz.examples.load("diatomics", level="pbe")
+    si2 = dimers[[i for i, info in enumerate(dimers.info) if info["molecule"] == "Si2"]][8:16]
+    tuned = mlipviz.finetune(chgnet, si2, validation=[0, 4], **SETTINGS)  # a molecule: in a vacuum box
+    meta = tuned.meta["finetune"]
+    gap = (si2.energy - chgnet.predict(si2, progress=False).energy) / si2.n_atoms
+    train = meta["train_frames"]
+    assert meta["energy_offsets_eV"]["Si"] == pytest.approx(np.mean(gap[train]), rel=1e-9)
+    assert abs(meta["energy_offsets_eV"]["Si"]) > 1000 and meta["baseline"]["val_energy_mae"] < 1
+    # the fine-tuned model keeps CHGNet's zero
+    shift = tuned.predict(si2, progress=False).energy - chgnet.predict(si2, progress=False).energy
+    assert np.abs(shift).max() < 5
+    as_given = mlipviz.finetune(chgnet, si2, validation=[0, 4], energy_zero="labels", **{**SETTINGS, "epochs": 1})
+    assert as_given.meta["finetune"]["energy_offsets_eV"] == {}
+    assert as_given.meta["finetune"]["baseline"]["val_energy_mae"] > 1000
+
+
+def test_choose_label_and_fine_tune(chgnet):
+    """The recipe of docs/finetune.md on Si2 dimers: a committee picks the frames it disagrees
+    on most, a live PySCF calculation labels them, CHGNet is fine-tuned on them."""
+    pytest.importorskip("pyscf")
+    dimers = mlipviz.examples.load("diatomics", level="pbe")
+    si2 = dimers[[i for i, info in enumerate(dimers.info) if info["molecule"] == "Si2"]]
+    bare = si2.with_labels(energy=None, forces=None)
+    committee = mlipviz.compare(["chgnet", "m3gnet"], bare, reference=False, progress=False, device="cpu")
+    picks = mlipviz.frames_to_label(committee, n=3, by="disagreement")
+    pbe = mlipviz.reference.PySCF(method="PBE", basis="def2-SVP")
+    labelled = pbe.evaluate(bare[picks.index.tolist()], progress=False)
+    assert labelled.has_labels["forces"] and "PBE" in labelled.info[0]["reference"]
+    tuned = mlipviz.finetune(chgnet, labelled, validation=1 / 3, **SETTINGS)
+    assert tuned.meta["finetune"]["n_train_frames"] == 2 and tuned.meta["finetune"]["n_validation_frames"] == 1

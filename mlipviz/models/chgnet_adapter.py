@@ -507,7 +507,7 @@ class CHGNetTuner(TorchTuner):
         torch.manual_seed(settings.seed)
         self.net = net = copy.deepcopy(model.net)
         self.freeze(settings, FREEZE)
-        self.settings, self.device = settings, model.device
+        self.settings, self.device, self.model_ref = settings, model.device, model
         self.targets: Literal["ef", "efs"] = "efs" if settings.stress_weight > 0 else "ef"
         with redirect_stdout(io.StringIO()):  # chgnet prints its set-up and every epoch
             self.trainer = Trainer(model=net, targets=self.targets, energy_loss_ratio=settings.energy_weight,
@@ -528,6 +528,9 @@ class CHGNetTuner(TorchTuner):
         from pymatgen.io.ase import AseAtomsAdaptor
 
         atoms = [frames.to_atoms(i) for i in range(len(frames))]
+        for i, a in enumerate(atoms):  # chgnet trains on crystals: a molecule in the adapter's vacuum box
+            if not a.pbc.all():
+                a.cell, a.pbc = self.model_ref._cell(frames, i), True
         energies = cast(np.ndarray, frames.energy) / frames.n_atoms
         forces = [cast(np.ndarray, frames.forces)[frames.atoms_of(i)].tolist() for i in range(len(frames))]
         stresses = None if self.targets == "ef" else [(-10 * s * EV_A3_IN_GPA).tolist()

@@ -154,6 +154,7 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
              epochs: int | None = None, learning_rate: float | None = None, batch_size: int | None = None,
              energy_weight: float = 1.0, force_weight: float = 1.0, stress_weight: float = 0.1,
              freeze: str | Sequence[str] = "default", patience: int | None = 5, seed: int = 0,
+             energy_zero: str = "fit",
              checkpoint: str | Path | None = None, save: str | Path | None = None, name: str | None = None,
              device: str = "auto", progress: bool = True,
              callback: Callable[[int, dict[str, float]], Any] | None = None) -> Model:
@@ -187,6 +188,13 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
         Epochs without improvement before stopping; None trains all ``epochs``.
     seed : int
         The same seed, frames and settings give the same weights.
+    energy_zero : str
+        ``"fit"``: the labels' energies are moved to the model's zero first, by one constant per
+        element fitted (least squares) to the differences between the labels and the model's own
+        energies on the training frames (``meta["finetune"]["energy_offsets_eV"]``), so that the
+        fine-tuned model keeps its zero and learns energy differences and forces: what labels from
+        another code or pseudopotentials (GPAW, an all-electron PySCF) need, whose zero is not the
+        one the model learned. ``"labels"``: train on the labels' energies as they are.
     checkpoint : str or Path, optional
         A file written after every epoch; a run with the same file, model, frames and settings
         resumes from it, and its result equals an uninterrupted run's.
@@ -244,6 +252,11 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     for part in (train, held_out):
         _check_labels(part)
         model.check_elements(part)
+    checks.one_of("energy_zero", energy_zero, ("fit", "labels"))
+    offsets: dict[str, float] = {}
+    if energy_zero == "fit":
+        offsets = _energy_offsets(model, train)
+        train, held_out = _shifted(train, offsets), _shifted(held_out, offsets)
     defaults = found.finetune_defaults
     settings = FineTuneSettings(
         epochs=checks.whole_number("epochs", epochs if epochs is not None else defaults["epochs"], minimum=1),
@@ -304,6 +317,7 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
     result.meta["finetune"] = {
         "base_model": model.name, "settings": asdict(settings), "train_frames": train_ids, "validation_frames": val_ids,
         "n_train_frames": len(train), "n_validation_frames": len(held_out), "history": history,
+        "energy_zero": energy_zero, "energy_offsets_eV": offsets,
         "baseline": baseline, "best_epoch": best.epoch, "best_val_force_mae": best.force_mae,
         "improved": best.epoch >= 0,
         "stopped_early": len(history) < settings.epochs and bool(history)}
@@ -349,6 +363,30 @@ def _split(frames: Frames, validation: Any, seed: int) -> tuple[Frames, Frames, 
                              f"(0 to {n - 1}); got {list(validation)!r}", source=frames.source)
     train_ids = [i for i in range(n) if i not in set(val_ids)]
     return frames[train_ids], frames[val_ids], train_ids, val_ids
+
+
+def _energy_offsets(model: Model, frames: Frames) -> dict[str, float]:
+    """One energy per element (eV) that best moves the labels of ``frames`` to ``model``'s zero:
+    the least-squares (minimum-norm) solution of counts x offsets = label - model energy."""
+    from ase.data import chemical_symbols
+
+    predicted = np.asarray(model.predict(frames, progress=False).energy)
+    elements = np.unique(frames.numbers)
+    counts = np.stack([np.bincount(frames.frame_index[frames.numbers == z], minlength=len(frames))
+                       for z in elements], axis=1).astype(float)
+    offsets, *_ = np.linalg.lstsq(counts, np.asarray(frames.energy) - predicted, rcond=None)
+    return {chemical_symbols[int(z)]: float(o) for z, o in zip(elements, offsets)}
+
+
+def _shifted(frames: Frames, offsets: dict[str, float]) -> Frames:
+    """``frames`` with each energy label minus its elements' offsets (elements without one: 0)."""
+    from ase.data import atomic_numbers
+
+    per_atom = np.zeros(frames.total_atoms)
+    for symbol, offset in offsets.items():
+        per_atom[frames.numbers == atomic_numbers[symbol]] = offset
+    shift = np.bincount(frames.frame_index, per_atom, minlength=len(frames))
+    return frames.with_labels(energy=np.asarray(frames.energy) - shift)
 
 
 def _check_labels(frames: Frames) -> None:
