@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import checks
-from ..errors import InputError, MissingLabelsError, MlipvizError, NotImprovedWarning
+from ..errors import ArgumentTypeError, InputError, MissingLabelsError, MlipvizError, NotImprovedWarning
 from ..frames import Frames
 from ..storage import replacing
 from .base import Model
@@ -179,7 +179,7 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
         ``seed``), the indices of those frames, or separate validation frames. They are never
         trained on; the early stopping and the progress bar use their errors.
     epochs, learning_rate, batch_size : optional
-        Default: the backend's (``DEFAULTS`` of its adapter).
+        Default: the backend's (``Backend.finetune_defaults``, its adapter's ``FINETUNE_DEFAULTS``).
     energy_weight, force_weight, stress_weight : float
         Loss weights (energy per atom, forces, stress).
     freeze : str or list of str
@@ -272,9 +272,9 @@ def finetune(model: Any, frames: Any, *, validation: float | Sequence[int] | Fra
         seed=checks.whole_number("seed", seed), device=model.device)
     progress = checks.flag("progress", progress)
     if callback is not None and not callable(callback):
-        raise InputError(f"callback must be a function callback(epoch, errors) or None, got {callback!r}")
+        raise ArgumentTypeError(f"callback must be a function callback(epoch, errors) or None, got {callback!r}")
     tuner: Tuner = make_tuner(model, train, held_out, settings)
-    fingerprint = _fingerprint(model, frames, held_out, train_ids, val_ids, settings)
+    fingerprint = _fingerprint(model, frames, held_out, train_ids, val_ids, settings, offsets)
     path = None if checkpoint is None else Path(checkpoint)
     history: list[dict[str, Any]] = []
     if path is not None and path.exists():
@@ -417,14 +417,15 @@ def _freeze(freeze: Any) -> str | tuple[str, ...]:
 
 
 def _fingerprint(model: Model, frames: Frames, held_out: Frames, train_ids: Any, val_ids: Any,
-                 settings: FineTuneSettings) -> str:
+                 settings: FineTuneSettings, offsets: dict[str, float]) -> str:
     """What must match for a checkpoint to be resumed: model, frames, split and settings."""
     digest = hashlib.sha256()
     for part in (frames, held_out):
         digest.update(np.ascontiguousarray(part.positions, dtype=np.float64).tobytes())
         digest.update(np.ascontiguousarray(part.numbers).tobytes())
     digest.update(json.dumps({"model": model.name, "weights": str(model.meta.get("weights")), "train": train_ids,
-                              "validation": val_ids, "settings": asdict(settings)}, sort_keys=True,
+                              "validation": val_ids, "settings": asdict(settings), "energy_offsets": offsets},
+                             sort_keys=True,
                              default=str).encode())
     return digest.hexdigest()
 
