@@ -31,6 +31,7 @@ def test_select_fine_tune_and_see_both_models(comparison):
     assert view.model_select.options == ("chgnet", "chgnet-finetuned") and view.model == "chgnet-finetuned"
     assert view.comparison.models == ["chgnet", "chgnet-finetuned"]
     assert "never trained on" in panel.result.value and "mlipviz-before-after" in panel.result.value
+    assert "rare-event atoms" in panel.result.value  # n/a here: nothing moves 1 Å between these frames
     # the fine-tuned model is the one the finetune run returned: trained on frames 0 and 1 only
     tuned = view.comparison.loaded_models["chgnet-finetuned"]
     assert tuned.meta["finetune"]["n_train_frames"] == 2

@@ -156,9 +156,15 @@ class FineTunePanel(widgets.VBox):
 
 def before_after(comparison: Comparison, before: str, after: str, trained: list[int]) -> pd.DataFrame:
     """Force MAE and softening slope of two models of ``comparison`` on all its frames and on
-    the frames not in ``trained`` (those the fine-tuned model never saw)."""
+    the frames not in ``trained`` (those the fine-tuned model never saw), and their mean force
+    error on the rare-event atoms (`Comparison.rare_events`; NaN where there are none)."""
     unseen = [i for i in range(len(comparison.frames)) if i not in set(trained)]
     per_frame = comparison.per_frame
+    try:  # the migrating atoms where the frames mark them, else atoms displaced more than 1 Å
+        marked = "migrating" if "migrating" in comparison.frames.arrays else None
+        rare = comparison.rare_events(atoms=marked).summary["force_error_mean"]
+    except InputError:  # frames of different atoms: no rare-event atoms to follow
+        rare = None
     rows = {}
     for name in (before, after):
         table = per_frame[per_frame["model"] == name].set_index("frame")
@@ -168,7 +174,9 @@ def before_after(comparison: Comparison, before: str, after: str, trained: list[
                       "force MAE, frames not trained on (eV/Å)": float(np.average(table["force_mae"].loc[unseen],
                                                                          weights=weights[unseen]))
                       if unseen else np.nan,
-                      "softening slope, all frames": float(slope)}
+                      "softening slope, all frames": float(slope),
+                      "rare-event atoms |ΔF| (eV/Å)": float(rare.loc[(name, "rare-event")])
+                      if rare is not None and (name, "rare-event") in rare.index else np.nan}
     return pd.DataFrame(rows).T
 
 
