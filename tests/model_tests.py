@@ -180,3 +180,30 @@ def make_backend_test(model: str, backend: str) -> Test:
             assert net.meta["description"] == net.card.description
             assert found.package_weights(net.card) or found.download_source(net.card).startswith("http")
     return test
+
+
+# -- fine-tuning (tests/test_finetune*.py) -------------------------------------------------------
+def si_snapshots(count: int = 4) -> mlipviz.Frames:
+    """The first ``count`` silicon snapshots of the bundled high-energy states (GPAW PBE labels)."""
+    frames = mlipviz.examples.load("high-energy-states")
+    si = [i for i, info in enumerate(frames.info) if info["material_id"].startswith("Si (")]
+    return frames[si[:count]]
+
+
+def force_mae(model, frames) -> float:
+    """Mean absolute force error (eV/Å) of ``model`` against the labels of ``frames``."""
+    pred = model.predict(frames, progress=False)
+    return float(np.mean(np.abs(pred.forces - frames.forces)))
+
+
+def resumed_after_interruption(model, frames, path, **settings):
+    """A fine-tuning run stopped by a KeyboardInterrupt after its first epoch (its checkpoint at
+    ``path`` written), then run again with the same checkpoint: the resumed result."""
+    def stop_after_first(epoch, errors):
+        if epoch == 0:
+            raise KeyboardInterrupt("interrupted by the test")
+
+    with pytest.raises(KeyboardInterrupt):
+        mlipviz.finetune(model, frames, checkpoint=path, callback=stop_after_first, **settings)
+    assert path.exists()
+    return mlipviz.finetune(model, frames, checkpoint=path, **settings)

@@ -8,6 +8,7 @@ checkpoint ends with the same weights as an uninterrupted one, the saved weights
 
 from __future__ import annotations
 
+import model_tests as common
 import numpy as np
 import pytest
 import torch
@@ -20,9 +21,7 @@ SETTINGS = {"epochs": 3, "patience": None, "seed": 7, "progress": False}
 
 @pytest.fixture(scope="module")
 def si_frames():
-    frames = mlipviz.examples.load("high-energy-states")
-    si = [i for i, info in enumerate(frames.info) if info["material_id"].startswith("Si (")]
-    return frames[si[:4]]
+    return common.si_snapshots()
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +34,6 @@ def tuned(chgnet, si_frames):
     return mlipviz.finetune(chgnet, si_frames, validation=[3], **SETTINGS)
 
 
-def _force_mae(model, frames):
-    pred = model.predict(frames, progress=False)
-    return float(np.mean(np.abs(pred.forces - frames.forces)))
-
-
 @pytest.fixture(scope="module", params=["chgnet", "m3gnet", "tensornet-matpes-pbe"])
 def each_backend(request, si_frames):
     """A model of each backend that can be fine-tuned, and the same model fine-tuned."""
@@ -50,7 +44,7 @@ def each_backend(request, si_frames):
 def test_training_lowers_the_error_on_the_training_frames(each_backend, si_frames):
     base, tuned = each_backend
     train = si_frames[tuned.meta["finetune"]["train_frames"]]
-    assert _force_mae(tuned, train) < _force_mae(base, train)
+    assert common.force_mae(tuned, train) < common.force_mae(base, train)
     history = tuned.meta["finetune"]["history"]
     assert len(history) == SETTINGS["epochs"] and history[-1]["train_force_mae"] < history[0]["train_force_mae"]
     assert tuned.name == f"{base.name}-finetuned" and tuned.meta["backend"] == base.meta["backend"]
@@ -78,15 +72,7 @@ def test_result_is_a_model_with_a_description(tuned, chgnet):
 def test_resume_gives_the_weights_of_an_uninterrupted_run(chgnet, si_frames, tuned, tmp_path):
     # CHGNet through chgnet's Trainer; matgl's module below
     path = tmp_path / "run.pt"
-
-    def stop_after_first(epoch, errors):
-        if epoch == 0:
-            raise KeyboardInterrupt("interrupted by the test")
-
-    with pytest.raises(KeyboardInterrupt):
-        mlipviz.finetune(chgnet, si_frames, validation=[3], checkpoint=path, callback=stop_after_first, **SETTINGS)
-    assert path.exists()
-    resumed = mlipviz.finetune(chgnet, si_frames, validation=[3], checkpoint=path, **SETTINGS)
+    resumed = common.resumed_after_interruption(chgnet, si_frames, path, validation=[3], **SETTINGS)
     assert [h["epoch"] for h in resumed.meta["finetune"]["history"]] == [0, 1, 2]
     for (name, a), b in zip(tuned.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name

@@ -19,6 +19,7 @@ import torch
 
 pytest.importorskip("mace")
 
+import model_tests as common
 from test_mace_adapter import build_small_mace
 
 import mlipviz
@@ -47,9 +48,7 @@ def small_model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def si_frames():
-    frames = mlipviz.examples.load("high-energy-states")
-    si = [i for i, info in enumerate(frames.info) if info["material_id"].startswith("Si (")]
-    return frames[si[:4]]
+    return common.si_snapshots()
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +68,11 @@ def tuned(small, si_frames):
     return model
 
 
-def _force_mae(model, frames):
-    pred = model.predict(frames, progress=False)
-    return float(np.mean(np.abs(pred.forces - frames.forces)))
-
-
 def test_training_lowers_the_error_on_the_training_frames(small, tuned, si_frames):
     meta = tuned.meta["finetune"]
     train = si_frames[meta["train_frames"]]
     assert meta["train_frames"] == [0, 1, 2] and meta["validation_frames"] == [3]
-    assert _force_mae(tuned, train) < 0.9 * _force_mae(small, train)
+    assert common.force_mae(tuned, train) < 0.9 * common.force_mae(small, train)
     assert meta["improved"] and len(meta["history"]) == SETTINGS["epochs"]
     assert meta["history"][-1]["train_force_mae"] < meta["history"][0]["train_force_mae"]
     errors = {"train_energy_mae", "train_stress_mae_GPa", "val_force_mae", "val_stress_mae_GPa"}
@@ -123,15 +117,7 @@ def test_saved_model_file_reloads_and_predicts_the_same(small, si_frames, tmp_pa
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(small, si_frames, tuned, tmp_path):
     path = tmp_path / "run.pt"
-
-    def stop_after_first(epoch, errors):
-        if epoch == 0:
-            raise KeyboardInterrupt("interrupted by the test")
-
-    with pytest.raises(KeyboardInterrupt):
-        mlipviz.finetune(small, si_frames, validation=[3], checkpoint=path, callback=stop_after_first, **SETTINGS)
-    assert path.exists()
-    resumed = mlipviz.finetune(small, si_frames, validation=[3], checkpoint=path, **SETTINGS)
+    resumed = common.resumed_after_interruption(small, si_frames, path, validation=[3], **SETTINGS)
     assert [h["epoch"] for h in resumed.meta["finetune"]["history"]] == [0, 1, 2]
     assert resumed.meta["finetune"]["history"] == tuned.meta["finetune"]["history"]
     # bit for bit: network, moving average (the weights kept) and optimizer all come back from the checkpoint

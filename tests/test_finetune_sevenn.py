@@ -14,6 +14,8 @@ import torch
 
 pytest.importorskip("sevenn")
 
+import model_tests as common
+
 import mlipviz
 from mlipviz.errors import UntrustedFileWarning
 
@@ -34,9 +36,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def si_frames():
-    frames = mlipviz.examples.load("high-energy-states")
-    si = [i for i, info in enumerate(frames.info) if info["material_id"].startswith("Si (")]
-    return frames[si[:4]]
+    return common.si_snapshots()
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,11 @@ def tuned(sevennet, si_frames):
     return mlipviz.finetune(sevennet, si_frames, validation=[3], **SETTINGS)
 
 
-def _force_mae(model, frames):
-    pred = model.predict(frames, progress=False)
-    return float(np.mean(np.abs(pred.forces - frames.forces)))
-
-
 def test_training_lowers_the_error_on_the_training_frames(sevennet, tuned, si_frames):
     meta = tuned.meta["finetune"]
     train = si_frames[meta["train_frames"]]
     assert meta["train_frames"] == [0, 1, 2] and meta["validation_frames"] == [3]
-    assert _force_mae(tuned, train) < 0.8 * _force_mae(sevennet, train)
+    assert common.force_mae(tuned, train) < 0.8 * common.force_mae(sevennet, train)
     assert len(meta["history"]) == SETTINGS["epochs"]
     assert {"train_force_mae", "train_energy_mae", "train_stress_mae_GPa", "val_force_mae"} <= set(meta["history"][0])
     assert meta["improved"] and tuned.name == "sevennet-0-finetuned" and tuned.meta["backend"] == "sevenn"
@@ -124,15 +119,7 @@ def test_saved_checkpoint_reloads_and_predicts_the_same(sevennet, si_frames, tmp
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(sevennet, si_frames, tuned, tmp_path):
     path = tmp_path / "run.pt"
-
-    def stop_after_first(epoch, errors):
-        if epoch == 0:
-            raise KeyboardInterrupt("interrupted by the test")
-
-    with pytest.raises(KeyboardInterrupt):
-        mlipviz.finetune(sevennet, si_frames, validation=[3], checkpoint=path, callback=stop_after_first, **SETTINGS)
-    assert path.exists()
-    resumed = mlipviz.finetune(sevennet, si_frames, validation=[3], checkpoint=path, **SETTINGS)
+    resumed = common.resumed_after_interruption(sevennet, si_frames, path, validation=[3], **SETTINGS)
     assert [h["epoch"] for h in resumed.meta["finetune"]["history"]] == [0, 1, 2]
     assert resumed.meta["finetune"]["history"] == tuned.meta["finetune"]["history"]
     assert resumed.meta["finetune"]["best_epoch"] == tuned.meta["finetune"]["best_epoch"]
